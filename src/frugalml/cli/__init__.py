@@ -1,0 +1,101 @@
+"""The ``frugalml`` command: a thin layer over the library.
+
+Each sub-command lives in its own module with a ``register(subparsers)`` function that adds
+its parser and sets ``handler`` (a callable taking the parsed namespace and returning an exit
+code). Handlers import heavy libraries lazily so ``frugalml --help`` stays fast.
+
+Only this package prints and exits. A :class:`frugalml.errors.FrugalError` becomes one line
+on stderr and exit code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from frugalml import __version__
+from frugalml.errors import FrugalError
+
+#: Modules that contribute sub-commands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "frugalml.cli._meter",
+    "frugalml.cli._study",
+    "frugalml.cli._pepr",
+    "frugalml.cli._report",
+    "frugalml.cli._tune",
+    "frugalml.cli._profile",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frugalml",
+        description="Measure, rank, tune and shrink image classifiers by what they really cost.",
+    )
+    parser.add_argument("--version", action="version", version=f"frugalml {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks and debug logging"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue  # that command is not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("frugalml: %(message)s"))
+    root = logging.getLogger("frugalml")
+    root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)]
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``frugalml`` console script. Returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    _configure_logging(args.debug, args.quiet)
+    try:
+        code = args.handler(args)
+    except FrugalError as exc:
+        if args.debug:
+            raise
+        print(f"frugalml: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("frugalml: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        # Permission denied, disk full, missing file: name it, no traceback.
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"frugalml: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
