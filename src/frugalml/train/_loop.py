@@ -1,0 +1,401 @@
+"""One metered training loop.
+
+Each epoch is a meter window ``epoch N`` with two nested windows, ``epoch N train`` and
+``epoch N eval``, so per-epoch energy (and the meter's prediction of the total) exists while
+training runs. Batches come either from tensors kept on the training device (the fast path)
+or from a DataLoader with a per-batch copy (the usual way); both draw the same batches in the
+same order from a seeded permutation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from frugalml.errors import ConfigError, FrugalError
+from frugalml.train._config import TrainConfig
+from frugalml.train._metrics import classification_metrics
+
+if TYPE_CHECKING:
+    import torch
+
+    from frugalml.data import ImageDataset, Split
+    from frugalml.meter import BudgetGuard, Measurement, Meter
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TrainingDiverged(FrugalError):
+    """The training loss became NaN or infinite."""
+
+    exit_code = 1
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did and cost. ``epoch`` counts from 1."""
+
+    epoch: int
+    train_loss: float
+    train_samples: int
+    train_duration_s: float
+    samples_per_s: float
+    val: dict[str, float]
+    test: dict[str, float]
+    measurement: Measurement | None = None
+    train_measurement: Measurement | None = None
+    eval_measurement: Measurement | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_samples": self.train_samples,
+            "train_duration_s": self.train_duration_s,
+            "samples_per_s": self.samples_per_s,
+            "val": dict(self.val),
+            "test": dict(self.test),
+            "measurement": self.measurement.to_dict() if self.measurement else None,
+            "train_measurement": (
+                self.train_measurement.to_dict() if self.train_measurement else None
+            ),
+            "eval_measurement": self.eval_measurement.to_dict() if self.eval_measurement else None,
+        }
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`. The PePR performance P is ``final_test["accuracy"]``."""
+
+    epochs: list[EpochRecord]
+    final_test: dict[str, float]
+    final_val: dict[str, float]
+    best_val_epoch: int
+    best_val: dict[str, float]
+    best_val_test: dict[str, float]
+    device: str
+    data_path: str
+    duration_s: float
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return self.final_test.get("accuracy", math.nan)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` means CUDA when available, else CPU; an unavailable device is an error."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"training.device is {name!r} but CUDA is not available here",
+            fix="set training.device to auto or cpu",
+        )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            "training.device is 'mps' but MPS is not available here", fix="use auto or cpu"
+        )
+    return name
+
+
+def _channel_stats(
+    dataset: ImageDataset, config: TrainConfig, pretrained: bool
+) -> tuple[list[float], list[float]]:
+    mode = config.normalization
+    if mode == "auto":
+        mode = "imagenet" if pretrained else "dataset"
+    channels = dataset.channels
+    if mode == "none":
+        return [0.0] * channels, [1.0] * channels
+    if mode == "imagenet":
+        if channels == 3:
+            return list(IMAGENET_MEAN), list(IMAGENET_STD)
+        # timm folds a 3-channel first conv into fewer channels by summing: use the mean stats.
+        return [float(np.mean(IMAGENET_MEAN))] * channels, [float(np.mean(IMAGENET_STD))] * channels
+    images = dataset.train.images
+    mean = images.mean(axis=(0, 2, 3), dtype=np.float64) / 255.0
+    std = images.std(axis=(0, 2, 3), dtype=np.float64) / 255.0
+    return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
+
+
+class _Batches:
+    """Seeded batch order shared by both data paths; a final batch of one is dropped
+    (BatchNorm cannot train on a single sample)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n = n
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def order(self, epoch: int) -> list[torch.Tensor]:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        permutation = torch.randperm(self.n, generator=generator)
+        batches = list(permutation.split(self.batch_size))
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches.pop()
+        return batches
+
+
+class _Feeder:
+    """Turns index batches into normalised float batches on the training device."""
+
+    def __init__(
+        self,
+        split: Split,
+        device: torch.device,
+        mean: list[float],
+        std: list[float],
+        on_device: bool,
+        channels_last: bool,
+    ) -> None:
+        import torch
+
+        self.device = device
+        self.on_device = on_device
+        self.channels_last = channels_last
+        images = torch.from_numpy(np.ascontiguousarray(split.images))
+        labels = torch.from_numpy(np.ascontiguousarray(split.labels.astype(np.int64)))
+        if on_device:
+            images, labels = images.to(device), labels.to(device)
+        self.images, self.labels = images, labels
+        shape = (1, len(mean), 1, 1)
+        self.mean = torch.tensor(mean, device=device).view(shape)
+        self.scale = (1.0 / (255.0 * torch.tensor(std, device=device))).view(shape)
+        self.mean_255 = self.mean * 255.0
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        x = (images.to(torch.float32) - self.mean_255) * self.scale
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def batches(self, order: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.on_device:
+            for idx in order:
+                idx = idx.to(self.device, non_blocking=True)
+                yield self._prepare(self.images[idx]), self.labels[idx]
+            return
+        from torch.utils.data import DataLoader, TensorDataset
+
+        loader = DataLoader(
+            TensorDataset(self.images, self.labels),
+            batch_sampler=[idx.tolist() for idx in order],
+            num_workers=0,
+            pin_memory=self.device.type == "cuda",
+        )
+        for images, labels in loader:
+            images = images.to(self.device, non_blocking=True)
+            yield self._prepare(images), labels.to(self.device, non_blocking=True)
+
+    def sequential(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self), batch_size):
+            images = self.images[start : start + batch_size].to(self.device)
+            yield self._prepare(images), self.labels[start : start + batch_size].to(self.device)
+
+
+def _window(meter: Meter | None, name: str) -> contextlib.AbstractContextManager[Any]:
+    return meter.window(name) if meter is not None else contextlib.nullcontext()
+
+
+def _measurement(window: Any) -> Measurement | None:
+    return getattr(window, "measurement", None)
+
+
+def _sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(
+    model: torch.nn.Module,
+    feeder: _Feeder,
+    num_classes: int,
+    batch_size: int,
+    bf16: bool = False,
+) -> dict[str, float]:
+    """Metrics of ``model`` on every sample of ``feeder``'s split, in order."""
+    import torch
+
+    if len(feeder) == 0:
+        return classification_metrics(np.zeros(0, np.int64), np.zeros((0, num_classes)), 0)
+    was_training = model.training
+    model.eval()
+    probabilities: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    autocast = (
+        torch.autocast(feeder.device.type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext()
+    )
+    with torch.no_grad(), autocast:
+        for x, y in feeder.sequential(batch_size):
+            probabilities.append(torch.softmax(model(x).float(), dim=1).cpu())
+            labels.append(y.cpu())
+    model.train(was_training)
+    return classification_metrics(
+        torch.cat(labels).numpy(), torch.cat(probabilities).numpy(), num_classes
+    )
+
+
+def train(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    config: TrainConfig | None = None,
+    *,
+    meter: Meter | None = None,
+    pretrained: bool = False,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    guard: BudgetGuard | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``dataset`` and evaluate it on validation and test after every epoch.
+
+    ``meter`` (optional) gets a window per epoch with nested ``train`` and ``eval`` windows.
+    ``on_epoch`` is called with each finished :class:`EpochRecord` (a study writes it to its
+    store; a tuner may raise to prune). ``guard`` (a :class:`frugalml.meter.BudgetGuard`)
+    stops training early when the predicted total would exceed its budget; the result then
+    says so in ``stop_reason``.
+    """
+    import torch
+
+    config = config or TrainConfig()
+    device = torch.device(resolve_device(config.device))
+    torch.manual_seed(config.seed)
+    mean, std = _channel_stats(dataset, config, pretrained)
+    train_bytes = dataset.train.images.nbytes
+    on_device = config.data_path == "tensors" or (
+        config.data_path == "auto" and train_bytes <= config.tensor_path_max_bytes
+    )
+    data_path = "tensors" if on_device else "loader"
+    feeders = {
+        name: _Feeder(split, device, mean, std, on_device, config.channels_last)
+        for name, split in (("train", dataset.train), ("val", dataset.val), ("test", dataset.test))
+    }
+    if len(feeders["train"]) < 2:
+        raise ConfigError(
+            f"the training split of {dataset.name} has {len(feeders['train'])} sample(s)",
+            fix="use a larger fraction or dataset",
+        )
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        foreach=True,
+    )
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = _Batches(len(feeders["train"]), config.batch_size, config.seed)
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+        if config.bf16
+        else contextlib.nullcontext
+    )
+
+    records: list[EpochRecord] = []
+    epoch_measurements: list[Measurement] = []
+    stop_reason: str | None = None
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        with _window(meter, f"epoch {epoch}") as epoch_window:
+            with _window(meter, f"epoch {epoch} train") as train_window:
+                order = batches.order(epoch)
+                _sync(device)
+                t0 = time.perf_counter()
+                loss_sum = torch.zeros((), device=device)
+                samples = 0
+                for x, y in feeders["train"].batches(order):
+                    with autocast():
+                        loss = loss_fn(model(x), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.detach().float() * y.shape[0]
+                    samples += int(y.shape[0])
+                mean_loss = float(loss_sum) / max(samples, 1)
+                _sync(device)
+                train_duration_s = time.perf_counter() - t0
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(
+                    f"the training loss became {mean_loss} in epoch {epoch}",
+                    fix="lower the learning rate, or train in fp32 (bf16: false)",
+                )
+            with _window(meter, f"epoch {epoch} eval") as eval_window:
+                val = evaluate(
+                    model, feeders["val"], dataset.num_classes, config.eval_batch_size, config.bf16
+                )
+                test = evaluate(
+                    model, feeders["test"], dataset.num_classes, config.eval_batch_size, config.bf16
+                )
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=mean_loss,
+            train_samples=samples,
+            train_duration_s=train_duration_s,
+            samples_per_s=samples / train_duration_s if train_duration_s > 0 else math.nan,
+            val=val,
+            test=test,
+            measurement=_measurement(epoch_window),
+            train_measurement=_measurement(train_window),
+            eval_measurement=_measurement(eval_window),
+        )
+        records.append(record)
+        logger.debug(
+            "epoch %d: loss %.4f, val acc %.4f, test acc %.4f, %.0f samples/s",
+            epoch,
+            mean_loss,
+            val.get("accuracy", math.nan),
+            test.get("accuracy", math.nan),
+            record.samples_per_s,
+        )
+        if on_epoch is not None:
+            on_epoch(record)
+        if record.measurement is not None:
+            epoch_measurements.append(record.measurement)
+        if guard is not None and epoch < config.epochs and epoch_measurements:
+            decision = guard.check(epoch_measurements)
+            if decision.stop:
+                stop_reason = decision.reason
+                logger.warning("stopping after epoch %d: %s", epoch, decision.reason)
+                break
+
+    best = max(records, key=lambda r: (r.val.get("accuracy", -1.0), -r.epoch))
+    return TrainResult(
+        epochs=records,
+        final_test=dict(records[-1].test),
+        final_val=dict(records[-1].val),
+        best_val_epoch=best.epoch,
+        best_val=dict(best.val),
+        best_val_test=dict(best.test),
+        device=str(device),
+        data_path=data_path,
+        duration_s=time.perf_counter() - started,
+        stopped_early=stop_reason is not None,
+        stop_reason=stop_reason,
+    )
