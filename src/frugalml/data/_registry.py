@@ -1,0 +1,228 @@
+"""The dataset registry: names (``scheme`` or ``scheme:argument``) to loaders.
+
+Each scheme is one :class:`DatasetScheme` with its usage, a one-line description (for help
+texts) and a loader. :func:`check_dataset_name` validates a name without loading anything,
+so a study spec can be checked before any trial starts; :func:`load_dataset` loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from frugalml.data._dataset import ImageDataset
+from frugalml.data._digits import load_digits_dataset
+from frugalml.data._folder import load_folder
+from frugalml.data._medmnist import MEDMNIST_ROOT_ENV, load_medmnist, parse_medmnist_name
+from frugalml.errors import ConfigError
+
+__all__ = ["DatasetScheme", "check_dataset_name", "list_dataset_schemes", "load_dataset"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _LoadOptions:
+    root: str | os.PathLike[str] | None
+    image_size: int | None
+    download: bool | None
+    split_seed: int
+
+
+_Loader = Callable[[str, str, _LoadOptions], ImageDataset]
+
+
+@dataclass(frozen=True)
+class DatasetScheme:
+    """One kind of dataset name.
+
+    Attributes:
+        scheme: the part before ``:`` (or the whole name for argument-less schemes).
+        usage: how to write a name, e.g. ``medmnist:<flag>[_<size>]``.
+        description: one line for help texts.
+        example: a valid name.
+    """
+
+    scheme: str
+    usage: str
+    description: str
+    example: str
+    takes_argument: bool
+
+
+def _load_digits(name: str, argument: str, options: _LoadOptions) -> ImageDataset:
+    if options.root is not None:
+        logger.debug("digits ships with scikit-learn; ignoring root=%s", options.root)
+    return load_digits_dataset(name=name, split_seed=options.split_seed)
+
+
+def _load_medmnist(name: str, argument: str, options: _LoadOptions) -> ImageDataset:
+    return load_medmnist(argument, name=name, root=options.root, download=options.download)
+
+
+def _load_folder(name: str, argument: str, options: _LoadOptions) -> ImageDataset:
+    path = Path(argument).expanduser()
+    if options.root is not None and not path.is_absolute():
+        path = Path(options.root).expanduser() / path
+    return load_folder(
+        path, name=name, image_size=options.image_size, split_seed=options.split_seed
+    )
+
+
+_SCHEMES: dict[str, tuple[DatasetScheme, _Loader]] = {
+    "digits": (
+        DatasetScheme(
+            scheme="digits",
+            usage="digits",
+            description="scikit-learn's 1,797 handwritten 8x8 digits, 10 classes, offline "
+            "(the default)",
+            example="digits",
+            takes_argument=False,
+        ),
+        _load_digits,
+    ),
+    "medmnist": (
+        DatasetScheme(
+            scheme="medmnist",
+            usage="medmnist:<flag>[_<size>]",
+            description="a MedMNIST 2D npz file (size 28, 64, 128 or 224) from the data root "
+            f"(root=, ${MEDMNIST_ROOT_ENV} or ~/.medmnist); downloads only if allowed",
+            example="medmnist:dermamnist_64",
+            takes_argument=True,
+        ),
+        _load_medmnist,
+    ),
+    "folder": (
+        DatasetScheme(
+            scheme="folder",
+            usage="folder:<path>",
+            description="a class-per-folder image tree (optionally under train/, val/, "
+            "test/), read with Pillow",
+            example="folder:~/data/xrays",
+            takes_argument=True,
+        ),
+        _load_folder,
+    ),
+}
+
+#: The name used when none is given.
+DEFAULT_DATASET = "digits"
+
+
+def list_dataset_schemes() -> tuple[DatasetScheme, ...]:
+    """The dataset name schemes frugalml understands, for help texts and validation."""
+    return tuple(scheme for scheme, _ in _SCHEMES.values())
+
+
+def _valid_forms() -> str:
+    return ", ".join(scheme.usage for scheme in list_dataset_schemes())
+
+
+def _examples() -> str:
+    return ", ".join(scheme.example for scheme in list_dataset_schemes())
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"a dataset name must be a string, got {type(name).__name__}",
+            fix=f"use one of: {_valid_forms()}",
+        )
+    scheme, sep, argument = name.partition(":")
+    entry = _SCHEMES.get(scheme)
+    if entry is None:
+        raise ConfigError(
+            f"unknown dataset {name!r}",
+            fix=f"use one of: {_valid_forms()} (e.g. {_examples()})",
+        )
+    info = entry[0]
+    if info.takes_argument and not argument.strip():
+        raise ConfigError(
+            f"dataset name {name!r} lacks its argument",
+            fix=f"write it as {info.usage}, e.g. {info.example}",
+        )
+    if not info.takes_argument and sep:
+        raise ConfigError(
+            f"dataset {scheme!r} takes no argument, got {name!r}",
+            fix=f"write it as {info.usage}",
+        )
+    return scheme, argument
+
+
+def check_dataset_name(name: str) -> None:
+    """Check a dataset name's syntax without loading anything.
+
+    Checks the scheme, that an argument is given where one is needed, and for MedMNIST the
+    flag and size. Does not look for files or folders (a spec may be checked on another
+    machine than the one that runs it).
+
+    Raises:
+        ConfigError: naming the problem and listing the valid forms.
+    """
+    scheme, argument = _split_name(name)
+    if scheme == "medmnist":
+        parse_medmnist_name(argument)
+
+
+def _check_options(image_size: int | None, download: bool | None, split_seed: int) -> None:
+    if image_size is not None and (
+        isinstance(image_size, bool)
+        or not isinstance(image_size, numbers.Integral)
+        or image_size < 1
+    ):
+        raise ConfigError(f"image_size must be a positive integer or None, got {image_size!r}")
+    if download is not None and not isinstance(download, bool):
+        raise ConfigError(f"download must be True, False or None, got {download!r}")
+    if (
+        isinstance(split_seed, bool)
+        or not isinstance(split_seed, numbers.Integral)
+        or split_seed < 0
+    ):
+        raise ConfigError(f"split_seed must be a non-negative integer, got {split_seed!r}")
+
+
+def load_dataset(
+    name: str = DEFAULT_DATASET,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    image_size: int | None = None,
+    download: bool | None = None,
+    split_seed: int = 0,
+) -> ImageDataset:
+    """Load a dataset by name into memory.
+
+    Args:
+        name: ``digits``, ``medmnist:<flag>[_<size>]`` or ``folder:<path>``; see
+            :func:`list_dataset_schemes`.
+        root: MedMNIST's data root (see :func:`frugalml.data.dataset_root`); for
+            ``folder:`` a base for a relative path; ignored by ``digits``.
+        image_size: if given, every image is resized to ``image_size`` x ``image_size``
+            (bilinear, antialiased when shrinking). For MedMNIST the name still picks the
+            file; this resizes what it holds.
+        download: MedMNIST only: ``False`` never downloads; ``None``/``True`` download a
+            missing file through the optional medmnist package.
+        split_seed: seed of the stratified train/val/test split of datasets without one
+            (``digits``, class-per-folder trees); MedMNIST keeps its official split.
+
+    Raises:
+        ConfigError: an unknown or malformed name, or invalid options.
+        DataError: data that cannot be found, read or validated; the message says how to fix
+            it.
+    """
+    _check_options(image_size, download, split_seed)
+    check_dataset_name(name)
+    scheme, argument = _split_name(name)
+    options = _LoadOptions(
+        root=root, image_size=image_size, download=download, split_seed=int(split_seed)
+    )
+    dataset = _SCHEMES[scheme][1](name, argument, options)
+    if image_size is not None and dataset.image_size != (image_size, image_size):
+        logger.info(
+            "%s: resizing %s images to %dx%d", name, dataset.image_size, image_size, image_size
+        )
+        dataset = dataset.resized(image_size)
+    return dataset
