@@ -1,0 +1,99 @@
+"""Energy, carbon, time and memory of a piece of work, with the provenance of every joule.
+
+``with Meter() as meter: with meter.window("epoch 1"): ...`` gives a :class:`Measurement`
+per window: energy per component (each ``measured`` from a hardware counter or
+``estimated`` from a stated model, with its source and assumptions in notes), CO2, wall and
+CPU time, peak memory.
+
+Modules:
+
+- ``_types``: :class:`Measurement` and :class:`ComponentEnergy` (JSON round trip).
+- ``_backend``: the backend interface (cumulative, monotonic joules per component).
+- ``_nvml``: NVIDIA GPUs via NVML: total-energy counter, power sampling where unsupported,
+  ``CUDA_VISIBLE_DEVICES`` mapping.
+- ``_rapl``: CPU packages and DRAM via Linux powercap RAPL, wrap-corrected.
+- ``_estimate``: stated CPU (TDP x utilisation) and DRAM (W per GB of RSS) estimates.
+- ``_process``: CPU time and RSS of a process tree.
+- ``_carbon``: intensity table (``carbon_intensity.csv``), PUE, ``co2_g``.
+- ``_config``: :class:`MeterConfig`.
+- ``_meter``: :class:`Meter` and its poller thread.
+- ``_predict``: :func:`predict_total`, :class:`Budget`, :class:`BudgetGuard`.
+- ``_env``: :func:`describe_environment` (``frugalml env``).
+- ``_command``: :func:`measure_command` (``frugalml measure``).
+"""
+
+from __future__ import annotations
+
+from frugalml.meter._backend import ComponentReading, EnergyBackend, NullBackend
+from frugalml.meter._carbon import (
+    WORLD_INTENSITY_G_PER_KWH,
+    CarbonConfig,
+    CountryIntensity,
+    ResolvedCarbon,
+    carbon_intensity_table,
+    co2_g,
+    resolve_carbon,
+)
+from frugalml.meter._command import CommandResult, measure_command
+from frugalml.meter._config import GpuSelection, MeterConfig, parse_gpu_selection
+from frugalml.meter._env import CounterStatus, EnvironmentReport, describe_environment
+from frugalml.meter._estimate import CpuPowerModel, EstimateBackend, cpu_power_model
+from frugalml.meter._meter import Meter, Window, build_backends
+from frugalml.meter._nvml import NvmlBackend, NvmlProbe, probe_nvml
+from frugalml.meter._predict import (
+    Budget,
+    BudgetDecision,
+    BudgetExceeded,
+    BudgetGuard,
+    Prediction,
+    Projection,
+    predict_total,
+)
+from frugalml.meter._process import ProcessTreeSampler
+from frugalml.meter._rapl import RaplBackend, RaplDiscovery, discover_rapl
+from frugalml.meter._types import ComponentEnergy, Kind, Measurement, Provenance
+
+__all__ = [
+    "WORLD_INTENSITY_G_PER_KWH",
+    "Budget",
+    "BudgetDecision",
+    "BudgetExceeded",
+    "BudgetGuard",
+    "CarbonConfig",
+    "CommandResult",
+    "ComponentEnergy",
+    "ComponentReading",
+    "CounterStatus",
+    "CountryIntensity",
+    "CpuPowerModel",
+    "EnergyBackend",
+    "EnvironmentReport",
+    "EstimateBackend",
+    "GpuSelection",
+    "Kind",
+    "Measurement",
+    "Meter",
+    "MeterConfig",
+    "NullBackend",
+    "NvmlBackend",
+    "NvmlProbe",
+    "Prediction",
+    "ProcessTreeSampler",
+    "Projection",
+    "Provenance",
+    "RaplBackend",
+    "RaplDiscovery",
+    "ResolvedCarbon",
+    "Window",
+    "build_backends",
+    "carbon_intensity_table",
+    "co2_g",
+    "cpu_power_model",
+    "describe_environment",
+    "discover_rapl",
+    "measure_command",
+    "parse_gpu_selection",
+    "predict_total",
+    "probe_nvml",
+    "resolve_carbon",
+]

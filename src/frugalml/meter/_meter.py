@@ -1,0 +1,441 @@
+"""``Meter``: named, nestable measurement windows over a set of energy backends.
+
+Each backend reports cumulative, monotonic joules per component since the meter started;
+a poller thread keeps those figures correct between windows (RAPL wraps, NVML driver
+reloads, GPU power integration, process-tree RSS for the DRAM estimate). A window is the
+difference of two snapshots, so windows nest and overlap freely and opening one costs a few
+counter reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ParamSpec, TypeVar
+
+from frugalml.errors import MeterError
+from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend
+from frugalml.meter._carbon import ResolvedCarbon, resolve_carbon
+from frugalml.meter._config import MeterConfig
+from frugalml.meter._estimate import EstimateBackend, cpu_power_model
+from frugalml.meter._nvml import COUNTER_SOURCE, NvmlBackend, NvmlProbe, open_nvml
+from frugalml.meter._process import ProcessSample, ProcessTreeSampler
+from frugalml.meter._rapl import RAPL_PERMISSION_FIX, RaplBackend, discover_rapl
+from frugalml.meter._types import ComponentEnergy, Measurement
+
+__all__ = ["Meter", "Window", "build_backends"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MIN_POLL_INTERVAL_S = 0.01
+_rapl_permission_warned = False
+
+
+def _gpu_fix(probe: NvmlProbe) -> str:
+    if probe.status == "no_nvml":
+        return "pip install nvidia-ml-py, or measure without GPUs (gpus='none')"
+    if probe.status == "no_driver":
+        return (
+            "install or load the NVIDIA driver (`nvidia-smi` must work), or measure without "
+            "GPUs (gpus='none')"
+        )
+    return (
+        "check CUDA_VISIBLE_DEVICES and the indices asked for (`frugalml env` lists the "
+        "visible GPUs), or use gpus='auto'"
+    )
+
+
+def _warn_rapl_permission_once(reason: str) -> None:
+    global _rapl_permission_warned
+    if not _rapl_permission_warned:
+        _rapl_permission_warned = True
+        logger.warning(
+            "RAPL energy counters are not readable (%s): CPU and DRAM energy will be "
+            "estimated. To measure them: %s",
+            reason,
+            RAPL_PERMISSION_FIX,
+        )
+
+
+def build_backends(
+    config: MeterConfig, process: ProcessTreeSampler, clock: Clock | None = None
+) -> list[EnergyBackend]:
+    """Pick the backends for ``config``: NVML for GPUs, RAPL, and estimates for the rest.
+
+    Raises :class:`MeterError` only when GPUs were asked for explicitly and cannot be
+    measured; everything else degrades to a stated estimate (or, for GPUs, to nothing).
+    """
+    backends: list[EnergyBackend] = []
+    if config.gpus != "none":
+        ordinals = None if isinstance(config.gpus, str) else config.gpus
+        gpu, probe = open_nvml(
+            ordinals, sample_interval_s=config.gpu_sample_interval_s, clock=clock
+        )
+        explicit = config.gpus != "auto"
+        if gpu is None:
+            if explicit:
+                raise MeterError(
+                    f"GPUs were asked for (gpus={config.gpus!r}) but none can be measured: "
+                    f"{probe.reason}",
+                    fix=_gpu_fix(probe),
+                )
+            logger.debug("no GPU measured: %s", probe.reason)
+        else:
+            missing = sorted(set(ordinals or ()) - set(gpu.ordinals))
+            if missing:
+                gpu.close()
+                raise MeterError(
+                    f"GPU indices {missing} were asked for but are not visible or cannot "
+                    f"report energy (visible: {list(gpu.ordinals)})",
+                    fix=_gpu_fix(probe),
+                )
+            backends.append(gpu)
+    cpu_measured = dram_measured = False
+    why_estimated = "no RAPL counters"
+    if config.use_rapl:
+        found = discover_rapl(config.powercap_root, use_psys=config.rapl_psys)
+        if found.status == "ok":
+            rapl = RaplBackend(
+                found.selected,
+                max_power_w=config.rapl_max_power_w,
+                clock=clock,
+                notes=found.notes,
+            )
+            if rapl.zone_count:
+                backends.append(rapl)
+                cpu_measured, dram_measured = True, found.counts_dram
+                why_estimated = "RAPL has no DRAM zone here"
+        else:
+            why_estimated = f"RAPL not used: {found.reason}"
+            if found.status == "permission_denied":
+                _warn_rapl_permission_once(found.reason)
+            elif found.status == "unreadable":
+                logger.warning("RAPL counters unreadable (%s); estimating instead", found.reason)
+    else:
+        why_estimated = "RAPL switched off (use_rapl=False)"
+    if not (cpu_measured and dram_measured):
+        cpu_model = (
+            None if cpu_measured else cpu_power_model(config.cpu_tdp_w, config.cpu_logical_cpus)
+        )
+        backends.append(
+            EstimateBackend(
+                process,
+                cpu=cpu_model,
+                dram_w_per_gb=None if dram_measured else config.dram_w_per_gb,
+                poll_interval_s=config.poll_interval_s,
+                clock=clock,
+                extra_notes=(f"estimated because {why_estimated}",),
+            )
+        )
+    return backends
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    t: float
+    wall: datetime
+    process: ProcessSample
+    readings: dict[str, ComponentReading]
+
+
+@dataclass(eq=False)
+class Window:
+    """An open (or finished) measurement window; :attr:`measurement` is set by ``end``."""
+
+    name: str
+    parent: str | None
+    _start: _Snapshot = field(repr=False)
+    peak_rss_bytes: int = 0
+    peak_gpu_mem_bytes: int | None = None
+    measurement: Measurement | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.measurement is None
+
+
+class Meter:
+    """Measures energy, CO2, time, CPU time and memory over named windows.
+
+    ``with Meter(config) as meter:`` starts the backends and the poller and closes them at
+    the end. Inside, ``with meter.window("epoch 3"):``, ``meter.begin(name)`` /
+    ``meter.end(window)`` and ``@meter.measure("step")`` record one :class:`Measurement`
+    each into :attr:`measurements`; windows nest, and one that ends with an exception is
+    still recorded (its ``error`` field says what happened) before the exception goes on.
+
+    ``backends``, ``process`` and ``clock`` are for tests and special callers; by default
+    the backends come from :func:`build_backends`.
+    """
+
+    def __init__(
+        self,
+        config: MeterConfig | None = None,
+        *,
+        backends: Sequence[EnergyBackend] | None = None,
+        process: ProcessTreeSampler | None = None,
+        clock: Clock | None = None,
+        carbon: ResolvedCarbon | None = None,
+    ) -> None:
+        self.config = config or MeterConfig()
+        self._clock: Clock = clock or time.monotonic
+        self.carbon = carbon or resolve_carbon(self.config.carbon)
+        self._process = process or ProcessTreeSampler(self.config.pid, clock=self._clock)
+        self._backends: tuple[EnergyBackend, ...] = tuple(
+            backends
+            if backends is not None
+            else build_backends(self.config, self._process, self._clock)
+        )
+        self._lock = threading.Lock()
+        self._open: list[Window] = []
+        self._measurements: list[Measurement] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+        self._tick_failures = 0
+        self._has_gpu = any(isinstance(b, NvmlBackend) for b in self._backends)
+        self._estimates_cpu = any(isinstance(b, EstimateBackend) for b in self._backends)
+        intervals = [self.config.poll_interval_s, *(b.poll_interval_s for b in self._backends)]
+        self.poll_interval_s = max(_MIN_POLL_INTERVAL_S, min(intervals))
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> Meter:
+        """Start the poller (done automatically by ``with`` and the first window)."""
+        if self._closed:
+            raise MeterError("this meter is closed", fix="create a new Meter for a new measurement")
+        if not self._started:
+            self._started = True
+            self._thread = threading.Thread(
+                target=self._run, name="frugalml-meter-poller", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the poller and release the hardware. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        for window in list(self._open):
+            logger.warning("meter closed while window %r was still open", window.name)
+        for backend in self._backends:
+            backend.close()
+
+    def __enter__(self) -> Meter:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- what the meter reads --------------------------------------------------------
+    @property
+    def backends(self) -> tuple[EnergyBackend, ...]:
+        return self._backends
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(d for b in self._backends for d in b.devices)
+
+    @property
+    def measurements(self) -> tuple[Measurement, ...]:
+        """Every finished window, in the order they ended."""
+        with self._lock:
+            return tuple(self._measurements)
+
+    @property
+    def process(self) -> ProcessTreeSampler:
+        return self._process
+
+    # -- windows ---------------------------------------------------------------------
+    def begin(self, name: str) -> Window:
+        """Open a window; pair with :meth:`end`."""
+        if not self._started:
+            self.start()
+        if self._closed:
+            raise MeterError("this meter is closed", fix="open windows before closing it")
+        self._sync_cuda()
+        gpu_peak = self._cuda_peak_and_reset()
+        snap = self._snapshot()
+        with self._lock:
+            parent = self._open[-1].name if self._open else None
+            self._update_peaks(snap.process.rss_bytes, gpu_peak)
+            window = Window(name, parent, snap, peak_rss_bytes=snap.process.rss_bytes)
+            if gpu_peak is not None:
+                window.peak_gpu_mem_bytes = 0
+            self._open.append(window)
+        return window
+
+    def end(self, window: Window, *, error: str | None = None) -> Measurement:
+        """Close ``window`` and return (and record) its :class:`Measurement`."""
+        if window.measurement is not None:
+            raise MeterError(
+                f"window {window.name!r} has already ended",
+                fix="call end() once per begin()",
+            )
+        self._sync_cuda()
+        gpu_peak = self._cuda_peak_and_reset()
+        snap = self._snapshot()
+        with self._lock:
+            if window not in self._open:
+                raise MeterError(
+                    f"window {window.name!r} was not opened by this meter",
+                    fix="end a window with the meter that began it",
+                )
+            self._update_peaks(snap.process.rss_bytes, gpu_peak)
+            self._open.remove(window)
+        measurement = self._measure(window, snap, error)
+        window.measurement = measurement
+        with self._lock:
+            self._measurements.append(measurement)
+        return measurement
+
+    @contextlib.contextmanager
+    def window(self, name: str) -> Iterator[Window]:
+        """``with meter.window("epoch 1") as w:``; ``w.measurement`` is set afterwards."""
+        opened = self.begin(name)
+        try:
+            yield opened
+        except BaseException as exc:
+            self.end(opened, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.end(opened)
+
+    def measure(self, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator: every call of the function is one window (named after it by default)."""
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            label = name if name is not None else str(getattr(func, "__qualname__", func))
+
+            @functools.wraps(func)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                with self.window(label):
+                    return func(*args, **kwargs)
+
+            return wrapper
+
+        return decorate
+
+    # -- internals -------------------------------------------------------------------
+    def _snapshot(self) -> _Snapshot:
+        readings = {r.component: r for b in self._backends for r in b.read()}
+        process = self._process.latest() if self._estimates_cpu else self._process.sample()
+        return _Snapshot(self._clock(), datetime.now(timezone.utc), process, readings)
+
+    def _update_peaks(self, rss_bytes: int, gpu_peak: int | None) -> None:
+        for window in self._open:
+            window.peak_rss_bytes = max(window.peak_rss_bytes, rss_bytes)
+            if gpu_peak is not None:
+                window.peak_gpu_mem_bytes = max(window.peak_gpu_mem_bytes or 0, gpu_peak)
+
+    def _measure(self, window: Window, end: _Snapshot, error: str | None) -> Measurement:
+        start = window._start
+        components = []
+        for component, reading in end.readings.items():
+            before = start.readings.get(component)
+            energy_j = max(0.0, reading.energy_j - (before.energy_j if before else 0.0))
+            components.append(
+                ComponentEnergy(
+                    component=component,
+                    energy_j=energy_j,
+                    source=reading.source,
+                    kind=reading.kind,
+                    device=reading.device,
+                    notes=reading.notes,
+                )
+            )
+        duration_s = max(0.0, end.t - start.t)
+        notes = []
+        if duration_s < self.config.min_trusted_window_s and any(
+            c.source == COUNTER_SOURCE for c in components
+        ):
+            notes.append(
+                f"window of {duration_s:.3f} s is shorter than {self.config.min_trusted_window_s:g}"
+                " s: the NVML energy counter updates about every 100 ms, so the GPU figure "
+                "may be off by up to ~0.1 s of GPU power; measure longer windows to trust it"
+            )
+        energy_j = sum(c.energy_j for c in components)
+        return Measurement(
+            name=window.name,
+            parent=window.parent,
+            started_at=start.wall.isoformat(timespec="microseconds"),
+            duration_s=duration_s,
+            cpu_time_s=max(0.0, end.process.cpu_s - start.process.cpu_s),
+            energy_j=energy_j,
+            components=tuple(components),
+            co2_g=self.carbon.co2_g(energy_j),
+            intensity_g_per_kwh=self.carbon.intensity_g_per_kwh,
+            intensity_source=self.carbon.intensity_source,
+            pue=self.carbon.pue,
+            peak_rss_bytes=window.peak_rss_bytes,
+            peak_gpu_mem_bytes=window.peak_gpu_mem_bytes,
+            devices=self.devices,
+            error=error,
+            notes=tuple(notes),
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval_s):
+            self._tick()
+
+    def _tick(self) -> None:
+        try:
+            sample = self._process.poll()
+            with self._lock:
+                self._update_peaks(sample.rss_bytes, None)
+        except Exception:  # the poller must never take the training down
+            self._tick_failures += 1
+            if self._tick_failures == 1:
+                logger.warning("sampling the process tree failed", exc_info=True)
+        for backend in self._backends:
+            backend.poll()
+
+    def _torch_cuda(self) -> Any:
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return None
+        try:
+            cuda = torch.cuda
+            return cuda if cuda.is_initialized() else None
+        except Exception:
+            return None
+
+    def _sync_cuda(self) -> None:
+        if not (self.config.sync_cuda and self._has_gpu):
+            return
+        cuda = self._torch_cuda()
+        if cuda is None:
+            return
+        try:
+            for index in range(cuda.device_count()):
+                cuda.synchronize(index)
+        except Exception as exc:
+            logger.debug("CUDA synchronise at a window edge failed: %s", exc)
+
+    def _cuda_peak_and_reset(self) -> int | None:
+        if not self.config.track_cuda_memory:
+            return None
+        cuda = self._torch_cuda()
+        if cuda is None:
+            return None
+        try:
+            devices = range(cuda.device_count())
+            peak = sum(int(cuda.max_memory_allocated(d)) for d in devices)
+            for d in devices:
+                cuda.reset_peak_memory_stats(d)
+        except Exception as exc:
+            logger.debug("reading CUDA peak memory failed: %s", exc)
+            return None
+        return peak

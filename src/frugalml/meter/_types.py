@@ -1,0 +1,222 @@
+"""The records a measurement produces: :class:`ComponentEnergy` and :class:`Measurement`.
+
+Both are frozen dataclasses with units in their field names. A measurement round-trips
+losslessly through :meth:`Measurement.to_dict` / :meth:`Measurement.from_dict` and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from frugalml.errors import ConfigError
+
+__all__ = ["ComponentEnergy", "Kind", "Measurement", "Provenance"]
+
+#: How an energy figure was obtained: read from a hardware counter or computed from a model.
+Kind = Literal["measured", "estimated"]
+#: The provenance of a whole measurement.
+Provenance = Literal["measured", "estimated", "mixed", "none"]
+
+_KINDS: tuple[str, ...] = ("measured", "estimated")
+_SCHEMA = "frugalml.measurement/1"
+_J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class ComponentEnergy:
+    """The energy of one part of the machine over one window.
+
+    ``component`` names the part (``"gpu:0"``, ``"cpu:0"``, ``"dram"``), ``source`` the
+    counter or model the figure came from (``"nvml:total_energy_counter"``,
+    ``"estimate:tdp*utilisation"``), ``kind`` whether it was measured or estimated,
+    ``device`` the hardware it belongs to, and ``notes`` the assumptions and anything that
+    went wrong while measuring it.
+    """
+
+    component: str
+    energy_j: float
+    source: str
+    kind: Kind
+    device: str = ""
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ConfigError(
+                f"component {self.component!r}: kind must be 'measured' or 'estimated', "
+                f"not {self.kind!r}"
+            )
+        if not math.isfinite(self.energy_j) or self.energy_j < 0:
+            raise ConfigError(
+                f"component {self.component!r}: energy_j must be a finite number >= 0, "
+                f"not {self.energy_j!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "energy_j": self.energy_j,
+            "source": self.source,
+            "kind": self.kind,
+            "device": self.device,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ComponentEnergy:
+        try:
+            return cls(
+                component=str(data["component"]),
+                energy_j=float(data["energy_j"]),
+                source=str(data["source"]),
+                kind=cast(Kind, data["kind"]),
+                device=str(data.get("device", "")),
+                notes=tuple(str(n) for n in data.get("notes", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"not a component energy record: {exc!r}",
+                fix="pass a dict written by ComponentEnergy.to_dict()",
+            ) from exc
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one meter window cost.
+
+    ``energy_j`` is the sum of ``components`` (the IT energy, before PUE); ``co2_g`` is
+    ``energy_kwh * pue * intensity_g_per_kwh``. ``cpu_time_s`` is the CPU time of the
+    measured process tree. ``peak_gpu_mem_bytes`` is None unless torch CUDA was in use.
+    ``started_at`` is ISO-8601 in UTC. ``error`` holds the exception that ended the window,
+    if one did.
+    """
+
+    name: str
+    started_at: str
+    duration_s: float
+    cpu_time_s: float
+    energy_j: float
+    components: tuple[ComponentEnergy, ...]
+    co2_g: float
+    intensity_g_per_kwh: float
+    intensity_source: str
+    pue: float
+    peak_rss_bytes: int | None = None
+    peak_gpu_mem_bytes: int | None = None
+    devices: tuple[str, ...] = ()
+    parent: str | None = None
+    error: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def energy_kwh(self) -> float:
+        """Energy in kilowatt-hours (1 kWh = 3.6e6 J)."""
+        return self.energy_j / _J_PER_KWH
+
+    @property
+    def measured_energy_j(self) -> float:
+        """The part of ``energy_j`` read from hardware counters."""
+        return sum(c.energy_j for c in self.components if c.kind == "measured")
+
+    @property
+    def estimated_energy_j(self) -> float:
+        """The part of ``energy_j`` computed from stated models."""
+        return sum(c.energy_j for c in self.components if c.kind == "estimated")
+
+    @property
+    def provenance(self) -> Provenance:
+        """``measured``, ``estimated`` or ``mixed`` (``none`` without any component)."""
+        kinds = {c.kind for c in self.components}
+        if not kinds:
+            return "none"
+        if kinds == {"measured"}:
+            return "measured"
+        if kinds == {"estimated"}:
+            return "estimated"
+        return "mixed"
+
+    @property
+    def energy_source(self) -> str:
+        """One line for tables, e.g. ``gpu:0=nvml:total_energy_counter; cpu=estimate:...``."""
+        return "; ".join(f"{c.component}={c.source}" for c in self.components)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": _SCHEMA,
+            "name": self.name,
+            "parent": self.parent,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "cpu_time_s": self.cpu_time_s,
+            "energy_j": self.energy_j,
+            "components": [c.to_dict() for c in self.components],
+            "co2_g": self.co2_g,
+            "intensity_g_per_kwh": self.intensity_g_per_kwh,
+            "intensity_source": self.intensity_source,
+            "pue": self.pue,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "peak_gpu_mem_bytes": self.peak_gpu_mem_bytes,
+            "devices": list(self.devices),
+            "error": self.error,
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        schema = data.get("schema", _SCHEMA)
+        if schema != _SCHEMA:
+            raise ConfigError(
+                f"unsupported measurement schema {schema!r}",
+                fix=f"this frugalml reads {_SCHEMA!r}; upgrade frugalml to read newer files",
+            )
+        try:
+            return cls(
+                name=str(data["name"]),
+                parent=None if data.get("parent") is None else str(data["parent"]),
+                started_at=str(data["started_at"]),
+                duration_s=float(data["duration_s"]),
+                cpu_time_s=float(data["cpu_time_s"]),
+                energy_j=float(data["energy_j"]),
+                components=tuple(ComponentEnergy.from_dict(c) for c in data["components"]),
+                co2_g=float(data["co2_g"]),
+                intensity_g_per_kwh=float(data["intensity_g_per_kwh"]),
+                intensity_source=str(data["intensity_source"]),
+                pue=float(data["pue"]),
+                peak_rss_bytes=_opt_int(data.get("peak_rss_bytes")),
+                peak_gpu_mem_bytes=_opt_int(data.get("peak_gpu_mem_bytes")),
+                devices=tuple(str(d) for d in data.get("devices", ())),
+                error=None if data.get("error") is None else str(data["error"]),
+                notes=tuple(str(n) for n in data.get("notes", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"not a measurement record: {exc!r}",
+                fix="pass a dict or JSON text written by Measurement.to_dict()/to_json()",
+            ) from exc
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Measurement:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"measurement JSON does not parse: {exc}",
+                fix="pass text written by Measurement.to_json()",
+            ) from exc
+        if not isinstance(data, dict):
+            raise ConfigError(
+                "measurement JSON must be an object",
+                fix="pass text written by Measurement.to_json()",
+            )
+        return cls.from_dict(data)
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
