@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -269,3 +271,12 @@ def test_rank_descending_with_ties_and_groups() -> None:
     ascending = rank(table, by="score", ascending=True, column="r")
     # all rows: 0.1 -> 1, 0.2 -> 2, 0.5, 0.5 -> 3, 0.9 -> 5
     assert ascending.loc[[4, 5, 0, 2, 1], "r"].tolist() == [1, 2, 3, 3, 5]
+
+
+def test_import_does_not_load_scipy_or_matplotlib() -> None:
+    code = (
+        "import sys, frugalml.analysis; "
+        "print(sorted(m for m in ('scipy', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -53,7 +53,8 @@ def test_profile_plot(tmp_path: Path) -> None:
 
 
 def test_pareto_plot(tmp_path: Path) -> None:
-    derma = scored()[lambda d: d["dataset"] == "derma"]
+    table = scored()
+    derma = table[table["dataset"] == "derma"]
     assert_png(pareto_plot(derma, "accuracy", "energy_j", tmp_path / "pareto.png"))
     assert_png(pareto_plot(derma, "accuracy", "energy_j", tmp_path / "lin.png", log_x=False))
 

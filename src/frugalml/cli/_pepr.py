@@ -1,0 +1,132 @@
+"""``frugalml pepr``: score any results CSV by performance per resource (PePR).
+
+    frugalml pepr results.csv --performance accuracy --resource energy_j --group dataset
+    frugalml pepr study.csv --performance accuracy --variant E --variant M -o scored.csv
+
+The output is the input table (every row and column, same order) plus ``<resource>_norm``
+and ``pepr_<resource>`` per resource, on stdout or in ``-o OUT.csv``. Rows that cannot be
+scored are counted in one warning line on stderr; errors in the input name the column and
+the data row (counted from 1 after the header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from frugalml.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Score every row of a results table by PePR = P / (1 + R_n) (Selvan et al., NLDL 2025),
+where R_n is the resource min-max normalised over the rows of one group. P must be a
+fraction in [0, 1]. The table comes back with <resource>_norm and pepr_<resource> added.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``pepr`` command."""
+    parser = subparsers.add_parser(
+        "pepr",
+        help="score a results CSV by performance per resource (PePR)",
+        description=_DESCRIPTION,
+    )
+    parser.add_argument("csv", metavar="CSV", help="results table with a header row ('-': stdin)")
+    parser.add_argument(
+        "--performance",
+        required=True,
+        metavar="COL",
+        help="performance column, a fraction in [0, 1] (e.g. accuracy)",
+    )
+    parser.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="resource column to normalise (e.g. energy_j); repeat for several",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a named PePR variant of a study table: E (energy_j), C (co2_g), "
+        "M (GPU peak memory, else host RSS), T (duration_s), params, flops "
+        "(flops_per_sample); repeat for several",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="column that defines a setting (normalise within each); repeat for several, "
+        "e.g. --group dataset --group pretrained --group fraction",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="OUT.csv", type=Path, help="write here instead of stdout"
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from frugalml.analysis import pepr, prepare_variants
+
+    if not args.resource and not args.variant:
+        raise ConfigError(
+            "no resource to score",
+            fix="give --resource COL (e.g. --resource energy_j) or --variant E",
+        )
+    table = _read_csv(args.csv)
+    group = list(args.group) or None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resources: list[str] = []
+        if args.variant:
+            table, resources = prepare_variants(table, args.variant, group)
+        resources += [r for r in args.resource if r not in resources]
+        scored = pepr(table, performance=args.performance, resource=resources, group=group)
+    for warning in caught:
+        logger.warning("%s", " ".join(str(warning.message).split()))
+
+    if args.output is None:
+        scored.to_csv(sys.stdout, index=False)
+    else:
+        scored.to_csv(args.output, index=False)
+        logger.info("wrote %d rows to %s", len(scored.index), args.output)
+    return 0
+
+
+def _read_csv(source: str) -> pd.DataFrame:
+    """Read the table, its rows numbered from 1 after the header for error messages."""
+    import pandas as pd
+
+    name = "stdin" if source == "-" else source
+    try:
+        # Nullable dtypes keep an integer column with gaps as integers in the output.
+        table = pd.read_csv(sys.stdin if source == "-" else source, dtype_backend="numpy_nullable")
+    except FileNotFoundError as exc:
+        raise DataError(f"no such file: {source}", fix="check the path of the CSV") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(
+            f"{name} is empty", fix="pass a CSV with a header row and one row per result"
+        ) from exc
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{name} is not a valid CSV: {detail}", fix="check the file") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name} is not UTF-8 text", fix="save the CSV as UTF-8") from exc
+    if len(table.index) == 0:
+        raise DataError(
+            f"{name} has a header but no data rows", fix="pass a CSV with one row per result"
+        )
+    # Messages then say "data row 3": the third row after the header, counted from 1.
+    table.index = pd.RangeIndex(1, len(table.index) + 1, name="data row")
+    return table
