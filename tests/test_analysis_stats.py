@@ -151,6 +151,14 @@ def test_paired_comparison_matches_scipy() -> None:
     assert on_b.reason is not None and "too few pairs" in on_b.reason
 
 
+def test_paired_with_nullable_factor_column() -> None:
+    table = paired_table()
+    table["pretrained"] = table["pretrained"].astype("boolean")
+    table.loc[len(table)] = ["z", "A", pd.NA, 0.3]  # no level: ignored
+    (result,) = paired_comparison(table)
+    assert result.n_pairs == 5
+
+
 def test_paired_all_zero_differences() -> None:
     table = pd.DataFrame(
         {

@@ -308,7 +308,7 @@ def paired_comparison(
     present = table[factor].dropna().unique().tolist()
     sides = []
     for level in levels:
-        at_level = (table[factor] == level).to_numpy(dtype=bool)
+        at_level = (table[factor] == level).fillna(False).to_numpy(dtype=bool)
         if not at_level.any():
             raise ConfigError(
                 f"level {level!r} of {factor!r} does not occur in the table; values present: "
