@@ -109,9 +109,7 @@ def main() -> None:
     model = SmallCNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     guard = (
-        BudgetGuard(Budget(energy_kwh=args.budget_kwh), args.epochs)
-        if args.budget_kwh
-        else None
+        BudgetGuard(Budget(energy_kwh=args.budget_kwh), args.epochs) if args.budget_kwh else None
     )
 
     started = time.monotonic()

@@ -84,9 +84,7 @@ def _config(args: argparse.Namespace) -> MeterConfig:
     return MeterConfig(
         gpus=parse_gpu_selection(args.gpus),
         cpu_tdp_w=args.cpu_tdp_w,
-        carbon=CarbonConfig(
-            intensity_g_per_kwh=args.intensity, country=args.country, pue=args.pue
-        ),
+        carbon=CarbonConfig(intensity_g_per_kwh=args.intensity, country=args.country, pue=args.pue),
     )
 
 

@@ -409,9 +409,17 @@ def open_nvml(
                 logger.warning("GPU %s (%s) not measured: %s", g.ordinal, g.name, g.problem)
         if not chosen:
             _shutdown(nvml)
+            missing = sorted(set(ordinals or ()) - {g.ordinal for g in wanted})
+            visible_ordinals = [g.ordinal for g in visible_gpus]
+            reason = (
+                f"GPU indices {missing} are not visible to this process "
+                f"(visible: {visible_ordinals})"
+                if missing
+                else "none of the chosen GPUs can report energy or power"
+            )
             return None, NvmlProbe(
                 "none_visible",
-                "none of the chosen GPUs can report energy or power",
+                reason,
                 probe.driver_version,
                 probe.gpus,
                 probe.notes,

@@ -75,6 +75,10 @@ def read_sysfs(path: Path) -> str:
 Reader = Callable[[Path], str]
 
 
+def _read_via_module(path: Path) -> str:
+    return read_sysfs(path)  # looked up at call time, so tests can replace read_sysfs
+
+
 @dataclass(frozen=True)
 class RaplZone:
     """One powercap zone and what discovery learned about it."""
@@ -145,9 +149,13 @@ def discover_rapl(
     root: str | os.PathLike[str] | None = None,
     *,
     use_psys: bool = False,
-    reader: Reader = read_sysfs,
+    reader: Reader | None = None,
 ) -> RaplDiscovery:
-    """Find the RAPL zones under ``root`` and choose the ones to count (see module doc)."""
+    """Find the RAPL zones under ``root`` and choose the ones to count (see module doc).
+
+    ``reader`` reads one sysfs file (default :func:`read_sysfs`, looked up at call time).
+    """
+    read = reader if reader is not None else read_sysfs
     base = powercap_root(root)
     if not base.is_dir():
         return RaplDiscovery(base, "no_powercap", f"no powercap directory at {base}")
@@ -158,7 +166,7 @@ def discover_rapl(
     paths = [base / n for n in names if _ZONE_RE.match(n)]
     if not paths:
         return RaplDiscovery(base, "no_zones", f"no intel-rapl zones under {base}", notes=())
-    zones = tuple(_probe_zone(p, reader) for p in paths)
+    zones = tuple(_probe_zone(p, read) for p in paths)
     packages = [z for z in zones if z.parent_id is None and z.name.startswith("package")]
     dram = [z for z in zones if z.name == "dram"]
     psys = [z for z in zones if z.parent_id is None and z.name == "psys"]
@@ -232,12 +240,12 @@ class RaplBackend(EnergyBackend):
         zones: Sequence[RaplZone],
         *,
         max_power_w: float = 1000.0,
-        reader: Reader = read_sysfs,
+        reader: Reader | None = None,
         clock: Clock | None = None,
         notes: Sequence[str] = (),
     ) -> None:
         super().__init__(clock)
-        self._reader = reader
+        self._reader: Reader = reader if reader is not None else _read_via_module
         self._max_power_w = max_power_w
         self._t0 = self._clock()
         self._common_notes = (
