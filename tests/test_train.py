@@ -130,7 +130,7 @@ def test_divergence_is_an_error_not_a_result(dataset: ImageDataset) -> None:
     model = _model()
     with torch.no_grad():
         model[-1].weight.fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match="NaN|nan"):
+    with pytest.raises(TrainingDiverged, match=r"NaN|nan"):
         train(model, bad, TrainConfig(epochs=1, device="cpu"))
 
 

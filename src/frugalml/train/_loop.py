@@ -147,7 +147,7 @@ class _Batches:
 
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         permutation = torch.randperm(self.n, generator=generator)
-        batches = list(permutation.split(self.batch_size))
+        batches = list(torch.split(permutation, self.batch_size))
         if len(batches) > 1 and len(batches[-1]) == 1:
             batches.pop()
         return batches

@@ -1,0 +1,248 @@
+"""``frugalml study validate|run|status|export``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    study = subparsers.add_parser(
+        "study",
+        help="run a PePR study: models x datasets x pretraining x data fractions",
+        description="Expand a YAML spec into trials, train and measure each, keep every result.",
+    )
+    sub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
+
+    validate = sub.add_parser(
+        "validate", help="check a spec; count trials; predict energy and time"
+    )
+    validate.add_argument("spec", type=Path, help="the study spec (YAML)")
+    validate.add_argument(
+        "--no-calibrate", action="store_true", help="only check the spec, predict nothing"
+    )
+    validate.add_argument(
+        "--calibration-cap-s", type=float, default=30.0, help="time models for at most this long"
+    )
+    validate.set_defaults(handler=_validate)
+
+    run = sub.add_parser("run", help="run (or resume) a study")
+    run.add_argument("spec", type=Path, help="the study spec (YAML)")
+    run.add_argument("--out", type=Path, default=None, help="output directory (default runs/NAME)")
+    run.add_argument("--workers", type=int, default=1, help="trials run at once (default 1)")
+    run.add_argument("--retry-failed", action="store_true", help="run failed trials again")
+    run.add_argument("--trial-timeout-s", type=float, default=None, help="per-trial time limit")
+    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.set_defaults(handler=_run)
+
+    status = sub.add_parser("status", help="what a study has done and what is left")
+    status.add_argument("dir", type=Path, help="the study's output directory")
+    status.set_defaults(handler=_status)
+
+    export = sub.add_parser("export", help="write the results table (one row per trial)")
+    export.add_argument("dir", type=Path, help="the study's output directory")
+    export.add_argument("--csv", type=Path, required=True, help="where to write the CSV")
+    export.set_defaults(handler=_export)
+    study.set_defaults(handler=lambda args: (study.print_help(sys.stderr), 2)[1])
+
+
+def _fmt_energy(joules: float | None) -> str:
+    if joules is None:
+        return "?"
+    if joules >= 3.6e5:
+        return f"{joules / 3.6e6:.3f} kWh"
+    if joules >= 3600:
+        return f"{joules / 3600:.2f} Wh"
+    return f"{joules:.1f} J"
+
+
+def _fmt_time(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _load_spec(path: Path) -> Any:
+    from frugalml.study import StudySpec
+
+    spec = StudySpec.from_yaml(path)
+    for name, reason in spec.unresolved_models:
+        print(f"frugalml: warning: model {name} left out: {reason}", file=sys.stderr)
+    for old, new in spec.renamed_models:
+        print(f"frugalml: note: model {old} is now called {new} in timm", file=sys.stderr)
+    return spec
+
+
+def _validate(args: argparse.Namespace) -> int:
+    spec = _load_spec(args.spec)
+    trials = spec.trials()
+    out = sys.stdout
+    print(f"spec {args.spec}: OK", file=out)
+    print(
+        f"  {len(trials)} trials = {len(spec.datasets)} dataset(s) x {len(spec.models)} model(s)"
+        f" x {len(spec.pretrained)} pretraining x {len(spec.fractions)} fraction(s)"
+        f" x {len(spec.seeds)} seed(s)",
+        file=out,
+    )
+    if spec.budget is not None:
+        from frugalml.study._spec import budget_dict
+
+        limits = ", ".join(
+            f"{k}={v:g}" for k, v in budget_dict(spec.budget).items() if v is not None
+        )
+        print(f"  budget: {limits}", file=out)
+    if args.no_calibrate:
+        return 0
+    from frugalml.study._estimate import estimate_study
+
+    print("  calibrating on this machine ...", file=sys.stderr)
+    estimate = estimate_study(spec, calibration_cap_s=args.calibration_cap_s)
+    print(
+        f"  predicted total: {_fmt_energy(estimate.total_energy_j)} "
+        f"({estimate.power_provenance}), {_fmt_time(estimate.total_duration_s)} of training",
+        file=out,
+    )
+    print(f"  how: {estimate.method}", file=out)
+    for note in estimate.notes:
+        print(f"  note: {note}", file=out)
+    slowest = sorted(estimate.trials, key=lambda t: -t.duration_s)[:5]
+    print("  most expensive trials:", file=out)
+    for t in slowest:
+        print(
+            f"    {t.label}: {_fmt_time(t.duration_s)}, {_fmt_energy(t.energy_j)} "
+            f"({t.params / 1e6:.2f}M params, {t.flops_per_sample / 1e6:.1f} MFLOPs/sample, "
+            f"step {t.step_s * 1000:.1f} ms {t.step_source})",
+            file=out,
+        )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from frugalml.study import StudyEvent, run_study
+
+    spec = _load_spec(args.spec)
+    out_dir = args.out or Path("runs") / spec.name
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials | {task.fields[energy]} so far | ~{task.fields[remaining]} left"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task(spec.name, total=None, energy="0 J", remaining="?")
+
+    def on_event(event: StudyEvent) -> None:
+        p = event.progress
+        remaining = (
+            _fmt_energy(p.predicted_remaining_j) if p.predicted_remaining_j is not None else "?"
+        )
+        progress.update(
+            task,
+            total=p.total,
+            completed=p.done,
+            energy=_fmt_energy(p.energy_j),
+            remaining=remaining,
+        )
+        if event.kind == "trial_finished" and event.trial is not None:
+            status = event.trial.status
+            result = event.trial.result or {}
+            if status == "complete":
+                accuracy = result.get("accuracy", float("nan"))
+                console.print(
+                    f"  done  {event.trial.label}: accuracy {accuracy:.3f}, "
+                    f"{_fmt_energy(result.get('energy_j'))} ({result.get('energy_kind', '?')}), "
+                    f"{_fmt_time(result.get('duration_s') or 0)}"
+                )
+            elif status == "failed":
+                console.print(f"  [red]failed[/red] {event.trial.label}: {event.trial.error}")
+        elif event.kind == "budget_stop":
+            console.print(f"[yellow]stopping: {event.message}[/yellow]")
+
+    with progress:
+        outcome = run_study(
+            spec,
+            out_dir,
+            workers=args.workers,
+            retry_failed=args.retry_failed,
+            trial_timeout_s=args.trial_timeout_s,
+            on_event=on_event,
+        )
+    p = outcome.progress
+    summary = (
+        f"{p.complete} complete, {p.failed} failed, {p.pending + p.running} left of {p.total}; "
+        f"energy {_fmt_energy(p.energy_j)}, {p.co2_g:.3g} gCO2e; store {out_dir / 'study.db'}"
+    )
+    print(f"frugalml: {summary}", file=sys.stderr)
+    if outcome.interrupted:
+        print("frugalml: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if outcome.budget_stopped:
+        print(
+            f"frugalml: stopped launching trials: {outcome.budget_reason}; raise the budget and "
+            "run again to continue",
+            file=sys.stderr,
+        )
+    if p.failed:
+        print(
+            f"frugalml: {p.failed} trial(s) failed; see 'frugalml study status {out_dir}' "
+            "(--retry-failed runs them again)",
+            file=sys.stderr,
+        )
+    if not args.no_report and p.complete:
+        _report_after_run(out_dir)
+    return 1 if p.failed and not p.complete else 0
+
+
+def _report_after_run(out_dir: Path) -> None:
+    try:
+        from frugalml.report import build_report, leaderboard_text
+    except ImportError:
+        return
+    from frugalml.study import load_results
+
+    results = load_results(out_dir)
+    report = build_report(results, out_dir / "report")
+    print(leaderboard_text(results, top=5))
+    print(f"\nreport: {report.html_path}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    from frugalml.study import StudyStore
+
+    with StudyStore(args.dir, create=False) as store:
+        counts = store.counts()
+        rows = store.trials()
+        spec = store.latest_spec()
+    total = sum(counts.values())
+    name = spec.get("name") if spec else "?"
+    energy = sum((r.result or {}).get("energy_j") or 0.0 for r in rows)
+    print(f"study {name} in {args.dir}: {total} trials")
+    print(
+        f"  complete {counts['complete']}, failed {counts['failed']}, "
+        f"running {counts['running']}, pending {counts['pending']}"
+    )
+    print(f"  energy spent: {_fmt_energy(energy)}")
+    for row in rows:
+        if row.status == "failed":
+            print(f"  failed: {row.label}: {row.error}")
+        elif row.status == "running":
+            print(f"  running (or left by a killed run): {row.label}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from frugalml.study import export_csv
+
+    n = export_csv(args.dir, args.csv)
+    print(f"wrote {n} rows to {args.csv}", file=sys.stderr)
+    return 0

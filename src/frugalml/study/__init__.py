@@ -1,0 +1,35 @@
+"""Studies: a YAML spec expanded into trials, each run isolated, every result kept.
+
+- :mod:`._spec`: :class:`StudySpec` (parsing and checking) and :class:`Trial`; budgets
+  are :class:`frugalml.meter.Budget`.
+- :mod:`._store`: :class:`StudyStore`, SQLite in WAL mode; atomic claims, resumable.
+- :mod:`._runner`: :func:`run_study`, one worker process per trial, budget and time-outs.
+- :mod:`._worker`: the process that trains and measures one trial.
+- :mod:`._results`: :func:`load_results` and :func:`export_csv`, one row per trial.
+- :mod:`._estimate`: :func:`estimate_study`, predicted energy and time before running.
+"""
+
+from __future__ import annotations
+
+from frugalml.study._results import COLUMNS, export_csv, load_results
+from frugalml.study._runner import StudyEvent, StudyOutcome, StudyProgress, StudyRunner, run_study
+from frugalml.study._spec import ModelEntry, StudySpec, Trial, parse_budget
+from frugalml.study._store import STORE_FILENAME, StudyStore, TrialRow
+
+__all__ = [
+    "COLUMNS",
+    "STORE_FILENAME",
+    "ModelEntry",
+    "StudyEvent",
+    "StudyOutcome",
+    "StudyProgress",
+    "StudyRunner",
+    "StudySpec",
+    "StudyStore",
+    "Trial",
+    "TrialRow",
+    "export_csv",
+    "load_results",
+    "parse_budget",
+    "run_study",
+]

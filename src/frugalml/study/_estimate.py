@@ -1,0 +1,186 @@
+"""Predict what a study will cost before it runs.
+
+Method, stated in every estimate:
+
+1. Each distinct model (at the input size and channels of its dataset) gets a short
+   calibration: a few training steps at the spec's batch size on this machine, timed, under a
+   meter. The first step (allocation, warm-up) is discarded.
+2. An epoch is ``ceil(n_train / batch)`` training steps plus evaluation of validation and
+   test, taken as one third of a training step per sample (a forward pass without backward).
+3. Models that the calibration time cap leaves out are scaled from the calibrated ones by
+   forward FLOPs (torch.utils.flop_counter), at the median FLOP rate of those calibrated.
+4. Energy is predicted time times the mean power the meter saw during calibration, with that
+   meter's provenance (measured from a counter, or estimated).
+
+Small models are dominated by per-step overhead rather than FLOPs, which is why the step is
+timed rather than derived from FLOPs wherever the cap allows.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from frugalml.study._spec import StudySpec
+
+
+@dataclass
+class TrialEstimate:
+    label: str
+    model: str
+    params: int
+    flops_per_sample: int
+    n_train: int
+    n_eval: int
+    step_s: float
+    step_source: str  # "timed" or "scaled by FLOPs"
+    duration_s: float
+    energy_j: float
+
+
+@dataclass
+class StudyEstimate:
+    trials: list[TrialEstimate]
+    total_duration_s: float
+    total_energy_j: float
+    power_w: float
+    power_provenance: str
+    power_source: str
+    calibration_s: float
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_energy_kwh(self) -> float:
+        return self.total_energy_j / 3.6e6
+
+
+def _time_steps(
+    model: Any, shape: tuple[int, int, int], classes: int, batch: int, steps: int
+) -> float:
+    import torch
+
+    x = torch.randn(batch, *shape)
+    y = torch.randint(0, classes, (batch,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def estimate_study(
+    spec: StudySpec, *, calibration_cap_s: float = 30.0, steps: int = 3
+) -> StudyEstimate:
+    """Predict the energy and time of every trial of ``spec`` on this machine."""
+    import torch
+
+    from frugalml.data import load_dataset
+    from frugalml.meter import Meter, MeterConfig
+    from frugalml.models import count_costs, create_model
+
+    datasets: dict[tuple[str, int | None], Any] = {}
+    calibrated: dict[tuple[Any, ...], tuple[float, int, int, str]] = {}
+    pending: dict[tuple[Any, ...], tuple[int, int]] = {}
+    notes: list[str] = []
+    trials = spec.trials()
+    batch = spec.training.batch_size
+    started = time.monotonic()
+    meter = Meter(MeterConfig())
+    with meter, meter.window("calibration") as window:
+        for trial in trials:
+            data_key = (trial.dataset, trial.image_size)
+            if data_key not in datasets:
+                ds = load_dataset(trial.dataset, root=spec.data_root, download=spec.download)
+                if trial.image_size:
+                    ds = ds.resized(trial.image_size)
+                datasets[data_key] = ds
+            ds = datasets[data_key]
+            key = (trial.model, data_key)
+            if key in calibrated or key in pending:
+                continue
+            shape = (ds.channels, *ds.image_size)
+            torch.manual_seed(0)
+            model = create_model(
+                trial.model.name,
+                num_classes=ds.num_classes,
+                in_chans=ds.channels,
+                pretrained=False,
+                **trial.model.args_dict(),
+            )
+            costs = count_costs(model, shape)
+            if time.monotonic() - started < calibration_cap_s:
+                step_s = _time_steps(model, shape, ds.num_classes, batch, steps)
+                calibrated[key] = (step_s, costs.params, costs.flops_per_sample, "timed")
+            else:
+                pending[key] = (costs.params, costs.flops_per_sample)
+    measurement = window.measurement
+    if measurement is None:  # pragma: no cover - the meter always records a closed window
+        raise RuntimeError("the calibration window recorded no measurement")
+    calibration_s = measurement.duration_s
+    power_w = measurement.energy_j / calibration_s if calibration_s > 0 else 0.0
+    if pending:
+        rates = [f * batch / s for s, _, f, _ in calibrated.values() if s > 0 and f > 0]
+        rate = statistics.median(rates) if rates else math.nan
+        for key, (params, flops) in pending.items():
+            calibrated[key] = (flops * batch / rate, params, flops, "scaled by FLOPs")
+        notes.append(
+            f"{len(pending)} model(s) not timed within the {calibration_cap_s:g} s calibration "
+            f"cap were scaled by FLOPs at the median rate of the timed ones ({rate / 1e9:.2f} "
+            "GFLOP/s of forward FLOPs per training step)"
+        )
+    estimates = []
+    for trial in trials:
+        data_key = (trial.dataset, trial.image_size)
+        ds = datasets[data_key]
+        step_s, params, flops, source = calibrated[(trial.model, data_key)]
+        n_train = len(ds.train.labels)
+        if trial.fraction < 1:
+            n_train = max(ds.num_classes, round(n_train * trial.fraction))
+        n_eval = len(ds.val.labels) + len(ds.test.labels)
+        per_epoch = math.ceil(n_train / batch) * step_s + (n_eval / batch) * step_s / 3
+        duration = per_epoch * trial.training.epochs
+        estimates.append(
+            TrialEstimate(
+                label=trial.label,
+                model=trial.model.key,
+                params=params,
+                flops_per_sample=flops,
+                n_train=n_train,
+                n_eval=n_eval,
+                step_s=step_s,
+                step_source=source,
+                duration_s=duration,
+                energy_j=duration * power_w,
+            )
+        )
+    if any(t.pretrained for t in trials):
+        notes.append("pretrained weights are not loaded for calibration; step times are the same")
+    method = (
+        f"each model timed for {steps} training steps at batch {batch} on this machine "
+        f"(first step discarded); epoch = training steps + evaluation at 1/3 of a step per "
+        f"sample; energy = time x {power_w:.1f} W, the mean power over the calibration "
+        f"({measurement.provenance}: {measurement.energy_source}); per-trial process start "
+        "(about 2-4 s) not included"
+    )
+    return StudyEstimate(
+        trials=estimates,
+        total_duration_s=sum(t.duration_s for t in estimates),
+        total_energy_j=sum(t.energy_j for t in estimates),
+        power_w=power_w,
+        power_provenance=measurement.provenance,
+        power_source=measurement.energy_source,
+        calibration_s=calibration_s,
+        method=method,
+        notes=notes,
+    )

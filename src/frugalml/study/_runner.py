@@ -1,0 +1,335 @@
+"""Runs a study: expands the spec, launches each trial in its own process, resumes.
+
+The runner owns no results: workers write them to the store as they exist. The runner
+claims trials, starts workers, enforces time-outs and the budget, records crashes that a
+worker could not record itself, and reports progress through a callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from frugalml.meter import Budget
+from frugalml.study._spec import StudySpec, Trial
+from frugalml.study._store import StudyStore, TrialRow
+
+logger = logging.getLogger(__name__)
+
+#: How long a worker gets to give its trial back after SIGTERM before it is killed.
+TERMINATE_GRACE_S = 15.0
+
+
+@dataclass
+class StudyProgress:
+    """A snapshot for progress displays. Energy in joules; ``None`` where unknown."""
+
+    total: int
+    complete: int
+    failed: int
+    running: int
+    pending: int
+    energy_j: float
+    co2_g: float
+    duration_s: float
+    predicted_remaining_j: float | None
+    running_labels: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.failed
+
+
+@dataclass
+class StudyEvent:
+    """``kind`` is one of started, trial_started, trial_finished, budget_stop, finished."""
+
+    kind: str
+    progress: StudyProgress
+    message: str = ""
+    trial: TrialRow | None = None
+
+
+@dataclass
+class StudyOutcome:
+    progress: StudyProgress
+    budget_stopped: bool
+    budget_reason: str | None
+    interrupted: bool
+    new_trials: int
+    out_dir: Path
+
+
+class _Running:
+    def __init__(
+        self,
+        trial: Trial,
+        process: subprocess.Popen[bytes],
+        log: IO[bytes],
+        timeout_s: float | None,
+    ) -> None:
+        self.trial = trial
+        self.process = process
+        self.log = log
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_s if timeout_s else None
+        self.timed_out = False
+
+
+def _trial_cost(row: TrialRow) -> tuple[float, float, float] | None:
+    result = row.result or {}
+    energy = result.get("energy_j")
+    if energy is None:
+        return None
+    return float(energy), float(result.get("co2_g") or 0.0), float(result.get("duration_s") or 0.0)
+
+
+class StudyRunner:
+    """Run ``spec`` into ``out_dir``. One instance per ``run`` call."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        out_dir: str | Path,
+        *,
+        workers: int = 1,
+        retry_failed: bool = False,
+        trial_timeout_s: float | None = None,
+        on_event: Callable[[StudyEvent], None] | None = None,
+        python: str | None = None,
+    ) -> None:
+        if workers < 1:
+            from frugalml.errors import ConfigError
+
+            raise ConfigError(f"--workers must be at least 1, got {workers}", fix="use 1 or more")
+        self.spec = spec
+        self.out_dir = Path(out_dir)
+        self.workers = workers
+        self.retry_failed = retry_failed
+        self.trial_timeout_s = trial_timeout_s or spec.trial_timeout_s
+        self.on_event = on_event or (lambda event: None)
+        self.python = python or sys.executable
+        self.trials = {t.trial_id: t for t in spec.trials()}
+        self.order = list(self.trials)
+        self.running: dict[str, _Running] = {}
+        (self.out_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.store = StudyStore(self.out_dir)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _rows(self) -> list[TrialRow]:
+        return [r for r in self.store.trials() if r.trial_id in self.trials]
+
+    def progress(self) -> StudyProgress:
+        rows = self._rows()
+        costs = [
+            c for r in rows if r.status in ("complete", "failed") for c in [_trial_cost(r)] if c
+        ]
+        energy = sum(c[0] for c in costs)
+        complete = [c for r in rows if r.status == "complete" for c in [_trial_cost(r)] if c]
+        left = sum(1 for r in rows if r.status in ("pending", "running"))
+        predicted = None
+        if complete:
+            predicted = left * sum(c[0] for c in complete) / len(complete)
+        return StudyProgress(
+            total=len(rows),
+            complete=sum(r.status == "complete" for r in rows),
+            failed=sum(r.status == "failed" for r in rows),
+            running=sum(r.status == "running" for r in rows),
+            pending=sum(r.status == "pending" for r in rows),
+            energy_j=energy,
+            co2_g=sum(c[1] for c in costs),
+            duration_s=sum(c[2] for c in costs),
+            predicted_remaining_j=predicted,
+            running_labels=[self.trials[t].label for t in self.running],
+        )
+
+    def _emit(self, kind: str, message: str = "", trial: TrialRow | None = None) -> None:
+        self.on_event(StudyEvent(kind, self.progress(), message, trial))
+
+    def _budget_check(self, budget: Budget | None) -> str | None:
+        """A reason to launch nothing more, or None. Spent counts every finished trial of the
+        study (earlier runs included); the next trial and those in flight are predicted as
+        the mean of the completed ones."""
+        if budget is None:
+            return None
+        rows = self._rows()
+        spent = [
+            c for r in rows if r.status in ("complete", "failed") for c in [_trial_cost(r)] if c
+        ]
+        complete = [c for r in rows if r.status == "complete" for c in [_trial_cost(r)] if c]
+        if not complete:
+            return None  # nothing to predict from yet
+        n_ahead = len(self.running) + 1
+        mean = [sum(c[i] for c in complete) / len(complete) for i in range(3)]
+        totals = [sum(c[i] for c in spent) + n_ahead * mean[i] for i in range(3)]
+        limits = [
+            (budget.energy_kwh, totals[0] / 3.6e6, "kWh", mean[0] / 3.6e6),
+            (budget.co2_g, totals[1], "gCO2e", mean[1]),
+            (budget.duration_s, totals[2], "s", mean[2]),
+        ]
+        for limit, predicted, unit, per_trial in limits:
+            if limit is not None and predicted > limit:
+                return (
+                    f"budget of {limit:g} {unit} would be exceeded: spent plus the trials in "
+                    f"flight and the next one is predicted at {predicted:.4g} {unit} "
+                    f"({per_trial:.3g} {unit} per trial, the mean of {len(complete)} completed)"
+                )
+        return None
+
+    # -- processes --------------------------------------------------------------------------
+
+    def _launch(self, trial_id: str) -> None:
+        trial = self.trials[trial_id]
+        log_path = self.out_dir / "logs" / f"{trial_id}.log"
+        log = open(log_path, "ab")  # noqa: SIM115 (closed when the worker ends)
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        argv = [
+            self.python,
+            "-m",
+            "frugalml.study._worker",
+            str(self.store.path),
+            trial_id,
+            "--parent-pid",
+            str(os.getpid()),
+            "--threads",
+            str(threads),
+            "--spawned-at",
+            repr(time.time()),
+        ]
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        self.store.set_worker(trial_id, process.pid)
+        self.store.set_log_path(trial_id, str(log_path))
+        self.running[trial_id] = _Running(trial, process, log, self.trial_timeout_s)
+        self._emit("trial_started", trial.label, self.store.trial(trial_id))
+
+    def _reap(self, trial_id: str, returncode: int) -> None:
+        state = self.running.pop(trial_id)
+        state.log.close()
+        row = self.store.trial(trial_id)
+        if row.status == "running":  # the worker could not record its own end
+            if state.timed_out:
+                error = f"timed out after {self.trial_timeout_s:g} s"
+            elif returncode < 0:
+                sig = -returncode
+                try:
+                    name = signal.Signals(sig).name
+                except ValueError:
+                    name = str(sig)
+                error = f"worker killed by signal {name}"
+                if sig == signal.SIGKILL:
+                    error += " (often the out-of-memory killer)"
+            else:
+                error = f"worker exited with code {returncode}; see {row.log_path}"
+            if returncode == 130 and not state.timed_out:
+                self.store.finish(trial_id, "pending", only_if_running=True)
+            else:
+                self.store.finish(trial_id, "failed", error=error, only_if_running=True)
+        elif state.timed_out and row.status == "pending":
+            self.store.finish(
+                trial_id, "failed", error=f"timed out after {self.trial_timeout_s:g} s"
+            )
+        row = self.store.trial(trial_id)
+        message = f"{state.trial.label}: {row.status}"
+        if row.error:
+            message += f" ({row.error})"
+        self._emit("trial_finished", message, row)
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        for trial_id, state in list(self.running.items()):
+            code = state.process.poll()
+            if code is not None:
+                self._reap(trial_id, code)
+            elif state.deadline is not None and now > state.deadline and not state.timed_out:
+                state.timed_out = True
+                logger.warning("%s: timed out, stopping it", state.trial.label)
+                state.process.kill()
+
+    def _stop_all(self) -> None:
+        for state in self.running.values():
+            if state.process.poll() is None:
+                state.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        while self.running and time.monotonic() < deadline:
+            for trial_id, state in list(self.running.items()):
+                code = state.process.poll()
+                if code is not None:
+                    self._reap(trial_id, code)
+            time.sleep(0.05)
+        for trial_id, state in list(self.running.items()):
+            state.process.kill()
+            state.process.wait()
+            self.store.finish(trial_id, "pending", only_if_running=True)
+            self.running.pop(trial_id).log.close()
+
+    # -- main loop --------------------------------------------------------------------------
+
+    def run(self) -> StudyOutcome:
+        self.store.save_spec(self.spec.to_dict())
+        extra = {
+            "carbon": dict(self.spec.carbon),
+            "data_root": self.spec.data_root,
+            "download": self.spec.download,
+        }
+        new = self.store.add_trials(
+            [(t.trial_id, t.study, t.label, {**t.to_dict(), **extra}) for t in self.trials.values()]
+        )
+        self._emit("started", f"{len(self.trials)} trials, {new} new")
+        budget_reason: str | None = None
+        interrupted = False
+        last_heartbeat = 0.0
+        try:
+            while True:
+                while budget_reason is None and len(self.running) < self.workers:
+                    budget_reason = self._budget_check(self.spec.budget)
+                    if budget_reason is not None:
+                        self._emit("budget_stop", budget_reason)
+                        break
+                    trial_id = self.store.claim(self.order, retry_failed=self.retry_failed)
+                    if trial_id is None:
+                        break
+                    self._launch(trial_id)
+                if not self.running:
+                    break
+                time.sleep(0.1)
+                self._poll()
+                if time.monotonic() - last_heartbeat > 10:
+                    self.store.heartbeat(list(self.running))
+                    last_heartbeat = time.monotonic()
+        except KeyboardInterrupt:
+            interrupted = True
+            self._stop_all()
+        progress = self.progress()
+        self.on_event(StudyEvent("finished", progress, "interrupted" if interrupted else "done"))
+        self.store.close()
+        return StudyOutcome(
+            progress=progress,
+            budget_stopped=budget_reason is not None,
+            budget_reason=budget_reason,
+            interrupted=interrupted,
+            new_trials=new,
+            out_dir=self.out_dir,
+        )
+
+
+def run_study(spec: StudySpec, out_dir: str | Path, **kwargs: Any) -> StudyOutcome:
+    """Run (or resume) ``spec`` into ``out_dir``; see :class:`StudyRunner` for options."""
+    return StudyRunner(spec, out_dir, **kwargs).run()

@@ -1,0 +1,234 @@
+"""Runs one trial in its own process: ``python -m frugalml.study._worker STORE TRIAL_ID``.
+
+The worker loads the dataset and model, trains under a meter, writes every epoch and the final
+result to the store as they exist, and exits 0 (complete), 1 (failed, recorded) or 130
+(interrupted: the trial is given back as pending). A crash that kills the interpreter is
+recorded by the parent from the exit status.
+"""
+
+from __future__ import annotations
+
+import time
+
+_PROCESS_START = time.time()  # before the heavy imports: the process start cost is measured
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from typing import Any  # noqa: E402
+
+logger = logging.getLogger("frugalml.study.worker")
+
+EXIT_COMPLETE = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this worker if the study process dies (kill -9 included), so an
+    orphan never finishes a trial that a resumed study has already handed out again."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(EXIT_INTERRUPTED)  # the parent died before we armed the signal
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def build_result(
+    trial_id: str,
+    definition: dict[str, Any],
+    *,
+    costs: Any = None,
+    train_result: Any = None,
+    measurement: Any = None,
+    image_size: tuple[int, int] | None = None,
+    overhead_s: float | None = None,
+) -> dict[str, Any]:
+    """The row of the results table for one trial (see docs/architecture.md)."""
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "model": definition["model"],
+        "model_args": json.dumps(definition.get("model_args") or {}, sort_keys=True),
+        "dataset": definition["dataset"],
+        "pretrained": definition["pretrained"],
+        "fraction": definition["fraction"],
+        "seed": definition["seed"],
+        "image_size": image_size[0] if image_size else definition.get("image_size"),
+        "epochs_planned": definition["training"]["epochs"],
+    }
+    if costs is not None:
+        row.update(
+            params=costs.params,
+            trainable_params=costs.trainable_params,
+            flops_per_sample=costs.flops_per_sample,
+            weight_bytes=costs.weight_bytes,
+        )
+    if train_result is not None:
+        last = train_result.epochs[-1]
+        row.update(
+            epochs=len(train_result.epochs),
+            accuracy=train_result.final_test.get("accuracy"),
+            balanced_accuracy=train_result.final_test.get("balanced_accuracy"),
+            auc=train_result.final_test.get("auc"),
+            f1=train_result.final_test.get("f1"),
+            val_accuracy=train_result.final_val.get("accuracy"),
+            best_val_epoch=train_result.best_val_epoch,
+            best_val_accuracy=train_result.best_val.get("accuracy"),
+            best_val_test_accuracy=train_result.best_val_test.get("accuracy"),
+            best_val_test_balanced_accuracy=train_result.best_val_test.get("balanced_accuracy"),
+            best_val_test_auc=train_result.best_val_test.get("auc"),
+            best_val_test_f1=train_result.best_val_test.get("f1"),
+            train_loss=last.train_loss,
+            train_samples=last.train_samples,
+            samples_per_s=sum(e.samples_per_s for e in train_result.epochs)
+            / len(train_result.epochs),
+            device=train_result.device,
+            data_path=train_result.data_path,
+            stopped_early=train_result.stopped_early,
+            stop_reason=train_result.stop_reason,
+        )
+    if measurement is not None:
+        row.update(
+            energy_j=measurement.energy_j,
+            energy_kind=measurement.provenance,
+            energy_source=measurement.energy_source,
+            measured_energy_j=measurement.measured_energy_j,
+            estimated_energy_j=measurement.estimated_energy_j,
+            co2_g=measurement.co2_g,
+            intensity_g_per_kwh=measurement.intensity_g_per_kwh,
+            pue=measurement.pue,
+            duration_s=measurement.duration_s,
+            cpu_time_s=measurement.cpu_time_s,
+            peak_rss_bytes=measurement.peak_rss_bytes,
+            peak_gpu_mem_bytes=measurement.peak_gpu_mem_bytes,
+            measurement=measurement.to_dict(),
+        )
+    if overhead_s is not None:
+        row["process_overhead_s"] = overhead_s
+    return {k: _finite(v) for k, v in row.items()}
+
+
+def run_trial(store_path: str, trial_id: str, threads: int | None, spawned_at: float) -> int:
+    import torch
+
+    from frugalml.data import load_dataset
+    from frugalml.errors import FrugalError
+    from frugalml.meter import CarbonConfig, Meter, MeterConfig
+    from frugalml.models import count_costs, create_model
+    from frugalml.study._spec import Trial
+    from frugalml.study._store import StudyStore
+    from frugalml.train import TrainConfig, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    store = StudyStore(store_path, create=False)
+    row = store.trial(trial_id)
+    definition = row.definition
+    trial = Trial.from_dict({**definition, "study": row.definition.get("study", "")})
+    carbon = definition.get("carbon") or {}
+    config = MeterConfig(carbon=CarbonConfig(**carbon))
+    costs = train_result = None
+    image_size: tuple[int, int] | None = None
+    window: Any = None
+    exit_code = EXIT_COMPLETE
+    error: str | None = None
+    meter = Meter(config)
+    try:
+        with meter, meter.window("trial") as window:
+            dataset = load_dataset(
+                trial.dataset, root=definition.get("data_root"), download=definition.get("download")
+            )
+            if trial.image_size:
+                dataset = dataset.resized(trial.image_size)
+            if trial.fraction < 1.0:
+                dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
+            image_size = dataset.image_size
+            torch.manual_seed(trial.seed)
+            model = create_model(
+                trial.model.name,
+                num_classes=dataset.num_classes,
+                in_chans=dataset.channels,
+                pretrained=trial.pretrained,
+                pretrained_file=trial.pretrained_file,
+                **trial.model.args_dict(),
+            )
+            costs = count_costs(model, (dataset.channels, *dataset.image_size))
+            train_result = train(
+                model,
+                dataset,
+                TrainConfig.from_mapping(definition["training"]),
+                meter=meter,
+                pretrained=trial.pretrained,
+                on_epoch=lambda record: store.record_epoch(
+                    trial_id, record.epoch, record.to_dict()
+                ),
+            )
+    except KeyboardInterrupt:
+        exit_code, error = EXIT_INTERRUPTED, "interrupted"
+    except FrugalError as exc:
+        exit_code, error = EXIT_FAILED, str(exc)
+    except torch.OutOfMemoryError as exc:
+        exit_code, error = EXIT_FAILED, f"out of memory: {str(exc).splitlines()[0]}"
+    except Exception as exc:
+        traceback.print_exc()
+        exit_code, error = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+    measurement = getattr(window, "measurement", None)
+    overhead_s = None
+    if measurement is not None:
+        overhead_s = max(0.0, time.time() - spawned_at - measurement.duration_s)
+    result = build_result(
+        trial_id,
+        definition,
+        costs=costs,
+        train_result=train_result,
+        measurement=measurement,
+        image_size=image_size,
+        overhead_s=overhead_s,
+    )
+    if exit_code == EXIT_COMPLETE:
+        store.finish(trial_id, "complete", result=result, only_if_running=True)
+    elif exit_code == EXIT_INTERRUPTED:
+        store.finish(trial_id, "pending", result=None, error=None, only_if_running=True)
+    else:
+        store.finish(trial_id, "failed", result=result, error=error, only_if_running=True)
+        print(f"frugalml: trial {trial_id} failed: {error}", file=sys.stderr)
+    store.close()
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m frugalml.study._worker")
+    parser.add_argument("store")
+    parser.add_argument("trial_id")
+    parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--spawned-at", type=float, default=_PROCESS_START)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent_pid)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return run_trial(args.store, args.trial_id, args.threads, args.spawned_at)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Studies end to end: specs, the store, isolation, resume after kill -9, concurrency, budget."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from frugalml.cli import main
+from frugalml.errors import ConfigError, ModelError, StoreError
+from frugalml.study import COLUMNS, StudySpec, StudyStore, load_results, run_study
+
+TINY = {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}}
+
+
+def _spec(tmp_path: Path, **changes: Any) -> Path:
+    data: dict[str, Any] = {
+        "name": "t",
+        "datasets": ["digits"],
+        "models": [TINY],
+        "pretrained": [False],
+        "fractions": [1.0, 0.2],
+        "seeds": [0],
+        "training": {"epochs": 1, "batch_size": 64},
+    }
+    data.update(changes)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# -- specs ----------------------------------------------------------------------------------
+
+
+def test_spec_expands_into_every_combination(tmp_path: Path) -> None:
+    spec = StudySpec.from_yaml(
+        _spec(tmp_path, models=[TINY, "frugal_mlp"], seeds=[0, 1], pretrained=[False])
+    )
+    trials = spec.trials()
+    assert len(trials) == 1 * 2 * 1 * 2 * 2
+    assert len({t.trial_id for t in trials}) == len(trials)
+    again = StudySpec.from_yaml(_spec(tmp_path, models=[TINY, "frugal_mlp"], seeds=[0, 1]))
+    assert [t.trial_id for t in again.trials()] == [t.trial_id for t in trials]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("name: t\ndatasets: [digits\n", "not valid YAML"),
+        ("- just\n- a list\n", "mapping"),
+        ("name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\nfractons: [0.1]\n", "fractons"),
+        ("name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\nfractions: [1.5]\n", "outside (0, 1]"),
+        ("name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\nfractions: [0]\n", "outside (0, 1]"),
+        (
+            "name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\npretrained: [yes please]\n",
+            "true or false",
+        ),
+        ("name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\nseeds: [-1]\n", "seeds"),
+        ("name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\ntraining: {epochs: 0}\n", "epochs"),
+        ("name: t\ndatasets: [digits]\nmodels: [frugal_cnn]\nbudget: {energy_kwh: -1}\n", "budget"),
+        ("name: t\ndatasets: [imagenet]\nmodels: [frugal_cnn]\n", "imagenet"),
+        ("name: t\nmodels: [frugal_cnn]\n", "datasets"),
+        ("name: 'bad name!'\ndatasets: [digits]\nmodels: [frugal_cnn]\n", "name"),
+    ],
+)
+def test_bad_specs_get_one_clear_message(
+    tmp_path: Path, text: str, words: str, capsys: Any
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        StudySpec.from_yaml(path)
+    assert main(["study", "validate", "--no-calibrate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("frugalml: error:") and "Traceback" not in err
+
+
+def test_unknown_model_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="resnet181"):
+        StudySpec.from_yaml(_spec(tmp_path, models=["resnet181"]))
+
+
+def test_validate_predicts_energy_and_time(tmp_path: Path, capsys: Any) -> None:
+    assert main(["study", "validate", str(_spec(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "2 trials" in out and "predicted total" in out and "how:" in out
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def test_study_runs_records_and_exports(tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "out"
+    code = main(["study", "run", str(_spec(tmp_path)), "--out", str(out), "--no-report"])
+    assert code == 0
+    frame = load_results(out)
+    assert list(frame.columns[: len(COLUMNS)]) == list(COLUMNS)
+    assert len(frame) == 2 and set(frame["status"]) == {"complete"}
+    assert frame["energy_j"].gt(0).all() and frame["duration_s"].gt(0).all()
+    assert set(frame["energy_kind"]) <= {"measured", "estimated", "mixed"}
+    assert frame["params"].gt(0).all() and frame["flops_per_sample"].gt(0).all()
+    assert frame["accuracy"].between(0, 1).all()
+    small = frame[frame["fraction"] == 0.2]
+    assert int(small["train_samples"].iloc[0]) < int(
+        frame[frame["fraction"] == 1.0]["train_samples"].iloc[0]
+    )
+    with StudyStore(out) as store:
+        for row in store.trials():
+            assert len(store.epochs(row.trial_id)) == 1
+    csv_path = tmp_path / "x" / "results.csv"
+    assert main(["study", "export", str(out), "--csv", str(csv_path)]) == 0
+    exported = pd.read_csv(csv_path)
+    assert len(exported) == 2 and "energy_source" in exported.columns
+    # A rerun resumes: nothing is trained twice.
+    assert main(["study", "run", str(_spec(tmp_path)), "--out", str(out), "--no-report"]) == 0
+    with StudyStore(out) as store:
+        assert [r.attempts for r in store.trials()] == [1, 1]
+    assert main(["study", "status", str(out)]) == 0
+    assert "complete 2" in capsys.readouterr().out
+
+
+def test_a_failing_trial_fails_alone(tmp_path: Path) -> None:
+    # timm's test_vit cuts 16x16 patches: digits' 8x8 images make it fail inside the worker.
+    spec = StudySpec.from_yaml(_spec(tmp_path, models=[TINY, "test_vit"], fractions=[1.0]))
+    outcome = run_study(spec, tmp_path / "out")
+    frame = load_results(tmp_path / "out")
+    assert outcome.progress.complete == 1 and outcome.progress.failed == 1
+    failed = frame[frame["status"] == "failed"].iloc[0]
+    assert failed["model"] == "test_vit" and "patch size" in failed["error"]
+    assert failed["energy_j"] > 0  # what the failed trial spent is kept
+
+
+def test_a_trial_past_its_time_limit_fails_with_that_reason(tmp_path: Path) -> None:
+    spec = StudySpec.from_yaml(_spec(tmp_path, fractions=[1.0], trial_timeout_s=0.5))
+    run_study(spec, tmp_path / "out")
+    frame = load_results(tmp_path / "out")
+    assert frame["status"].tolist() == ["failed"]
+    assert "timed out" in frame["error"].iloc[0]
+
+
+def test_budget_stops_launching_and_says_why(tmp_path: Path) -> None:
+    spec = StudySpec.from_yaml(
+        _spec(tmp_path, fractions=[1.0, 0.5, 0.2], budget={"duration_s": 0.001})
+    )
+    outcome = run_study(spec, tmp_path / "out")
+    assert outcome.budget_stopped and "budget" in (outcome.budget_reason or "")
+    assert outcome.progress.complete == 1 and outcome.progress.pending == 2
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "frugalml", *args]
+
+
+def test_kill_minus_9_loses_only_the_trial_in_flight_and_resume_finishes(tmp_path: Path) -> None:
+    spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3, 0.2])
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        _cli("study", "run", str(spec_path), "--out", str(out), "--no-report"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = out / "study.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                done = conn.execute(
+                    "SELECT COUNT(*) FROM trials WHERE status='complete'"
+                ).fetchone()[0]
+                running = conn.execute(
+                    "SELECT COUNT(*) FROM trials WHERE status='running'"
+                ).fetchone()[0]
+            if done >= 1 and running == 1:
+                break
+        time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("the study did not get going")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with StudyStore(out) as store:
+        before = {r.trial_id: r.status for r in store.trials()}
+    assert list(before.values()).count("complete") >= 1
+    result = subprocess.run(
+        _cli("study", "run", str(spec_path), "--out", str(out), "--no-report"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    with StudyStore(out) as store:
+        rows = store.trials()
+    assert [r.status for r in rows] == ["complete"] * 4
+    for row in rows:
+        if before[row.trial_id] == "complete":
+            assert row.attempts == 1  # kept, not rerun
+        assert row.attempts <= 2
+
+
+def test_two_runs_on_one_directory_never_run_a_trial_twice(tmp_path: Path) -> None:
+    spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3, 0.2])
+    out = tmp_path / "out"
+    runs = [
+        subprocess.Popen(
+            _cli("study", "run", str(spec_path), "--out", str(out), "--no-report"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    with StudyStore(out) as store:
+        rows = store.trials()
+    assert len(rows) == 4
+    assert all(r.status == "complete" and r.attempts == 1 for r in rows)
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def test_corrupt_store_is_a_clear_error(tmp_path: Path, capsys: Any) -> None:
+    (tmp_path / "study.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a readable"):
+        StudyStore(tmp_path)
+    assert main(["study", "status", str(tmp_path)]) == 2
+    assert "not a readable" in capsys.readouterr().err
+
+
+def test_store_of_another_schema_version_is_refused_and_kept(tmp_path: Path) -> None:
+    with StudyStore(tmp_path) as store:
+        store.add_trials([("abc", "t", "label", {"model": "m"})])
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(StoreError, match="schema 99"):
+        StudyStore(tmp_path)
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 1
+
+
+def test_status_of_a_directory_without_a_store(tmp_path: Path, capsys: Any) -> None:
+    assert main(["study", "status", str(tmp_path)]) == 2
+    assert "no study store" in capsys.readouterr().err
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_claims_are_exclusive(tmp_path: Path) -> None:
+    a, b = StudyStore(tmp_path), StudyStore(tmp_path)
+    a.add_trials([("t1", "s", "one", {}), ("t2", "s", "two", {})])
+    assert a.claim(["t1", "t2"]) == "t1"
+    assert b.claim(["t1", "t2"]) == "t2"
+    assert a.claim(["t1", "t2"]) is None
+    a.close()
+    b.close()
+
+
+def test_running_trial_of_a_dead_process_is_claimed_again(tmp_path: Path) -> None:
+    store = StudyStore(tmp_path)
+    store.add_trials([("t1", "s", "one", {})])
+    assert store.claim(["t1"]) == "t1"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE trials SET owner=? WHERE trial_id='t1'",
+            (f"{os.uname().nodename}:{dead.pid}:?",),
+        )
+    assert store.claim(["t1"]) == "t1"
+    assert store.trial("t1").attempts == 2
+    store.close()
