@@ -160,7 +160,10 @@ def discover_rapl(
     if not base.is_dir():
         return RaplDiscovery(base, "no_powercap", f"no powercap directory at {base}")
     notes: list[str] = []
-    names = sorted(p.name for p in base.iterdir())
+    try:
+        names = sorted(p.name for p in base.iterdir())
+    except OSError as exc:
+        return RaplDiscovery(base, "unreadable", f"cannot list {base}: {exc.strerror or exc}")
     if any(n.startswith("intel-rapl-mmio:") for n in names):
         notes.append("intel-rapl-mmio zones duplicate the package counters and are not added")
     paths = [base / n for n in names if _ZONE_RE.match(n)]
