@@ -1,0 +1,577 @@
+"""From a study's results table (one row per trial) to scored leaderboards per setting.
+
+The rules, applied in this order:
+
+1. Trials are sorted by ``status``: ``complete`` trials are candidates for scoring,
+   ``failed`` ones are listed with their error, ``pending``/``running`` ones are counted as
+   unfinished. A table without a ``status`` column (a published table) is taken as all
+   complete. A complete trial lacking accuracy or energy cannot be scored and is listed
+   with the reason.
+2. Seeds are averaged: within a setting (dataset, pretrained, fraction), the complete
+   trials of one model (name plus ``model_args``) become one row whose numbers are the
+   means over its trials; ``n_trials`` says how many, ``accuracy_std`` how much the
+   accuracy varied (sample standard deviation; NaN for one trial). Scoring per model,
+   not per trial, keeps a model with more seeds from taking more places on the
+   leaderboard and from weighing more in the min-max normalisation.
+3. The averaged rows are scored with :func:`frugalml.analysis.score_study` (PePR-E and
+   every other variant whose resource column the table has), normalised per setting,
+   ranked by PePR-E, and marked on the accuracy-energy Pareto front of their setting.
+
+Totals (energy, CO2, time) are over every trial that recorded them, failed ones included:
+the energy a failed trial spent was spent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from frugalml.analysis import (
+    SETTING_COLUMNS,
+    MissingDataWarning,
+    pareto_front,
+    rank,
+    score_study,
+)
+from frugalml.errors import ConfigError, DataError
+from frugalml.report._format import fmt_percent, is_missing, plain_text
+
+__all__ = [
+    "LABEL",
+    "NUMERIC_COLUMNS",
+    "PreparedStudy",
+    "Setting",
+    "Totals",
+    "model_label",
+    "prepare",
+    "setting_label",
+    "trial_name",
+]
+
+#: The column of the prepared tables that names a model (name plus arguments).
+LABEL = "model_label"
+#: The column that numbers a row's setting (0, 1, ...; order of first appearance).
+SETTING = "setting_index"
+#: The performance PePR is computed from.
+PERFORMANCE = "accuracy"
+#: The resource of the leaderboard's main score, PePR-E.
+ENERGY = "energy_j"
+#: Whether a row is on the accuracy-energy Pareto front of its setting.
+PARETO = "pareto_accuracy_energy"
+
+_REQUIRED = ("model", PERFORMANCE, ENERGY)
+
+#: Columns that are numbers when present; averaged over seeds, summed in totals.
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "auc",
+    "f1",
+    "energy_j",
+    "measured_energy_j",
+    "estimated_energy_j",
+    "co2_g",
+    "intensity_g_per_kwh",
+    "pue",
+    "duration_s",
+    "cpu_time_s",
+    "peak_rss_bytes",
+    "peak_gpu_mem_bytes",
+    "params",
+    "trainable_params",
+    "flops_per_sample",
+    "weight_bytes",
+    "samples_per_s",
+    "epochs",
+)
+
+#: PePR variants scored when their resource column has at least one value.
+_VARIANT_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("E", ("energy_j",)),
+    ("C", ("co2_g",)),
+    ("T", ("duration_s",)),
+    ("M", ("peak_gpu_mem_bytes", "peak_rss_bytes")),
+    ("params", ("params",)),
+    ("flops", ("flops_per_sample",)),
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One experiment setting: PePR's normalisation group.
+
+    ``key`` maps the setting columns present in the table to their values; ``table`` holds
+    its scored models, best PePR-E first, one row per model.
+    """
+
+    index: int
+    key: dict[str, object]
+    label: str
+    slug: str
+    table: pd.DataFrame
+    n_trials: int
+
+    @property
+    def n_models(self) -> int:
+        return len(self.table.index)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What the whole study cost, over every trial that recorded it (failed ones too).
+
+    ``measured_energy_j`` and ``estimated_energy_j`` split ``energy_j`` by provenance;
+    ``unattributed_energy_j`` is energy of trials that say neither (no ``energy_kind``).
+    ``sources`` lists each distinct ``energy_source`` line with its kind, the number of
+    trials and their energy; ``carbon`` each distinct (intensity g/kWh, PUE) pair with
+    its number of trials.
+    """
+
+    n_trials: int
+    n_complete: int
+    n_scored: int
+    n_failed: int
+    n_unfinished: int
+    n_with_energy: int
+    n_failed_with_energy: int
+    energy_j: float
+    measured_energy_j: float
+    estimated_energy_j: float
+    unattributed_energy_j: float
+    co2_g: float
+    duration_s: float
+    kinds: dict[str, int]
+    sources: list[tuple[str, str, int, float]]
+    carbon: list[tuple[float, float, int]]
+
+
+@dataclass(frozen=True)
+class PreparedStudy:
+    """A results table sorted, averaged, scored and ranked; see the module docstring."""
+
+    setting_columns: list[str]
+    settings: list[Setting]
+    scored: pd.DataFrame
+    failed: pd.DataFrame
+    unscored: pd.DataFrame
+    unfinished: pd.DataFrame
+    totals: Totals
+    studies: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seeds_averaged(self) -> bool:
+        """Whether any leaderboard row is the mean of several trials."""
+        return bool(len(self.scored.index)) and int(self.scored["n_trials"].max()) > 1
+
+    def setting_label(self, index: int) -> str:
+        return self.settings[index].label
+
+
+def prepare(results: pd.DataFrame) -> PreparedStudy:
+    """Sort, average, score and rank a study's results table (see the module docstring).
+
+    Raises:
+        ConfigError: ``results`` is not a DataFrame, or lacks ``model``, ``accuracy`` or
+            ``energy_j``.
+        DataError: the table has no rows, or a numeric column holds text.
+    """
+    table = _checked(results)
+    notes: list[str] = []
+    settings_present = [c for c in SETTING_COLUMNS if c in table.columns]
+    missing_settings = [c for c in SETTING_COLUMNS if c not in table.columns]
+    if missing_settings:
+        notes.append(
+            "the table has no "
+            + ", ".join(repr(c) for c in missing_settings)
+            + " column; settings are told apart by "
+            + (", ".join(settings_present) if settings_present else "nothing (one setting)")
+        )
+
+    status = _status(table, notes)
+    complete = table[status == "complete"]
+    failed = table[status == "failed"]
+    unfinished = table[~status.isin(["complete", "failed"])]
+    scorable = complete[PERFORMANCE].notna() & complete[ENERGY].notna()
+    unscored = complete[~scorable].copy()
+    unscored["reason"] = [
+        _unscored_reason(row) for row in unscored[[PERFORMANCE, ENERGY]].itertuples(index=False)
+    ]
+
+    averaged = _average_seeds(complete[scorable], settings_present)
+    settings: list[Setting] = []
+    scored = averaged
+    if len(averaged.index):
+        scored = _score(averaged, settings_present, notes)
+        settings = _settings(scored, settings_present, complete[scorable])
+
+    return PreparedStudy(
+        setting_columns=settings_present,
+        settings=settings,
+        scored=scored,
+        failed=failed,
+        unscored=unscored,
+        unfinished=unfinished,
+        totals=_totals(table, status, n_scored=int(scorable.sum())),
+        studies=_distinct_text(table, "study"),
+        notes=notes,
+    )
+
+
+def _checked(results: object) -> pd.DataFrame:
+    if not isinstance(results, pd.DataFrame):
+        raise ConfigError(
+            f"a report needs a pandas DataFrame of results, got {type(results).__name__}",
+            fix="pass frugalml.study.load_results(out_dir) or pandas.read_csv(path)",
+        )
+    if len(results.index) == 0:
+        raise DataError(
+            "the results table has no rows: the study has no trials",
+            fix="run the study first ('frugalml study run SPEC --out DIR')",
+        )
+    missing = [c for c in _REQUIRED if c not in results.columns]
+    if missing:
+        raise ConfigError(
+            "the results table lacks column(s) "
+            + ", ".join(repr(c) for c in missing)
+            + "; it has: "
+            + ", ".join(str(c) for c in results.columns[:40]),
+            fix="report on a study directory or a CSV written by 'frugalml study export'",
+        )
+    table = results.reset_index(drop=True).copy()
+    for column in NUMERIC_COLUMNS:
+        if column in table.columns:
+            table[column] = _numbers(table, column)
+    return table
+
+
+def _numbers(table: pd.DataFrame, column: str) -> pd.Series[float]:
+    """The column as float64 with NaN for missing values; text raises DataError."""
+    raw = table[column]
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        raise DataError(
+            f"column {column!r} holds True/False values, not numbers",
+            fix=f"make {column!r} numeric",
+        )
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = (values.isna() & raw.notna()).to_numpy(dtype=bool)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise DataError(
+            f"column {column!r} has a value that is not a number: {raw.iloc[first]!r} "
+            f"(row {first + 1} of the table)",
+            fix=f"make every value of {column!r} a number, or leave it empty",
+        )
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+    array[np.isinf(array)] = np.nan
+    return pd.Series(array, index=table.index, name=column)
+
+
+def _status(table: pd.DataFrame, notes: list[str]) -> pd.Series[str]:
+    if "status" not in table.columns:
+        notes.append("the table has no 'status' column: every row is taken as a complete trial")
+        return pd.Series("complete", index=table.index, dtype=object)
+    return pd.Series(
+        [plain_text(v).lower() or "unknown" for v in table["status"]],
+        index=table.index,
+        dtype=object,
+    )
+
+
+def _unscored_reason(row: tuple[object, ...]) -> str:
+    lacking = [
+        name for name, value in zip((PERFORMANCE, ENERGY), row, strict=True) if is_missing(value)
+    ]
+    return "no " + " and no ".join(lacking)
+
+
+def model_label(model: object, model_args: object = None) -> str:
+    """How a model is named in the report: ``frugal_cnn(conv_layers=1, width=8)``.
+
+    ``model_args`` is the JSON text of the study table (``"{}"`` for none); other text is
+    appended as it is.
+    """
+    name = plain_text(model) or "(unnamed model)"
+    if is_missing(model_args):
+        return name
+    text = str(model_args).strip()
+    if text in ("", "{}", "null"):
+        return name
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return f"{name}({plain_text(text)})"
+    if isinstance(parsed, dict):
+        if not parsed:
+            return name
+        inner = ", ".join(f"{k}={_arg(v)}" for k, v in parsed.items())
+        return f"{name}({plain_text(inner)})"
+    return f"{name}({plain_text(text)})"
+
+
+def _arg(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _average_seeds(complete: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+    """One row per (setting, model): the mean of its complete trials."""
+    table = complete.copy()
+    args = table["model_args"] if "model_args" in table.columns else [None] * len(table.index)
+    table[LABEL] = [model_label(m, a) for m, a in zip(table["model"], args, strict=True)]
+    if not len(table.index):
+        return table
+    keys = [*settings, LABEL]
+    grouped = table.groupby(keys, sort=False, dropna=False)
+    numeric = [c for c in NUMERIC_COLUMNS if c in table.columns]
+    out = grouped[numeric].mean()
+    out["n_trials"] = grouped.size()
+    out["accuracy_std"] = grouped[PERFORMANCE].std(ddof=1)
+    for column in ("model", "model_args"):
+        if column in table.columns:
+            out[column] = grouped[column].first()
+    if "seed" in table.columns:
+        out["seeds"] = grouped["seed"].agg(_join_distinct)
+    for column in ("energy_kind", "energy_source", "device", "study"):
+        if column in table.columns:
+            out[column] = grouped[column].agg(_combine)
+    out = out.reset_index()
+    return out
+
+
+def _join_distinct(values: pd.Series[Any]) -> str:
+    return ", ".join(dict.fromkeys(plain_text(v) for v in values if not is_missing(v)))
+
+
+def _combine(values: pd.Series[Any]) -> str:
+    """The single value of a column over seeds, ``mixed`` for energy kinds that differ."""
+    distinct = list(dict.fromkeys(plain_text(v) for v in values if not is_missing(v)))
+    if not distinct:
+        return ""
+    if len(distinct) == 1:
+        return distinct[0]
+    if values.name == "energy_kind":
+        return "mixed"
+    return " | ".join(distinct)
+
+
+def _score(averaged: pd.DataFrame, settings: list[str], notes: list[str]) -> pd.DataFrame:
+    variants = [
+        name
+        for name, columns in _VARIANT_COLUMNS
+        if any(c in averaged.columns and averaged[c].notna().any() for c in columns)
+    ]
+    group: list[str] | None = settings or None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingDataWarning)
+        scored = score_study(averaged, variants=variants, group=group, performance=PERFORMANCE)
+    for warning in caught:
+        if issubclass(warning.category, MissingDataWarning):
+            notes.append(" ".join(str(warning.message).split()))
+    scored[PARETO] = pareto_front(scored, PERFORMANCE, ENERGY, group=group)
+    scored[SETTING] = scored.groupby(settings, sort=False, dropna=False).ngroup() if settings else 0
+    ranked = rank(scored, by=f"pepr_{ENERGY}", group=[SETTING])
+    ranked["energy_wh"] = ranked[ENERGY] / 3600.0
+    return ranked.reset_index(drop=True)
+
+
+def _settings(scored: pd.DataFrame, settings: list[str], trials: pd.DataFrame) -> list[Setting]:
+    out = []
+    for index in range(int(scored[SETTING].max()) + 1):
+        rows = scored[scored[SETTING] == index].reset_index(drop=True)
+        key = {c: _plain(rows[c].iloc[0]) for c in settings}
+        n_trials = int(rows["n_trials"].sum())
+        out.append(
+            Setting(
+                index=index,
+                key=key,
+                label=setting_label(key),
+                slug=_slug(index, key),
+                table=rows,
+                n_trials=n_trials,
+            )
+        )
+    return out
+
+
+def setting_label(key: Mapping[str, object]) -> str:
+    """A setting in words: ``digits, from scratch, 10% of the training data``."""
+    parts = []
+    for column, value in key.items():
+        if column == "dataset":
+            parts.append(plain_text(value) or "dataset unknown")
+        elif column == "pretrained":
+            if is_missing(value):
+                parts.append("pretraining unknown")
+            else:
+                parts.append("pretrained" if _truthy(value) else "from scratch")
+        elif column == "fraction":
+            if is_missing(value):
+                parts.append("data fraction unknown")
+            else:
+                try:
+                    parts.append(f"{fmt_percent(float(str(value)))} of the training data")
+                except ValueError:
+                    parts.append(f"fraction {plain_text(value)}")
+        else:
+            parts.append(f"{column}={plain_text(value)}")
+    return ", ".join(parts) if parts else "all results"
+
+
+def trial_name(record: Mapping[Hashable, Any]) -> str:
+    """One trial in words: ``m (digits, from scratch, 10% of the training data, seed 0)``."""
+    key = {c: record[c] for c in SETTING_COLUMNS if c in record}
+    seed = record.get("seed")
+    seed_text = "" if is_missing(seed) else f", seed {plain_text(seed)}"
+    label = model_label(record.get("model"), record.get("model_args"))
+    return f"{label} ({setting_label(key)}{seed_text})"
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _slug(index: int, key: Mapping[str, object]) -> str:
+    """A file-name part for a setting: ``s1-digits-scratch-10pct``."""
+    parts = [f"s{index + 1}"]
+    for column, value in key.items():
+        if is_missing(value):
+            continue
+        if column == "pretrained":
+            parts.append("pretrained" if _truthy(value) else "scratch")
+        elif column == "fraction":
+            try:
+                parts.append(f"{100.0 * float(str(value)):g}pct")
+            except ValueError:
+                parts.append(str(value))
+        else:
+            parts.append(str(value))
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", "-".join(parts)).strip("-.")
+    return slug[:80] or f"s{index + 1}"
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _totals(table: pd.DataFrame, status: pd.Series[str], *, n_scored: int) -> Totals:
+    energy = table[ENERGY]
+    has_energy = energy.notna()
+    kind = (
+        pd.Series([plain_text(v) for v in table["energy_kind"]], index=table.index)
+        if "energy_kind" in table.columns
+        else pd.Series("", index=table.index)
+    )
+    measured = _split(table, "measured_energy_j", energy, kind, "measured")
+    estimated = _split(table, "estimated_energy_j", energy, kind, "estimated")
+    total = float(energy[has_energy].sum())
+    unattributed = max(0.0, total - measured - estimated)
+    if unattributed < 1e-9 * max(total, 1.0):
+        unattributed = 0.0
+
+    kinds: dict[str, int] = {}
+    for value in kind[has_energy]:
+        kinds[value or "unknown"] = kinds.get(value or "unknown", 0) + 1
+
+    source = (
+        pd.Series([plain_text(v) for v in table["energy_source"]], index=table.index)
+        if "energy_source" in table.columns
+        else pd.Series("", index=table.index)
+    )
+    sources: dict[tuple[str, str], list[float]] = {}
+    for line, k, joules in zip(
+        source[has_energy], kind[has_energy], energy[has_energy], strict=True
+    ):
+        entry = sources.setdefault((line or "(not recorded)", k or "unknown"), [0, 0.0])
+        entry[0] += 1
+        entry[1] += float(joules)
+
+    carbon: dict[tuple[float, float], int] = {}
+    if "intensity_g_per_kwh" in table.columns:
+        pue = table["pue"] if "pue" in table.columns else pd.Series(math.nan, index=table.index)
+        for intensity, factor in zip(table["intensity_g_per_kwh"], pue, strict=True):
+            if math.isnan(intensity):
+                continue
+            pair = (float(intensity), float(factor))
+            carbon[pair] = carbon.get(pair, 0) + 1
+
+    co2 = table["co2_g"] if "co2_g" in table.columns else pd.Series(math.nan, index=table.index)
+    time = (
+        table["duration_s"]
+        if "duration_s" in table.columns
+        else pd.Series(math.nan, index=table.index)
+    )
+    return Totals(
+        n_trials=len(table.index),
+        n_complete=int((status == "complete").sum()),
+        n_scored=n_scored,
+        n_failed=int((status == "failed").sum()),
+        n_unfinished=int((~status.isin(["complete", "failed"])).sum()),
+        n_with_energy=int(has_energy.sum()),
+        n_failed_with_energy=int((has_energy & (status == "failed")).sum()),
+        energy_j=total,
+        measured_energy_j=measured,
+        estimated_energy_j=estimated,
+        unattributed_energy_j=unattributed,
+        co2_g=float(co2.sum()) if co2.notna().any() else math.nan,
+        duration_s=float(time.sum()) if time.notna().any() else math.nan,
+        kinds=kinds,
+        sources=[(line, k, int(v[0]), float(v[1])) for (line, k), v in sources.items()],
+        carbon=[(i, p, n) for (i, p), n in carbon.items()],
+    )
+
+
+def _split(
+    table: pd.DataFrame,
+    column: str,
+    energy: pd.Series[float],
+    kind: pd.Series[str],
+    label: str,
+) -> float:
+    """The energy of one provenance: its own column where recorded, else by energy_kind."""
+    whole = energy.where(kind == label, 0.0).fillna(0.0)
+    if column in table.columns:
+        part = table[column]
+        whole = part.where(part.notna(), whole)
+    return float(whole[energy.notna()].sum())
+
+
+def _distinct_text(table: pd.DataFrame, column: str) -> list[str]:
+    if column not in table.columns:
+        return []
+    return [v for v in dict.fromkeys(plain_text(x) for x in table[column]) if v]
+
+
+def memory_kind(setting_table: pd.DataFrame) -> str:
+    """``GPU`` or ``host RSS``: which peak memory the setting's PePR-M used."""
+    if "peak_mem_source" not in setting_table.columns or not len(setting_table.index):
+        return ""
+    source = str(setting_table["peak_mem_source"].iloc[0])
+    return "GPU" if "gpu" in source else "host RSS"
+
+
+def has_values(table: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` is in ``table`` with at least one value."""
+    return column in table.columns and bool(table[column].notna().any())
+
+
+def distinct_levels(table: pd.DataFrame, column: str) -> list[object]:
+    """The distinct non-missing values of a column, in order of first appearance."""
+    if column not in table.columns:
+        return []
+    return [_plain(v) for v in dict.fromkeys(v for v in table[column] if not is_missing(v))]
+
+
+def columns_present(table: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    return [c for c in columns if c in table.columns]
