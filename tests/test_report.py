@@ -232,7 +232,7 @@ def test_small_vs_large_sentence_has_the_hand_medians_and_exact_p(tmp_path: Path
     page = html.unescape(
         build_report(pd.DataFrame(rows), tmp_path, plots=False).html_path.read_text()
     )
-    assert "small models (<= 6k params, n=2): median PePR-E 0.85 vs 0.55 for large (n=2)" in page
+    assert "Small models (<= 6k params, n=2): median PePR-E 0.85 vs 0.55 for large (n=2)" in page
     assert "p = 0.333" in page
     assert "no outcome could give p below 0.333" in page
 
@@ -249,9 +249,9 @@ def test_pretrained_vs_scratch_is_tested_on_pairs(tmp_path: Path) -> None:
     )
     assert "Pretrained vs from scratch" in page
     sentence = next(
-        line for line in page.splitlines() if "all settings: accuracy, pretrained minus" in line
+        line for line in page.splitlines() if "All settings: accuracy, pretrained minus" in line
     )
-    assert "median difference +0.100 over 3 models" in sentence
+    assert "median difference +0.100 over 3 pairs" in sentence
     assert "p = 0.250" in sentence
 
 
@@ -269,7 +269,7 @@ def test_full_vs_reduced_data_appears_only_with_both_levels(tmp_path: Path) -> N
     )
     assert "100% vs 10% of the training data" in page
     # x: 0.9 - 0.6 = 0.3, y: 0.95 - 0.7 = 0.25 -> median +0.275; 2 pairs
-    assert "median difference +0.275 over 2 models" in page
+    assert "median difference +0.275 over 2 pairs" in page
 
 
 # -- files, escaping, failures ---------------------------------------------------------------

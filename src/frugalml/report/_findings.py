@@ -201,7 +201,7 @@ def _paired(prepared: PreparedStudy, notes: list[str]) -> list[PairedSection]:
 def describe_size(result: SizeComparison, *, within_setting: bool) -> str:
     """The small-vs-large test in words, with its verdict."""
     shown = replace(result, setting={}) if within_setting else result
-    text = describe_test(shown)
+    text = _capital(describe_test(shown))
     if result.reason is None:
         text += ". " + _verdict(result.p_value, _min_p_mann_whitney(result.n_small, result.n_large))
     return text
@@ -213,9 +213,9 @@ def describe_paired(result: PairedComparison, section: PairedSection) -> str:
     first, second = _level_names(section)
     value = "accuracy" if result.value == PERFORMANCE else "PePR-E"
     text = (
-        f"{where}: {value}, {first} minus {second}, median difference "
+        f"{_capital(where)}: {value}, {first} minus {second}, median difference "
         f"{_signed(result.median_difference)} over {result.n_pairs} "
-        f"{'model' if result.n_pairs == 1 else 'models'} present at both levels"
+        f"{'pair' if result.n_pairs == 1 else 'pairs'} (the same model at both levels)"
     )
     if result.n_unpaired:
         text += f" ({result.n_unpaired} rows without a partner left out)"
@@ -261,6 +261,10 @@ def _min_p_wilcoxon(n_pairs: int) -> float:
     if n_pairs < 1 or n_pairs > 50:
         return math.nan
     return min(1.0, 2.0 / 2.0**n_pairs)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _signed(value: float) -> str:

@@ -67,9 +67,11 @@ p { margin: 6px 0; }
 table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid var(--line); padding: 5px 7px; text-align: left;
          vertical-align: top; }
-th { background: var(--soft); font-weight: 600; white-space: nowrap; }
+th { background: var(--soft); font-weight: 600; vertical-align: bottom; }
+span.unit { color: var(--muted); font-size: 12px; }
 td.model { min-width: 12em; }
-td.num, th.num { text-align: right; white-space: nowrap; }
+td.num, th.num { text-align: right; }
+td.num { white-space: nowrap; }
 tr.best td { font-weight: 600; }
 tr.front td:first-child { box-shadow: inset 3px 0 0 #c0392b; }
 .figs { display: flex; flex-wrap: wrap; gap: 16px; margin: 12px 0; }
@@ -231,6 +233,7 @@ def _leaderboard(setting: Setting) -> str:
     )
     pareto = headers.index("Pareto") if "Pareto" in headers else -1
     model = headers.index("Model") if "Model" in headers else -1
+    energy = headers.index("Energy") if "Energy" in headers else -1
     body = []
     for position, row in enumerate(rows):
         classes = []
@@ -240,7 +243,7 @@ def _leaderboard(setting: Setting) -> str:
             classes.append("front")
         attr = f' class="{" ".join(classes)}"' if classes else ""
         cells = "".join(
-            f'<td class="num">{_e(c)}</td>'
+            f'<td class="num">{_two_lines(c) if i == energy else _e(c)}</td>'
             if n
             else f'<td class="model">{_e(c)}</td>'
             if i == model
@@ -252,6 +255,14 @@ def _leaderboard(setting: Setting) -> str:
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def _two_lines(cell: str) -> str:
+    """``178 J (0.0494 Wh)`` as two lines, the second smaller, to keep the table narrow."""
+    first, sep, rest = cell.partition(" (")
+    if not sep:
+        return _e(cell)
+    return f'{_e(first)}<br><span class="unit">({_e(rest)}</span>'
 
 
 def _energy_caption(setting: Setting) -> str:
@@ -306,6 +317,11 @@ def _overall_tests(findings: Significance) -> str:
             for result in results:
                 out.append(f"<li>{_e(describe_paired(result, section))}</li>")
         out.append("</ul>")
+        out.append(
+            '<p class="sub">PePR-E is normalised within each setting: a paired difference '
+            "in PePR-E compares a model's standing among the models of its setting, not "
+            "joules.</p>"
+        )
     if findings.size_overall is None and not findings.paired:
         out.append("<p>No test could be run over the whole study.</p>")
     out.append("</section>")

@@ -190,9 +190,10 @@ def totals_sentences(totals: Totals) -> list[str]:
     if totals.n_with_energy == 0:
         sentences.append("No trial recorded its energy.")
         return sentences
+    n_failed = totals.n_failed_with_energy
     failed = (
-        f", {totals.n_failed_with_energy} failed ones included"
-        if totals.n_failed_with_energy
+        f" (including {n_failed} failed {'trial' if n_failed == 1 else 'trials'})"
+        if n_failed
         else ""
     )
     sentences.append(
