@@ -5,7 +5,7 @@ per run, alternately without the meter (A) and with it (B: a Meter for the run, 
 per epoch, the poller running), and compares training throughput (samples/s). The meter's
 whole life (construction, poller start, windows, close) is inside the timed region.
 
-    .venv/bin/python benchmarks/bench_meter_overhead.py --pairs 20 --epochs 3
+    .venv/bin/python benchmarks/bench_meter_overhead.py --pairs 10 --epochs 10
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=20, help="A/B pairs after one warm-up pair")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run")
+    parser.add_argument("--pairs", type=int, default=10, help="A/B pairs after one warm-up pair")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (the example's 10)")
     parser.add_argument(
         "--threads",
         type=int,
