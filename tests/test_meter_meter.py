@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 import meter_fixtures
 from frugalml.errors import ConfigError, MeterError
-from frugalml.meter import EstimateBackend, Meter, MeterConfig
+from frugalml.meter import EstimateBackend, Meter, MeterConfig, _rapl
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
 
 meter_fake_nvml = meter_fixtures.meter_fake_nvml
@@ -120,9 +121,21 @@ def test_peak_rss_covers_a_short_allocation(meter_no_powercap: Path) -> None:
     assert (window.measurement.peak_rss_bytes or 0) >= before + 150 * 2**20
 
 
-def test_poller_sees_every_rapl_wrap(meter_powercap: PowercapTree) -> None:
+def test_poller_sees_every_rapl_wrap(
+    meter_powercap: PowercapTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
     meter_powercap.zone("intel-rapl:0", "package-0", energy_uj=0, max_range_uj=1_000_000)
     meter_powercap.zone("intel-rapl:0:0", "dram", energy_uj=0, max_range_uj=1_000_000)
+    poller_reads = threading.Semaphore(0)
+    real_read = _rapl.read_sysfs
+
+    def counting_read(path: Path) -> str:
+        text = real_read(path)
+        if threading.current_thread().name == "frugalml-meter-poller":
+            poller_reads.release()
+        return text
+
+    monkeypatch.setattr(_rapl, "read_sysfs", counting_read)
     # 1 J range at 20 W conservative power: the poller runs every 25 ms.
     config = MeterConfig(gpus="none", rapl_max_power_w=20.0)
     with Meter(config) as meter:
@@ -130,7 +143,11 @@ def test_poller_sees_every_rapl_wrap(meter_powercap: PowercapTree) -> None:
         with meter.window("wraps") as window:
             for value in (600_000, 100_000, 700_000, 200_000):  # two wraps
                 meter_powercap.set("intel-rapl:0", value)
-                time.sleep(0.15)
+                while poller_reads.acquire(blocking=False):
+                    pass  # forget reads from before the write
+                # Two zone reads by the poller thread after the write: a full tick saw it.
+                assert poller_reads.acquire(timeout=10) and poller_reads.acquire(timeout=10)
+                assert poller_reads.acquire(timeout=10) and poller_reads.acquire(timeout=10)
     assert window.measurement is not None
     cpu = next(c for c in window.measurement.components if c.component == "cpu:0")
     assert cpu.energy_j == pytest.approx(2.2)

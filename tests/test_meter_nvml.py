@@ -9,7 +9,7 @@ import pytest
 
 import meter_fixtures
 from frugalml.errors import MeterError
-from frugalml.meter import Meter, MeterConfig, NvmlBackend, probe_nvml
+from frugalml.meter import Meter, MeterConfig, NullBackend, NvmlBackend, probe_nvml
 from frugalml.meter._nvml import open_nvml, parse_cuda_visible_devices
 from meter_fixtures import UUID_A, UUID_B, UUID_C, FakeClock, FakeGpu, FakeNvml
 
@@ -99,6 +99,8 @@ def test_nvml_not_installed_is_quiet_unless_gpus_asked_for(
     assert probe.status == "no_nvml"
     with meter_caplog.at_level(logging.INFO, logger="frugalml"), Meter(MeterConfig()) as meter:
         assert not any(isinstance(b, NvmlBackend) for b in meter.backends)
+        [null] = [b for b in meter.backends if isinstance(b, NullBackend)]
+        assert "nvidia-ml-py" in null.reason and null.read() == []
     assert not [r for r in meter_caplog.records if r.levelno >= logging.INFO]
     with pytest.raises(MeterError, match="nvidia-ml-py") as info:
         Meter(MeterConfig(gpus="all"))

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
 
 from frugalml.errors import MeterError
-from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend
+from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend, NullBackend
 from frugalml.meter._carbon import ResolvedCarbon, resolve_carbon
 from frugalml.meter._config import MeterConfig
 from frugalml.meter._estimate import EstimateBackend, cpu_power_model
@@ -90,6 +90,7 @@ def build_backends(
                     fix=_gpu_fix(probe),
                 )
             logger.debug("no GPU measured: %s", probe.reason)
+            backends.append(NullBackend(f"no GPU measured: {probe.reason}"))
         else:
             missing = sorted(set(ordinals or ()) - set(gpu.ordinals))
             if missing:
