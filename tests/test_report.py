@@ -391,3 +391,20 @@ def test_accuracy_given_in_percent_is_refused(tmp_path: Path) -> None:
     rows = [trial("a", 90.0, 100.0), trial("b", 80.0, 300.0)]
     with pytest.raises(DataError, match="percentage"):
         build_report(pd.DataFrame(rows), tmp_path, plots=False)
+
+
+def test_pretrained_written_as_text_or_numbers_is_understood(tmp_path: Path) -> None:
+    rows = []
+    for model, scratch, gain in (("p", 0.7, 0.10), ("q", 0.6, 0.20), ("r", 0.8, 0.05)):
+        rows.append(trial(model, scratch, 100.0, pretrained="no"))
+        rows.append(trial(model, scratch + gain, 100.0, pretrained=1))
+    report = build_report(pd.DataFrame(rows), tmp_path, plots=False)
+    board = pd.read_csv(report.csv_path)
+    assert board["setting_label"].unique().tolist() == [
+        "digits, from scratch, 100% of the training data",
+        "digits, pretrained, 100% of the training data",
+    ]
+    assert "median difference +0.100 over 3 pairs" in report.html_path.read_text()
+    rows[0]["pretrained"] = "maybe"
+    with pytest.raises(DataError, match="'maybe' at row 1"):
+        build_report(pd.DataFrame(rows), tmp_path, plots=False)

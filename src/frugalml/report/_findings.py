@@ -170,7 +170,7 @@ def _paired(prepared: PreparedStudy, notes: list[str]) -> list[PairedSection]:
     sections = []
     plans: list[tuple[str, str, tuple[object, object]]] = []
     pretrained = distinct_levels(scored, "pretrained")
-    if "pretrained" in prepared.setting_columns and {True, False} <= set(map(bool, pretrained)):
+    if "pretrained" in prepared.setting_columns and {True, False} <= set(pretrained):
         plans.append(("pretrained", "pretrained vs from scratch", (True, False)))
     fractions = sorted((float(str(v)) for v in distinct_levels(scored, "fraction")), reverse=True)
     if "fraction" in prepared.setting_columns and len(fractions) > 1:

@@ -172,7 +172,7 @@ def _summary(prepared: PreparedStudy, scoring: str) -> str:
             fmt_co2(totals.co2_g),
             "from the energy, carbon intensity and PUE below",
         ),
-        ("Training time", fmt_duration(totals.duration_s), "summed over trials"),
+        ("Trial time", fmt_duration(totals.duration_s), "training and evaluation, summed"),
     ]
     html_cards = "".join(
         f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div>'

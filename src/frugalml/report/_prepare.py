@@ -247,10 +247,35 @@ def _checked(results: object) -> pd.DataFrame:
             fix="report on a study directory or a CSV written by 'frugalml study export'",
         )
     table = results.reset_index(drop=True).copy()
-    for column in NUMERIC_COLUMNS:
+    for column in (*NUMERIC_COLUMNS, "fraction"):
         if column in table.columns:
             table[column] = _numbers(table, column)
+    if "pretrained" in table.columns and not pd.api.types.is_bool_dtype(table["pretrained"]):
+        table["pretrained"] = pd.Series(
+            [_flag(v, position) for position, v in enumerate(table["pretrained"])],
+            index=table.index,
+            dtype=object,
+        )
     return table
+
+
+_TRUE = ("true", "yes", "1", "1.0")
+_FALSE = ("false", "no", "0", "0.0")
+
+
+def _flag(value: object, position: int) -> bool | None:
+    """A ``pretrained`` value as True/False (None where missing), from bools, 0/1 or text."""
+    if is_missing(value):
+        return None
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise DataError(
+        f"column 'pretrained' has {value!r} at row {position + 1} of the table, not True/False",
+        fix="write True or False (or 1 or 0) in the pretrained column",
+    )
 
 
 def _numbers(table: pd.DataFrame, column: str) -> pd.Series[float]:
@@ -435,9 +460,7 @@ def trial_name(record: Mapping[Hashable, Any]) -> str:
 
 
 def _truthy(value: object) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
+    return str(value).strip().lower() in _TRUE
 
 
 def _slug(index: int, key: Mapping[str, object]) -> str:
