@@ -1,0 +1,105 @@
+"""Energy-aware hyperparameter tuning on Optuna, every trial trained and metered for real.
+
+A YAML spec names a dataset, a base model and training config, a search space, a strategy
+(``grid``, ``random``, ``tpe``, ``gp`` or ``nsga2``), an objective (validation accuracy,
+energy, or both as a Pareto front), a pruner and a budget (trials, kWh, gCO2e, seconds).
+Every trial is trained by :func:`frugalml.train.train` under a :class:`frugalml.meter.Meter`
+window, kept in Optuna's storage and in the study store of the output directory, and a rerun
+continues where the last one stopped.
+
+Modules:
+
+- ``_space``: :class:`SearchSpace` and :class:`Param` (float, log-float, int, categorical;
+  grids), :func:`apply_params`.
+- ``_spec``: :class:`TuneSpec` (YAML parsing and checks) and :class:`TuneBudget`.
+- ``_strategies``: :func:`make_sampler` and :func:`make_pruner` (Optuna's).
+- ``_prune``: :class:`DominancePruner`, the accuracy-against-energy pruning rule, and
+  :func:`pareto_front`.
+- ``_storage``: Optuna storage in the output directory (``optuna.db``, or a journal file),
+  corrupt-file errors, the directory lock.
+- ``_tuner``: :class:`Tuner` / :func:`run_tune` (the loop, budgets, calibration, outputs).
+- ``_results``: :class:`TrialSummary`, best trial, Pareto front, the trials CSV.
+- ``_compare``: :func:`compare_strategies`, :func:`comparison_table` (energy to target).
+- ``_plots``: :func:`plot_tuning`, :func:`plot_comparison` (PNG).
+"""
+
+from __future__ import annotations
+
+from frugalml.tune._compare import (
+    Comparison,
+    RunCurve,
+    best_at,
+    compare_strategies,
+    comparison_table,
+    energy_to_target,
+    load_comparison,
+    parse_strategies,
+    table_markdown,
+)
+from frugalml.tune._plots import plot_comparison, plot_tuning
+from frugalml.tune._prune import DominancePruner, dominated_by, dominates, pareto_front
+from frugalml.tune._results import (
+    TrialSummary,
+    TuningHistory,
+    best_trial,
+    front,
+    summarize_trials,
+    write_trials_csv,
+)
+from frugalml.tune._space import Param, SearchSpace, apply_params, parse_param
+from frugalml.tune._spec import OBJECTIVES, PRUNERS, STRATEGIES, TuneBudget, TuneSpec
+from frugalml.tune._storage import load_study, open_storage
+from frugalml.tune._strategies import make_pruner, make_sampler
+from frugalml.tune._tuner import (
+    CALIBRATION_BATCHES,
+    Calibration,
+    CostPrediction,
+    TuneEvent,
+    TuneOutcome,
+    Tuner,
+    run_tune,
+)
+
+__all__ = [
+    "CALIBRATION_BATCHES",
+    "OBJECTIVES",
+    "PRUNERS",
+    "STRATEGIES",
+    "Calibration",
+    "Comparison",
+    "CostPrediction",
+    "DominancePruner",
+    "Param",
+    "RunCurve",
+    "SearchSpace",
+    "TrialSummary",
+    "TuneBudget",
+    "TuneEvent",
+    "TuneOutcome",
+    "TuneSpec",
+    "Tuner",
+    "TuningHistory",
+    "apply_params",
+    "best_at",
+    "best_trial",
+    "compare_strategies",
+    "comparison_table",
+    "dominated_by",
+    "dominates",
+    "energy_to_target",
+    "front",
+    "load_comparison",
+    "load_study",
+    "make_pruner",
+    "make_sampler",
+    "open_storage",
+    "pareto_front",
+    "parse_param",
+    "parse_strategies",
+    "plot_comparison",
+    "plot_tuning",
+    "run_tune",
+    "summarize_trials",
+    "table_markdown",
+    "write_trials_csv",
+]

@@ -1,0 +1,500 @@
+"""The tuning spec: one dataset, one base model and training config, a search space, a strategy.
+
+::
+
+    name: tune-digits                 # also the Optuna study name
+    dataset: digits
+    fraction: 0.5                     # of the training split (stratified, seeded)
+    model: {name: frugal_cnn, args: {conv_layers: 2, width: 8}}
+    training: {epochs: 3}             # the base TrainConfig; searched options override it
+    search_space: {...}               # see frugalml.tune._space
+    strategy: tpe                     # grid | random | tpe | gp | nsga2, or {name: tpe, ...}
+    objective: accuracy               # accuracy | energy | [accuracy, energy]
+    pruner: median                    # none | median | successive_halving | dominance
+    budget: {max_trials: 20, energy_kwh: 0.001}
+    seed: 0                           # the sampler's seed
+    carbon: {country: DK}
+
+Every key is checked with a message that names it; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from frugalml.errors import ConfigError
+from frugalml.train import TrainConfig
+from frugalml.tune._space import SearchSpace
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp", "nsga2")
+OBJECTIVES: tuple[str, ...] = ("accuracy", "energy")
+PRUNERS: tuple[str, ...] = ("none", "median", "successive_halving", "dominance")
+
+_KEYS = {
+    "name": "study name (letters, digits, _ . -); also the Optuna study name",
+    "description": "free text",
+    "dataset": "digits, medmnist:<flag>[_<size>] or folder:<path>",
+    "data_root": "folder with MedMNIST npz files",
+    "download": "true/false: allow dataset downloads",
+    "fraction": "fraction of the training split in (0, 1]",
+    "image_size": "resize the images to this many pixels a side",
+    "model": "a model name or {name: ..., args: {...}, pretrained: false}",
+    "training": "the base training options (epochs, batch_size, lr, ...)",
+    "search_space": "the searched parameters, {name: {type: ..., ...}}",
+    "strategy": "grid, random, tpe, gp or nsga2 (or {name: tpe, n_startup_trials: 5})",
+    "objective": "accuracy, energy, or [accuracy, energy] for a Pareto front",
+    "pruner": "none, median, successive_halving or dominance (or {type: ..., options})",
+    "budget": "max_trials, energy_kwh, co2_g and/or duration_s",
+    "seed": "the sampler's seed (a non-negative integer)",
+    "carbon": "country, intensity_g_per_kwh, pue",
+}
+
+#: Options each strategy accepts (passed to the Optuna sampler).
+_STRATEGY_OPTIONS: dict[str, frozenset[str]] = {
+    "grid": frozenset(),
+    "random": frozenset(),
+    "tpe": frozenset({"n_startup_trials", "multivariate"}),
+    "gp": frozenset({"n_startup_trials"}),
+    "nsga2": frozenset({"population_size"}),
+}
+#: Options each pruner accepts.
+_PRUNER_OPTIONS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "median": frozenset({"n_startup_trials", "n_warmup_steps"}),
+    "successive_halving": frozenset({"min_resource", "reduction_factor"}),
+    "dominance": frozenset({"n_startup_trials", "n_warmup_steps"}),
+}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where} must be a number, got {value!r}", fix="write a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(
+            f"{where} must be a number, got {value!r}", fix="write a number"
+        ) from None
+
+
+def _positive_int(value: Any, where: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"{where} must be an integer >= {minimum}, got {value!r}", fix=f"e.g. {max(minimum, 5)}"
+        )
+    return value
+
+
+def _options(
+    value: Any, where: str, key: str, allowed: dict[str, frozenset[str]], default: str
+) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``{key: name, option: value, ...}``."""
+    if value is None:
+        return default, {}
+    if isinstance(value, str):
+        name, options = value, {}
+    elif isinstance(value, Mapping):
+        options = {str(k): v for k, v in value.items()}
+        name = options.pop(key, None)
+    else:
+        raise ConfigError(
+            f"{where} must be a name or a mapping, got {value!r}", fix=f"e.g. {where}: {default}"
+        )
+    if name not in allowed:
+        raise ConfigError(f"unknown {where} {name!r}", fix=f"use one of: {', '.join(allowed)}")
+    unknown = sorted(set(options) - allowed[name])
+    if unknown:
+        known = ", ".join(sorted(allowed[name])) or "none"
+        raise ConfigError(
+            f"{where} {name!r} has unknown option(s): {', '.join(unknown)}",
+            fix=f"options of {name}: {known}",
+        )
+    for option, option_value in options.items():
+        if option == "multivariate":
+            if not isinstance(option_value, bool):
+                raise ConfigError(f"{where}.multivariate must be true or false", fix="true")
+        elif option == "min_resource" and option_value == "auto":
+            pass
+        else:
+            _positive_int(option_value, f"{where}.{option}", minimum=0 if "warmup" in option else 1)
+    return str(name), options
+
+
+@dataclass(frozen=True)
+class TuneBudget:
+    """What a tuning run may spend; ``None`` means no limit on that resource. Every limit
+    counts what is already in the output directory's storage (a rerun continues)."""
+
+    max_trials: int | None = None
+    energy_kwh: float | None = None
+    co2_g: float | None = None
+    duration_s: float | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Any) -> TuneBudget:
+        if values is None:
+            return cls()
+        if not isinstance(values, Mapping):
+            raise ConfigError("budget must be a mapping", fix="e.g. budget: {max_trials: 20}")
+        unknown = sorted(
+            set(map(str, values)) - {"max_trials", "energy_kwh", "co2_g", "duration_s"}
+        )
+        if unknown:
+            raise ConfigError(
+                f"unknown budget key(s): {', '.join(unknown)}",
+                fix="use max_trials, energy_kwh, co2_g and/or duration_s",
+            )
+        parsed: dict[str, Any] = {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            if key == "max_trials":
+                parsed[key] = _positive_int(value, "budget.max_trials")
+                continue
+            number = _number(value, f"budget.{key}")
+            if not (math.isfinite(number) and number > 0):
+                raise ConfigError(
+                    f"budget.{key} must be a positive number, got {value!r}",
+                    fix="give a positive limit or remove the key",
+                )
+            parsed[key] = number
+        return cls(**parsed)
+
+    @property
+    def has_resource_limit(self) -> bool:
+        return any(v is not None for v in (self.energy_kwh, self.co2_g, self.duration_s))
+
+    @property
+    def is_set(self) -> bool:
+        return self.max_trials is not None or self.has_resource_limit
+
+    def replace(self, **changes: Any) -> TuneBudget:
+        values = self.to_dict()
+        values.update(changes)
+        return TuneBudget(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_trials": self.max_trials,
+            "energy_kwh": self.energy_kwh,
+            "co2_g": self.co2_g,
+            "duration_s": self.duration_s,
+        }
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_trials is not None:
+            parts.append(f"{self.max_trials} trials")
+        if self.energy_kwh is not None:
+            parts.append(f"{self.energy_kwh:g} kWh")
+        if self.co2_g is not None:
+            parts.append(f"{self.co2_g:g} gCO2e")
+        if self.duration_s is not None:
+            parts.append(f"{self.duration_s:g} s")
+        return ", ".join(parts) or "no limit"
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """A parsed, checked tuning spec. Build with :meth:`from_yaml` or :meth:`from_mapping`."""
+
+    name: str
+    search_space: SearchSpace
+    model: str = "frugal_cnn"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    pretrained_file: str | None = None
+    dataset: str = "digits"
+    data_root: str | None = None
+    download: bool | None = None
+    fraction: float = 1.0
+    image_size: int | None = None
+    training: TrainConfig = field(default_factory=TrainConfig)
+    strategy: str = "tpe"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    objectives: tuple[str, ...] = ("accuracy",)
+    pruner: str = "none"
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+    budget: TuneBudget = field(default_factory=TuneBudget)
+    seed: int = 0
+    carbon: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = "<mapping>"
+
+    # -- parsing ----------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TuneSpec:
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(
+                f"spec file {path} does not exist",
+                fix="check the path (see examples/tune_digits.yaml)",
+            ) from None
+        except IsADirectoryError:
+            raise ConfigError(
+                f"{path} is a directory, not a spec file", fix="give the YAML file"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"spec file {path} is not UTF-8 text", fix="save it as UTF-8"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"spec file {path} is not valid YAML{where}: {problem}",
+                fix="fix the YAML syntax (indentation, colons, brackets)",
+            ) from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"spec file {path} must hold a mapping of keys (name:, search_space:, ...)",
+                fix="see examples/tune_digits.yaml",
+            )
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> TuneSpec:
+        from frugalml.data import check_dataset_name
+
+        unknown = sorted(set(map(str, data)) - set(_KEYS))
+        if unknown:
+            raise ConfigError(
+                f"unknown tuning spec key(s) in {source}: {', '.join(unknown)}",
+                fix=f"valid keys are: {', '.join(_KEYS)}",
+            )
+        for required in ("name", "search_space"):
+            if required not in data:
+                raise ConfigError(
+                    f"tuning spec {source} lacks {required!r}",
+                    fix=f"add {required}: {_KEYS[required]}",
+                )
+        name = data["name"]
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ConfigError(
+                f"spec name {name!r} is not a valid study name",
+                fix="use letters, digits, _ . - (up to 100 characters)",
+            )
+        dataset = data.get("dataset", "digits")
+        if not isinstance(dataset, str):
+            raise ConfigError(f"dataset must be a name, got {dataset!r}", fix=_KEYS["dataset"])
+        check_dataset_name(dataset)
+
+        model, model_args, pretrained = cls._parse_model(data.get("model", "frugal_cnn"))
+        fraction = _number(data.get("fraction", 1.0), "fraction")
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"fraction {fraction:g} is outside (0, 1]", fix="e.g. fraction: 0.5")
+        image_size = data.get("image_size")
+        if image_size is not None and (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, int)
+            or not 4 <= image_size <= 1024
+        ):
+            raise ConfigError(
+                f"image_size must be an integer in [4, 1024], got {image_size!r}",
+                fix="e.g. image_size: 32, or remove it",
+            )
+        training_values = data.get("training") or {}
+        if not isinstance(training_values, Mapping):
+            raise ConfigError(
+                "training must be a mapping of options", fix="e.g. training: {epochs: 3}"
+            )
+        training = TrainConfig.from_mapping(training_values)
+        space = SearchSpace.from_mapping(data.get("search_space"))
+        if "model.name" not in space.names and model is None:
+            raise ConfigError("the spec names no model", fix=_KEYS["model"])
+
+        strategy, strategy_options = _options(
+            data.get("strategy"), "strategy", "name", _STRATEGY_OPTIONS, "tpe"
+        )
+        objectives = cls._parse_objective(data.get("objective", "accuracy"))
+        pruner, pruner_options = _options(
+            data.get("pruner"), "pruner", "type", _PRUNER_OPTIONS, "none"
+        )
+        if len(objectives) > 1 and pruner in ("median", "successive_halving"):
+            raise ConfigError(
+                f"the {pruner} pruner works on one objective, but the objective is "
+                f"{' and '.join(objectives)} (Optuna cannot prune multi-objective studies)",
+                fix="use pruner: dominance (stops trials dominated at the same epoch) or none",
+            )
+        if len(objectives) == 1 and pruner == "dominance":
+            raise ConfigError(
+                "the dominance pruner compares (accuracy, energy) pairs and needs both objectives",
+                fix="use objective: [accuracy, energy], or pruner: median for one objective",
+            )
+        if strategy == "grid":
+            space.grid()  # a finite grid, or a clear error now rather than at run time
+        budget = TuneBudget.from_mapping(data.get("budget"))
+        seed = data.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", fix="seed: 0")
+        carbon = cls._parse_carbon(data.get("carbon"))
+        download = data.get("download")
+        if download is not None and not isinstance(download, bool):
+            raise ConfigError("download must be true or false", fix="download: false")
+        base = Path(source).parent if source != "<mapping>" else Path.cwd()
+        data_root = data.get("data_root")
+        if data_root is not None:
+            data_root = str((base / str(data_root)).expanduser().resolve())
+        pretrained_file = None
+        if isinstance(data.get("model"), Mapping) and data["model"].get("pretrained_file"):
+            pretrained_file = str((base / str(data["model"]["pretrained_file"])).resolve())
+        return cls(
+            name=name,
+            search_space=space,
+            model=model or "",
+            model_args=model_args,
+            pretrained=pretrained,
+            pretrained_file=pretrained_file,
+            dataset=dataset,
+            data_root=data_root,
+            download=download,
+            fraction=fraction,
+            image_size=image_size,
+            training=training,
+            strategy=strategy,
+            strategy_options=strategy_options,
+            objectives=objectives,
+            pruner=pruner,
+            pruner_options=pruner_options,
+            budget=budget,
+            seed=seed,
+            carbon=carbon,
+            description=str(data.get("description") or ""),
+            source=source,
+        )
+
+    @staticmethod
+    def _parse_model(value: Any) -> tuple[str | None, dict[str, Any], bool]:
+        if value is None:
+            return None, {}, False
+        if isinstance(value, str) and value:
+            return value, {}, False
+        if isinstance(value, Mapping):
+            unknown = sorted(
+                set(map(str, value)) - {"name", "args", "pretrained", "pretrained_file"}
+            )
+            if unknown:
+                raise ConfigError(
+                    f"unknown model key(s): {', '.join(unknown)}",
+                    fix="use name, args, pretrained, pretrained_file",
+                )
+            name = value.get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(
+                    f"model.name must be a model name, got {name!r}", fix=_KEYS["model"]
+                )
+            args = value.get("args") or {}
+            if not isinstance(args, Mapping):
+                raise ConfigError("model.args must be a mapping", fix="e.g. args: {conv_layers: 2}")
+            pretrained = value.get("pretrained", False)
+            if not isinstance(pretrained, bool):
+                raise ConfigError("model.pretrained must be true or false", fix="pretrained: false")
+            return name, {str(k): v for k, v in args.items()}, pretrained
+        raise ConfigError(f"model must be a name or a mapping, got {value!r}", fix=_KEYS["model"])
+
+    @staticmethod
+    def _parse_objective(value: Any) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not items:
+            raise ConfigError(
+                f"objective must be accuracy, energy or [accuracy, energy], got {value!r}",
+                fix="e.g. objective: accuracy",
+            )
+        for item in items:
+            if item not in OBJECTIVES:
+                raise ConfigError(
+                    f"unknown objective {item!r}", fix="use accuracy, energy or [accuracy, energy]"
+                )
+        if len(set(items)) != len(items):
+            raise ConfigError(f"objective {list(items)} repeats itself", fix="list each once")
+        return tuple(items)
+
+    @staticmethod
+    def _parse_carbon(value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError("carbon must be a mapping", fix="e.g. carbon: {country: DK}")
+        carbon = {str(k): v for k, v in value.items()}
+        unknown = sorted(set(carbon) - {"country", "intensity_g_per_kwh", "pue"})
+        if unknown:
+            raise ConfigError(
+                f"unknown carbon key(s): {', '.join(unknown)}",
+                fix="use country, intensity_g_per_kwh, pue",
+            )
+        for key in ("intensity_g_per_kwh", "pue"):
+            if carbon.get(key) is not None:
+                carbon[key] = _number(carbon[key], f"carbon.{key}")
+        if carbon.get("pue") is not None and carbon["pue"] < 1:
+            raise ConfigError(f"carbon.pue must be >= 1, got {carbon['pue']}", fix="1.0 is ideal")
+        if carbon.get("intensity_g_per_kwh") is not None and carbon["intensity_g_per_kwh"] < 0:
+            raise ConfigError("carbon.intensity_g_per_kwh must be >= 0", fix="e.g. 475")
+        return carbon
+
+    # -- derived ----------------------------------------------------------------------------
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize" if o == "accuracy" else "minimize" for o in self.objectives]
+
+    def replace(self, **changes: Any) -> TuneSpec:
+        """A copy with ``changes``; a changed strategy drops options the new one lacks and a
+        grid strategy is checked for a finite grid."""
+        import dataclasses
+
+        if "strategy" in changes and "strategy_options" not in changes:
+            name = changes["strategy"]
+            if name not in STRATEGIES:
+                raise ConfigError(
+                    f"unknown strategy {name!r}", fix=f"use one of: {', '.join(STRATEGIES)}"
+                )
+            allowed = _STRATEGY_OPTIONS[name]
+            changes["strategy_options"] = {
+                k: v for k, v in self.strategy_options.items() if k in allowed
+            }
+        spec = dataclasses.replace(self, **changes)
+        if spec.strategy == "grid":
+            spec.search_space.grid()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "dataset": self.dataset,
+            "data_root": self.data_root,
+            "download": self.download,
+            "fraction": self.fraction,
+            "image_size": self.image_size,
+            "model": {
+                "name": self.model,
+                "args": dict(self.model_args),
+                "pretrained": self.pretrained,
+                "pretrained_file": self.pretrained_file,
+            },
+            "training": self.training.to_dict(),
+            "search_space": self.search_space.to_dict(),
+            "strategy": {"name": self.strategy, **self.strategy_options},
+            "objective": list(self.objectives),
+            "pruner": {"type": self.pruner, **self.pruner_options},
+            "budget": self.budget.to_dict(),
+            "seed": self.seed,
+            "carbon": dict(self.carbon),
+        }

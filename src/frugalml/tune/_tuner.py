@@ -1,0 +1,960 @@
+"""The tuning loop: Optuna asks, the study trainer trains, the meter measures, both stores keep it.
+
+Each trial runs in this process (a digits trial takes a second; a fresh process would cost
+more than the training): Optuna's ``ask`` samples the parameters, :func:`frugalml.train.train`
+trains under one :class:`frugalml.meter.Meter` window per trial, and ``tell`` records the
+objective values. The same trial is a row of ``DIR/study.db`` (registered, claimed, every
+epoch recorded, finished with :func:`frugalml.study._worker.build_result` plus the tuning
+fields), so ``frugalml study export`` and the report read tuning runs too.
+
+Budgets (each counts everything already in the output directory, so a rerun continues):
+
+- ``max_trials``: trials that ran (complete, pruned or failed).
+- ``energy_kwh``, ``co2_g``, ``duration_s``: before a trial starts its cost is predicted as
+  *the mean energy (CO2, time) per epoch of every epoch run so far* (whole-trial figures over
+  epochs run, so model set-up is included) *times the epochs the trial plans*; a trial that
+  would take the total over the limit is not started. Before any trial has run, the
+  per-epoch figure comes from a **calibration**: the spec's base configuration trained under
+  the meter for :data:`CALIBRATION_EPOCHS` epochs on at most :data:`CALIBRATION_BATCHES`
+  batches; the last (warm) epoch, its training part scaled to the full training split, is
+  the figure. A budget below *the fewest epochs the search space
+  allows times that figure* is refused before any training. Calibration energy counts
+  against the budget and in the totals.
+
+Pruning: Optuna's median or successive-halving pruner on the per-epoch validation accuracy
+(``trial.report`` / ``trial.should_prune`` in the trainer's ``on_epoch``; the cumulative
+energy for ``objective: energy``), or for accuracy against energy the dominance rule of
+:mod:`._prune`. A pruned trial keeps the energy it used: its meter window is recorded even
+though the training raised.
+
+A trial whose training raises fails alone (Optuna state FAIL, the study goes on). Ctrl-C
+stops after recording the running trial as interrupted; its parameters are queued so the
+rerun tries them first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from frugalml.errors import ConfigError, FrugalError
+from frugalml.tune._prune import DominancePruner
+from frugalml.tune._results import (
+    TRIAL_ATTR,
+    TRIALS_CSV,
+    TrialSummary,
+    best_trial,
+    energy_provenance,
+    front,
+    spent,
+    summarize_trials,
+    write_trials_csv,
+)
+from frugalml.tune._space import apply_params
+from frugalml.tune._spec import TuneSpec
+from frugalml.tune._storage import directory_lock, load_or_create_study
+from frugalml.tune._strategies import make_pruner, make_sampler
+
+if TYPE_CHECKING:
+    import optuna
+
+    from frugalml.data import ImageDataset
+    from frugalml.meter import Meter
+    from frugalml.study import StudyStore
+    from frugalml.train import EpochRecord, TrainResult
+
+logger = logging.getLogger(__name__)
+
+_J_PER_KWH = 3.6e6
+#: Batches the calibration trains on before scaling to a whole epoch.
+CALIBRATION_BATCHES = 8
+#: Epochs the calibration trains; the last one (warm) gives the per-epoch figure.
+CALIBRATION_EPOCHS = 2
+PLOT_FILENAME = "tuning.png"
+#: The Optuna study user attribute holding calibration (overhead) energy, CO2 and time.
+OVERHEAD_ATTR = "frugalml_overhead"
+SUMMARY_FILENAME = "tuning_summary.json"
+
+
+@dataclass(frozen=True)
+class CostPrediction:
+    """A predicted trial cost (J, g, s) and how it was made."""
+
+    energy_j: float
+    co2_g: float
+    duration_s: float
+    method: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One epoch of the base configuration, measured (and scaled): see the module docstring."""
+
+    energy_j_per_epoch: float
+    co2_g_per_epoch: float
+    duration_s_per_epoch: float
+    energy_kind: str
+    spent_energy_j: float
+    spent_co2_g: float
+    spent_duration_s: float
+    method: str
+
+
+@dataclass
+class TuneEvent:
+    """Progress for displays. ``kind``: started, calibrated, trial_started, epoch,
+    trial_finished, stopped, finished. Energy in joules (provenance in ``energy_kind``)."""
+
+    kind: str
+    trials_done: int
+    trials_total: int | None
+    energy_j: float
+    energy_kind: str
+    message: str = ""
+    trial_number: int | None = None
+    epoch: int | None = None
+    epochs_planned: int | None = None
+
+
+@dataclass
+class TuneOutcome:
+    """What a run (and every earlier run into the same directory) did."""
+
+    spec: TuneSpec
+    out_dir: Path
+    storage_path: Path
+    trials: list[TrialSummary]
+    best: TrialSummary | None
+    pareto: list[TrialSummary]
+    new_trials: int
+    trial_energy_j: float
+    overhead_energy_j: float
+    co2_g: float
+    duration_s: float
+    energy_kind: str
+    stop_reason: str
+    interrupted: bool
+    calibration: Calibration | None = None
+    plot_path: Path | None = None
+    csv_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_energy_j(self) -> float:
+        return self.trial_energy_j + self.overhead_energy_j
+
+    @property
+    def total_energy_kwh(self) -> float:
+        return self.total_energy_j / _J_PER_KWH
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.trials:
+            out[t.state] = out.get(t.state, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        def trial(t: TrialSummary | None) -> dict[str, Any] | None:
+            if t is None:
+                return None
+            return {
+                "number": t.number,
+                "params": t.params,
+                "val_accuracy": _json_float(t.val_accuracy),
+                "test_accuracy": _json_float(t.test_accuracy),
+                "energy_j": _json_float(t.energy_j),
+                "energy_kind": t.energy_kind,
+                "epochs": t.epochs,
+                "store_trial_id": t.store_trial_id,
+            }
+
+        return {
+            "study": self.spec.name,
+            "strategy": self.spec.strategy,
+            "objective": list(self.spec.objectives),
+            "pruner": self.spec.pruner,
+            "budget": self.spec.budget.to_dict(),
+            "seed": self.spec.seed,
+            "storage": str(self.storage_path),
+            "counts": self.counts(),
+            "new_trials": self.new_trials,
+            "best": trial(self.best),
+            "pareto_front": [trial(t) for t in self.pareto],
+            "trial_energy_j": self.trial_energy_j,
+            "overhead_energy_j": self.overhead_energy_j,
+            "total_energy_j": self.total_energy_j,
+            "energy_kind": self.energy_kind,
+            "co2_g": self.co2_g,
+            "duration_s": self.duration_s,
+            "stop_reason": self.stop_reason,
+            "interrupted": self.interrupted,
+            "accuracy": "validation accuracy after the last epoch selects; test accuracy reported",
+            "notes": list(self.notes),
+        }
+
+
+def _json_float(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _trial_id(study: str, number: int, started: Any) -> str:
+    text = f"tune|{study}|{number}|{started}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _label(number: int, params: dict[str, Any]) -> str:
+    inner = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+    return f"tune #{number} | {inner}"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+class Tuner:
+    """Tune ``spec`` into ``out_dir`` (created if needed; an existing run is continued).
+
+    ``on_event`` receives :class:`TuneEvent` s for progress displays. ``threads`` sets
+    torch's intra-op threads for the run (restored afterwards). ``meter`` replaces the
+    default :class:`frugalml.meter.Meter` (tests inject one); ``write_outputs=False`` skips
+    the plot, CSV and JSON summary, ``plot=False`` only the plot.
+    """
+
+    def __init__(
+        self,
+        spec: TuneSpec,
+        out_dir: str | Path,
+        *,
+        on_event: Callable[[TuneEvent], None] | None = None,
+        threads: int | None = None,
+        meter: Meter | None = None,
+        write_outputs: bool = True,
+        plot: bool = True,
+    ) -> None:
+        if spec.strategy != "grid" and not spec.budget.is_set:
+            raise ConfigError(
+                f"the {spec.strategy} strategy has no end without a budget",
+                fix="set budget: {max_trials: N} (and/or energy_kwh, co2_g, duration_s), "
+                "or use --max-trials",
+            )
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}", fix="e.g. --threads 1")
+        self.spec = spec
+        self.out_dir = Path(out_dir)
+        self.on_event = on_event or (lambda event: None)
+        self.threads = threads
+        self._meter = meter
+        self.write_outputs = write_outputs
+        self.plot = plot
+        self.dominance = (
+            DominancePruner(**spec.pruner_options) if spec.pruner == "dominance" else None
+        )
+        self.calibration: Calibration | None = None
+        self._store: StudyStore | None = None
+        self._study: optuna.Study | None = None
+        self._dataset: ImageDataset | None = None
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            raise RuntimeError("the tuning study is not open")
+        return self._study
+
+    @property
+    def store(self) -> StudyStore:
+        if self._store is None:
+            raise RuntimeError("the study store is not open")
+        return self._store
+
+    def _trials(self) -> list[TrialSummary]:
+        return summarize_trials(self.study)
+
+    def _overhead(self) -> tuple[float, float, float]:
+        if self._study is None:
+            return 0.0, 0.0, 0.0
+        overhead = self._study.user_attrs.get(OVERHEAD_ATTR) or {}
+        return (
+            float(overhead.get("energy_j", 0.0)),
+            float(overhead.get("co2_g", 0.0)),
+            float(overhead.get("duration_s", 0.0)),
+        )
+
+    def _add_overhead(self, energy_j: float, co2_g: float, duration_s: float) -> None:
+        energy, co2, duration = self._overhead()
+        self.study.set_user_attr(
+            OVERHEAD_ATTR,
+            {
+                "energy_j": energy + energy_j,
+                "co2_g": co2 + co2_g,
+                "duration_s": duration + duration_s,
+                "what": "calibration before the first trial (includes one-off warm-up)",
+            },
+        )
+
+    def _spent(self, trials: list[TrialSummary]) -> tuple[float, float, float]:
+        energy, co2, duration = spent(trials)
+        o_energy, o_co2, o_duration = self._overhead()
+        return energy + o_energy, co2 + o_co2, duration + o_duration
+
+    def _total(self) -> int | None:
+        totals = []
+        if self.spec.budget.max_trials is not None:
+            totals.append(self.spec.budget.max_trials)
+        if self.spec.strategy == "grid":
+            totals.append(self.spec.search_space.grid_size())
+        return min(totals) if totals else None
+
+    def _emit(self, kind: str, message: str = "", **extra: Any) -> None:
+        trials = self._trials()
+        kinds = [t.energy_kind for t in trials]
+        self.on_event(
+            TuneEvent(
+                kind=kind,
+                trials_done=sum(t.counted for t in trials),
+                trials_total=self._total(),
+                energy_j=self._spent(trials)[0],
+                energy_kind=energy_provenance(kinds),
+                message=message,
+                **extra,
+            )
+        )
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _load_dataset(self) -> ImageDataset:
+        from frugalml.data import load_dataset
+
+        spec = self.spec
+        dataset = load_dataset(spec.dataset, root=spec.data_root, download=spec.download)
+        if spec.image_size:
+            dataset = dataset.resized(spec.image_size)
+        if spec.fraction < 1.0:
+            dataset = dataset.with_fraction(spec.fraction, seed=spec.training.seed)
+        return dataset
+
+    def _create_model(self, name: str, args: dict[str, Any], dataset: ImageDataset) -> Any:
+        from frugalml.models import create_model
+
+        return create_model(
+            name,
+            num_classes=dataset.num_classes,
+            in_chans=dataset.channels,
+            pretrained=self.spec.pretrained,
+            pretrained_file=self.spec.pretrained_file,
+            **args,
+        )
+
+    def check_models(self, dataset: ImageDataset) -> None:
+        """Build the model at every bound and choice of each model parameter, so an unknown
+        knob or model fails before any training, naming the parameter."""
+        spec = self.spec
+        model_params = [p for p in spec.search_space if p.name.startswith("model.")]
+        if "model.name" not in spec.search_space.names:
+            self._create_model(spec.model, dict(spec.model_args), dataset)
+        for param in model_params:
+            for value in param.bounds_and_choices():
+                _, name, args = apply_params(
+                    {param.name: value}, spec.training, spec.model, spec.model_args
+                )
+                try:
+                    self._create_model(name, args, dataset)
+                except FrugalError as exc:
+                    raise ConfigError(
+                        f"search_space.{param.name} allows {value!r}, which the model "
+                        f"rejects: {exc.message}",
+                        fix=exc.fix or "narrow the range or the choices",
+                    ) from None
+                except (TypeError, ValueError, RuntimeError) as exc:
+                    raise ConfigError(
+                        f"search_space.{param.name} allows {value!r}, which the model "
+                        f"rejects: {exc}",
+                        fix="narrow the range or the choices",
+                    ) from None
+
+    def _recover(self) -> None:
+        """Trials left RUNNING by a killed process: mark them failed (interrupted) and
+        queue their parameters, so the rerun resumes them."""
+        from optuna.trial import TrialState
+
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            logger.info("trial %d was left running by an earlier run; retrying it", trial.number)
+            trial_id = (trial.user_attrs.get(TRIAL_ATTR) or {}).get("store_trial_id")
+            self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            if trial_id:
+                self.store.finish(
+                    str(trial_id),
+                    "failed",
+                    error="interrupted (the tuning process ended); the rerun retries these "
+                    "parameters as a new trial",
+                    only_if_running=True,
+                )
+
+    # -- costs and budget -------------------------------------------------------------------
+    def calibrate(self, dataset: ImageDataset, meter: Meter) -> Calibration:
+        """Measure one epoch of the base configuration (see the module docstring)."""
+        import torch
+
+        from frugalml.train import train
+
+        spec = self.spec
+        training = spec.training.replace(epochs=CALIBRATION_EPOCHS)
+        name, args = spec.model, dict(spec.model_args)
+        model_name = spec.search_space.get("model.name")
+        if model_name is not None:
+            name, args = str(model_name.choices[0]), {}
+        n_train = len(dataset.train.labels)
+        steps = math.ceil(n_train / training.batch_size)
+        sample = dataset
+        if steps > CALIBRATION_BATCHES:
+            sample = dataset.with_fraction(
+                CALIBRATION_BATCHES * training.batch_size / n_train, seed=training.seed
+            )
+        n_sample = len(sample.train.labels)
+        scale = n_train / n_sample
+        with meter.window("tune calibration") as window:
+            torch.manual_seed(training.seed)
+            model = self._create_model(name, args, dataset)
+            result = train(model, sample, training, meter=meter, pretrained=spec.pretrained)
+        record = result.epochs[-1]  # the first epoch also pays one-off warm-up costs
+        total = window.measurement
+        train_m, eval_m = record.train_measurement, record.eval_measurement
+        if total is None or train_m is None or eval_m is None:
+            raise RuntimeError("the meter recorded no calibration window")
+        per_epoch = (
+            train_m.energy_j * scale + eval_m.energy_j,
+            train_m.co2_g * scale + eval_m.co2_g,
+            train_m.duration_s * scale + eval_m.duration_s,
+        )
+        method = (
+            f"epoch {CALIBRATION_EPOCHS} of the base configuration ({name}, batch "
+            f"{training.batch_size}) trained under the meter on {n_sample} of {n_train} training "
+            f"samples, the training part scaled by {scale:.3g}: {per_epoch[0]:.3g} J per epoch "
+            f"({total.provenance}: {total.energy_source})"
+        )
+        return Calibration(
+            energy_j_per_epoch=per_epoch[0],
+            co2_g_per_epoch=per_epoch[1],
+            duration_s_per_epoch=per_epoch[2],
+            energy_kind=total.provenance,
+            spent_energy_j=total.energy_j,
+            spent_co2_g=total.co2_g,
+            spent_duration_s=total.duration_s,
+            method=method,
+        )
+
+    def predict(self, planned_epochs: int, trials: list[TrialSummary]) -> CostPrediction | None:
+        """The predicted cost of a trial of ``planned_epochs`` (see the module docstring)."""
+        ran = [
+            t for t in trials if t.epochs > 0 and math.isfinite(t.energy_j) and t.state != "skipped"
+        ]
+        if ran:
+            epochs = sum(t.epochs for t in ran)
+            per_epoch = (
+                sum(t.energy_j for t in ran) / epochs,
+                sum(t.co2_g for t in ran if math.isfinite(t.co2_g)) / epochs,
+                sum(t.duration_s for t in ran if math.isfinite(t.duration_s)) / epochs,
+            )
+            method = (
+                f"mean per epoch over the {epochs} epoch(s) of {len(ran)} trial(s) run so far "
+                f"({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
+            )
+        elif self.calibration is not None:
+            c = self.calibration
+            per_epoch = (c.energy_j_per_epoch, c.co2_g_per_epoch, c.duration_s_per_epoch)
+            method = f"calibration ({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
+        else:
+            return None
+        return CostPrediction(
+            energy_j=per_epoch[0] * planned_epochs,
+            co2_g=per_epoch[1] * planned_epochs,
+            duration_s=per_epoch[2] * planned_epochs,
+            method=method,
+        )
+
+    def budget_stop(self, planned_epochs: int, trials: list[TrialSummary]) -> str | None:
+        """A reason not to start a trial of ``planned_epochs``, or None."""
+        budget = self.spec.budget
+        if not budget.has_resource_limit:
+            return None
+        energy_j, co2_g, duration_s = self._spent(trials)
+        prediction = self.predict(planned_epochs, trials)
+        checks = (
+            (
+                "energy",
+                budget.energy_kwh,
+                energy_j / _J_PER_KWH,
+                "kWh",
+                prediction.energy_j / _J_PER_KWH if prediction else None,
+            ),
+            ("CO2", budget.co2_g, co2_g, "gCO2e", prediction.co2_g if prediction else None),
+            (
+                "time",
+                budget.duration_s,
+                duration_s,
+                "s",
+                prediction.duration_s if prediction else None,
+            ),
+        )
+        method = prediction.method if prediction else ""
+        for label, limit, used, unit, predicted in checks:
+            if limit is None:
+                continue
+            if used >= limit:
+                return f"{label} budget spent: {used:.4g} of {limit:.4g} {unit}"
+            if predicted is not None and used + predicted > limit:
+                return (
+                    f"{label} budget: the next trial is predicted to cost {predicted:.4g} {unit} "
+                    f"({method}), and {used:.4g} of {limit:.4g} {unit} are spent"
+                )
+        return None
+
+    def _refuse_if_too_small(self) -> None:
+        """Before any training: refuse a budget below the cheapest possible trial."""
+        low, _ = self.spec.search_space.epochs_range(self.spec.training.epochs)
+        reason = self.budget_stop(low, [])
+        if reason is not None:
+            raise ConfigError(
+                f"the budget ({self.spec.budget.describe()}) is too small for even one trial: "
+                f"{reason}; the cheapest trial plans {low} epoch(s)",
+                fix="raise the budget, lower training.epochs, or tune on a smaller fraction",
+            )
+
+    # -- one trial --------------------------------------------------------------------------
+    def _run_trial(self, trial: optuna.Trial, params: dict[str, Any], meter: Meter) -> None:
+        import optuna
+        import torch
+        from optuna.trial import TrialState
+
+        from frugalml.models import count_costs
+        from frugalml.study._worker import build_result
+        from frugalml.train import TrainingDiverged, TrainResult, train
+
+        spec = self.spec
+        dataset = self._dataset
+        if dataset is None:
+            raise RuntimeError("the dataset is not loaded")
+        training, model_name, model_args = apply_params(
+            params, spec.training, spec.model, spec.model_args
+        )
+        number = trial.number
+        json_params = json.loads(json.dumps(params))
+        definition: dict[str, Any] = {
+            "study": spec.name,
+            "model": model_name,
+            "model_args": model_args,
+            "dataset": spec.dataset,
+            "pretrained": spec.pretrained,
+            "fraction": spec.fraction,
+            "seed": training.seed,
+            "image_size": spec.image_size,
+            "training": training.to_dict(),
+            "carbon": dict(spec.carbon),
+            "data_root": spec.data_root,
+            "download": spec.download,
+            "tune": {
+                "strategy": spec.strategy,
+                "number": number,
+                "params": json_params,
+                "objective": list(spec.objectives),
+                "pruner": spec.pruner,
+                "sampler_seed": spec.seed,
+            },
+        }
+        trial_id = _trial_id(spec.name, number, trial.datetime_start)
+        self.store.add_trials([(trial_id, spec.name, _label(number, params), definition)])
+        self.store.claim([trial_id], retry_failed=True)
+        record_attrs: dict[str, Any] = {
+            "store_trial_id": trial_id,
+            "params": json_params,
+            "epochs_planned": training.epochs,
+            "tune_state": "running",
+        }
+        trial.set_user_attr(TRIAL_ATTR, record_attrs)
+        self._emit(
+            "trial_started",
+            _label(number, params),
+            trial_number=number,
+            epochs_planned=training.epochs,
+        )
+
+        completed_curves = [
+            t.intermediate for t in self._trials() if t.state == "complete" and t.intermediate
+        ]
+        records: list[EpochRecord] = []
+        curve: list[list[float]] = []
+        prune_reason: list[str] = []
+
+        def on_epoch(record: EpochRecord) -> None:
+            records.append(record)
+            self.store.record_epoch(trial_id, record.epoch, record.to_dict())
+            energy = record.measurement.energy_j if record.measurement is not None else math.nan
+            so_far = (curve[-1][1] if curve else 0.0) + energy
+            accuracy = float(record.val.get("accuracy", math.nan))
+            curve.append([accuracy, so_far])
+            record_attrs["intermediate"] = curve
+            trial.set_user_attr(TRIAL_ATTR, record_attrs)
+            self._emit(
+                "epoch",
+                f"trial {number} epoch {record.epoch}: val accuracy {accuracy:.3f}",
+                trial_number=number,
+                epoch=record.epoch,
+                epochs_planned=training.epochs,
+            )
+            if record.epoch >= training.epochs:
+                return  # nothing left to save
+            if self.dominance is not None:
+                by = self.dominance.should_prune(record.epoch, (accuracy, so_far), completed_curves)
+                if by is not None:
+                    prune_reason.append(
+                        f"dominated at epoch {record.epoch}: (accuracy {accuracy:.3f}, "
+                        f"{so_far:.3g} J) by a completed trial's ({by[0]:.3f}, {by[1]:.3g} J)"
+                    )
+                    raise optuna.TrialPruned(prune_reason[-1])
+            elif spec.pruner != "none":
+                value = so_far if spec.objectives[0] == "energy" else accuracy
+                if math.isfinite(value):
+                    trial.report(value, record.epoch)
+                    if trial.should_prune():
+                        prune_reason.append(f"{spec.pruner} pruner at epoch {record.epoch}")
+                        raise optuna.TrialPruned(prune_reason[-1])
+
+        window: Any = None
+        costs: Any = None
+        result: TrainResult | None = None
+        state = "complete"
+        error: str | None = None
+        interrupted: KeyboardInterrupt | None = None
+        try:
+            with meter.window(f"tune trial {number}") as window:
+                torch.manual_seed(training.seed)
+                model = self._create_model(model_name, model_args, dataset)
+                costs = count_costs(model, (dataset.channels, *dataset.image_size))
+                result = train(
+                    model,
+                    dataset,
+                    training,
+                    meter=meter,
+                    pretrained=spec.pretrained,
+                    on_epoch=on_epoch,
+                )
+        except optuna.TrialPruned:
+            state = "pruned"
+        except KeyboardInterrupt as exc:
+            state, error, interrupted = "interrupted", "interrupted by the user", exc
+        except TrainingDiverged as exc:
+            state, error = "failed", str(exc)
+        except torch.OutOfMemoryError as exc:
+            state, error = "failed", f"out of memory: {str(exc).splitlines()[0]}"
+        except Exception as exc:  # a crashing trial fails alone
+            logger.warning("trial %d failed: %s: %s", number, type(exc).__name__, exc)
+            logger.debug("trial %d traceback", number, exc_info=True)
+            state, error = "failed", f"{type(exc).__name__}: {exc}"
+
+        measurement = getattr(window, "measurement", None)
+        if result is None and records:
+            best = max(records, key=lambda r: (r.val.get("accuracy", -1.0), -r.epoch))
+            result = TrainResult(
+                epochs=records,
+                final_test=dict(records[-1].test),
+                final_val=dict(records[-1].val),
+                best_val_epoch=best.epoch,
+                best_val=dict(best.val),
+                best_val_test=dict(best.test),
+                device=str(training.device),
+                data_path="",
+                duration_s=sum(r.train_duration_s for r in records),
+                stopped_early=True,
+                stop_reason=prune_reason[-1] if prune_reason else error,
+            )
+        row = build_result(
+            trial_id,
+            definition,
+            costs=costs,
+            train_result=result,
+            measurement=measurement,
+            image_size=dataset.image_size,
+        )
+        row.update(
+            tune_strategy=spec.strategy,
+            tune_number=number,
+            tune_params=json.dumps(json_params, sort_keys=True),
+            tune_state=state,
+            pruned=state == "pruned",
+        )
+        if state == "pruned":
+            row["stop_reason"] = prune_reason[-1] if prune_reason else "pruned"
+        val_acc = result.final_val.get("accuracy", math.nan) if result else math.nan
+        test_acc = result.final_test.get("accuracy", math.nan) if result else math.nan
+        attrs: dict[str, Any] = {
+            "tune_state": state,
+            "val_accuracy": _json_float(float(val_acc)),
+            "test_accuracy": _json_float(float(test_acc)),
+            "epochs": len(records),
+            "error": error,
+        }
+        if measurement is not None:
+            attrs.update(
+                energy_j=measurement.energy_j,
+                energy_kind=measurement.provenance,
+                co2_g=measurement.co2_g,
+                duration_s=measurement.duration_s,
+            )
+        if prune_reason:
+            attrs["prune_reason"] = prune_reason[-1]
+        record_attrs.update(attrs)
+        trial.set_user_attr(TRIAL_ATTR, record_attrs)
+
+        store_status = "complete" if state in ("complete", "pruned") else "failed"
+        if state == "interrupted":
+            error = "interrupted by the user; the rerun retries these parameters as a new trial"
+        self.store.finish(trial_id, store_status, result=row, error=error)
+
+        if state == "complete":
+            values = [
+                float(val_acc) if o == "accuracy" else float(attrs.get("energy_j", math.nan))
+                for o in spec.objectives
+            ]
+            if all(math.isfinite(v) for v in values):
+                self.study.tell(trial, values if len(values) > 1 else values[0])
+            else:
+                record_attrs.update(
+                    tune_state="failed",
+                    error="no finite objective value (empty validation split?)",
+                )
+                trial.set_user_attr(TRIAL_ATTR, record_attrs)
+                self.study.tell(trial, state=TrialState.FAIL)
+        elif state == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+        if interrupted is not None:
+            self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": number})
+            raise interrupted
+        self._emit(
+            "trial_finished",
+            f"trial {number} {state}"
+            + (f": val accuracy {val_acc:.3f}" if math.isfinite(val_acc) else "")
+            + (f" ({error})" if error else ""),
+            trial_number=number,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _counted(self, trials: list[TrialSummary]) -> int:
+        return sum(t.counted for t in trials)
+
+    def _sampler_seed(self, existing: int) -> int:
+        """Grid keeps the spec's seed (it fixes the grid order that grid ids refer to);
+        other samplers continue with a seed derived from the trials already in storage, so
+        a resumed random search does not replay the first suggestions."""
+        if self.spec.strategy == "grid" or existing == 0:
+            return self.spec.seed
+        return (self.spec.seed * 1_000_003 + existing) % (2**32)
+
+    def run(self) -> TuneOutcome:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch_threads = self._set_threads()
+        try:
+            with directory_lock(self.out_dir):
+                return self._run_locked()
+        finally:
+            self._restore_threads(torch_threads)
+
+    def _set_threads(self) -> int | None:
+        if self.threads is None:
+            return None
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        return before
+
+    @staticmethod
+    def _restore_threads(before: int | None) -> None:
+        if before is not None:
+            import torch
+
+            torch.set_num_threads(before)
+
+    def _run_locked(self) -> TuneOutcome:
+        from frugalml.meter import CarbonConfig, Meter, MeterConfig
+        from frugalml.study import StudyStore
+
+        spec = self.spec
+        self._study, storage_file = load_or_create_study(
+            self.out_dir, spec.name, spec.directions, pruner=make_pruner(spec)
+        )
+        self.study.sampler = make_sampler(spec, self._sampler_seed(len(self.study.trials)))
+        self._store = StudyStore(self.out_dir)
+        notes: list[str] = []
+        previous = self.study.user_attrs.get("strategy")
+        if previous is not None and previous != spec.strategy:
+            notes.append(
+                f"this study was started with the {previous} strategy and continues with "
+                f"{spec.strategy}"
+            )
+            logger.warning(notes[-1])
+        self.study.set_user_attr("strategy", spec.strategy)
+        self.study.set_user_attr("spec", json.loads(json.dumps(spec.to_dict())))
+        self.store.save_spec({"kind": "tune", **spec.to_dict()})
+        self._recover()
+
+        before = {t.number for t in self._trials()}
+        self._dataset = self._load_dataset()
+        self.check_models(self._dataset)
+        stop_reason = ""
+        interrupted = False
+        meter = self._meter or Meter(MeterConfig(carbon=CarbonConfig(**spec.carbon)))
+        owns_meter = self._meter is None
+        try:
+            if owns_meter:
+                meter.start()
+            self._emit(
+                "started", f"{spec.strategy} on {spec.name}: budget {spec.budget.describe()}"
+            )
+            trials = self._trials()
+            needs_calibration = spec.budget.has_resource_limit and not any(
+                t.epochs > 0 and math.isfinite(t.energy_j) for t in trials
+            )
+            if needs_calibration:
+                self.calibration = self.calibrate(self._dataset, meter)
+                c = self.calibration
+                self._add_overhead(c.spent_energy_j, c.spent_co2_g, c.spent_duration_s)
+                self._emit("calibrated", c.method)
+                self._refuse_if_too_small()
+            try:
+                stop_reason = self._loop(meter)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop_reason = "interrupted by the user; rerun the same command to resume"
+                self._fail_running()
+        finally:
+            if owns_meter:
+                meter.close()
+            self.store.close()
+        self._emit("stopped", stop_reason)
+        outcome = self._outcome(storage_file, stop_reason, interrupted, before, notes)
+        if self.write_outputs:
+            self._write_outputs(outcome)
+        self._emit("finished", stop_reason)
+        return outcome
+
+    def _fail_running(self) -> None:
+        """After Ctrl-C outside a trial's training: leave no trial RUNNING."""
+        from optuna.trial import TrialState
+
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+
+    def _loop(self, meter: Meter) -> str:
+        from optuna.trial import TrialState
+
+        spec = self.spec
+        import optuna
+
+        sampler = self.study.sampler
+        grid_sampler = sampler if isinstance(sampler, optuna.samplers.GridSampler) else None
+        while True:
+            trials = self._trials()
+            counted = self._counted(trials)
+            if spec.budget.max_trials is not None and counted >= spec.budget.max_trials:
+                return f"max_trials reached: {counted} of {spec.budget.max_trials} trials ran"
+            waiting = any(t.state == "waiting" for t in trials)
+            if grid_sampler is not None and not waiting and grid_sampler.is_exhausted(self.study):
+                return f"the grid of {spec.search_space.grid_size()} points is exhausted"
+            low, _ = spec.search_space.epochs_range(spec.training.epochs)
+            reason = self.budget_stop(low, trials)
+            if reason is not None:
+                logger.info("not starting another trial: %s", reason)
+                return reason
+            trial = self.study.ask()
+            try:
+                params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
+                planned = apply_params(params, spec.training)[0].epochs
+                reason = self.budget_stop(planned, trials)
+                if reason is not None:
+                    trial.set_user_attr(
+                        TRIAL_ATTR,
+                        {
+                            "tune_state": "skipped",
+                            "params": json.loads(json.dumps(params)),
+                            "error": f"not started: {reason}",
+                        },
+                    )
+                    self.study.tell(trial, state=TrialState.FAIL)
+                    self.study.enqueue_trial(
+                        dict(trial.params), user_attrs={"retry_of": trial.number}
+                    )
+                    logger.info("trial %d not started: %s", trial.number, reason)
+                    return reason
+            except KeyboardInterrupt:
+                trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
+                raise
+            self._run_trial(trial, params, meter)
+
+    # -- results ----------------------------------------------------------------------------
+    def _outcome(
+        self,
+        storage_file: Path,
+        stop_reason: str,
+        interrupted: bool,
+        before: set[int],
+        notes: list[str],
+    ) -> TuneOutcome:
+        spec = self.spec
+        trials = self._trials()
+        energy_j, co2_g, duration_s = spent(trials)
+        o_energy, o_co2, o_duration = self._overhead()
+        kinds = [t.energy_kind for t in trials]
+        if self.calibration is not None:
+            kinds.append(self.calibration.energy_kind)
+        new = sum(1 for t in trials if t.number not in before and t.counted)
+        return TuneOutcome(
+            spec=spec,
+            out_dir=self.out_dir,
+            storage_path=storage_file,
+            trials=trials,
+            best=None if spec.multi_objective else best_trial(trials, spec.objectives[0]),
+            pareto=front(trials) if spec.multi_objective else [],
+            new_trials=new,
+            trial_energy_j=energy_j,
+            overhead_energy_j=o_energy,
+            co2_g=co2_g + o_co2,
+            duration_s=duration_s + o_duration,
+            energy_kind=energy_provenance(kinds),
+            stop_reason=stop_reason,
+            interrupted=interrupted,
+            calibration=self.calibration,
+            notes=notes,
+        )
+
+    def _write_outputs(self, outcome: TuneOutcome) -> None:
+        from frugalml.tune._plots import plot_tuning
+
+        outcome.csv_path = write_trials_csv(outcome.trials, self.out_dir / TRIALS_CSV)
+        if self.plot:
+            outcome.plot_path = plot_tuning(
+                outcome.trials,
+                self.out_dir / PLOT_FILENAME,
+                title=f"{self.spec.name}: {self.spec.strategy}",
+                energy_kind=outcome.energy_kind,
+                pareto=self.spec.multi_objective,
+            )
+        summary = outcome.to_dict()
+        summary["trials_csv"] = outcome.csv_path.name
+        summary["plot"] = outcome.plot_path.name if outcome.plot_path else None
+        (self.out_dir / SUMMARY_FILENAME).write_text(
+            json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8"
+        )
+
+
+def run_tune(spec: TuneSpec, out_dir: str | Path, **kwargs: Any) -> TuneOutcome:
+    """Run (or continue) tuning ``spec`` into ``out_dir``; see :class:`Tuner` for options."""
+    return Tuner(spec, out_dir, **kwargs).run()
