@@ -1,0 +1,303 @@
+"""``frugalml tune SPEC`` and ``frugalml tune compare SPEC``: energy-aware tuning on Optuna."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from frugalml.errors import ConfigError
+
+if TYPE_CHECKING:
+    from frugalml.tune import TrialSummary, TuneEvent, TuneOutcome, TuneSpec
+
+_USAGE = """frugalml tune SPEC [--out DIR] [--strategy S] [--seed N] [--max-trials N] [...]
+       frugalml tune compare SPEC --strategies grid,random,tpe[,gp] [--repeats N]
+                             [--target 0.01] [--out DIR]"""
+
+_DESCRIPTION = """Tune hyperparameters with Optuna, training and metering every trial.
+
+The first form runs (or continues) the tuning study of SPEC in DIR (default runs/NAME):
+DIR/optuna.db holds Optuna's study, DIR/study.db the trials for 'frugalml study export',
+DIR/tuning.png, DIR/tuning_trials.csv and DIR/tuning_summary.json the results.
+
+'compare' runs each strategy --repeats times under the spec's budget (repeat r uses sampler
+seed r for every strategy) and writes the energy each needs to come within --target of the
+best validation accuracy any run found: DIR/comparison.{png,csv,md}. A strategy may name a
+pruner: tpe+median, random+none, nsga2+dominance.
+
+See examples/tune_digits.yaml and examples/compare_digits.yaml for the spec format."""
+
+
+def register(subparsers: Any) -> None:
+    tune = subparsers.add_parser(
+        "tune",
+        help="energy-aware hyperparameter tuning; 'tune compare' compares strategies",
+        usage=_USAGE,
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tune.add_argument("spec", metavar="SPEC", help="the tuning spec (YAML), or 'compare'")
+    tune.add_argument("compare_spec", nargs="?", default=None, help=argparse.SUPPRESS)
+    tune.add_argument("--out", type=Path, default=None, help="output directory (default runs/NAME)")
+    tune.add_argument("--strategy", default=None, help="override: grid, random, tpe, gp, nsga2")
+    tune.add_argument("--seed", type=int, default=None, help="override the sampler seed")
+    tune.add_argument("--max-trials", type=int, default=None, help="override budget.max_trials")
+    tune.add_argument("--energy-kwh", type=float, default=None, help="override budget.energy_kwh")
+    tune.add_argument("--co2-g", type=float, default=None, help="override budget.co2_g")
+    tune.add_argument("--duration-s", type=float, default=None, help="override budget.duration_s")
+    tune.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    tune.add_argument(
+        "--validate", action="store_true", help="only check the spec and show the search space"
+    )
+    tune.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compare = tune.add_argument_group("compare")
+    compare.add_argument(
+        "--strategies", default=None, help="compare: comma-separated, e.g. grid,random,tpe,gp"
+    )
+    compare.add_argument("--repeats", type=int, default=3, help="compare: runs per strategy")
+    compare.add_argument(
+        "--target",
+        type=float,
+        default=0.01,
+        help="compare: absolute accuracy below the best any run found that counts as reached",
+    )
+    tune.set_defaults(handler=_handle)
+
+
+def _fmt_energy(joules: float | None) -> str:
+    if joules is None or not math.isfinite(joules):
+        return "?"
+    if joules >= 3.6e5:
+        return f"{joules / 3.6e6:.4g} kWh"
+    if joules >= 3600:
+        return f"{joules / 3600:.3g} Wh"
+    return f"{joules:.1f} J"
+
+
+def _quiet_optuna(debug: bool) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if debug else optuna.logging.WARNING)
+
+
+def _load(args: argparse.Namespace, path: str) -> TuneSpec:
+    from frugalml.tune import TuneSpec
+
+    spec = TuneSpec.from_yaml(Path(path))
+    changes: dict[str, Any] = {}
+    if args.strategy is not None:
+        changes["strategy"] = args.strategy
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {args.seed}", fix="e.g. --seed 0")
+        changes["seed"] = args.seed
+    budget: dict[str, Any] = {}
+    for key in ("max_trials", "energy_kwh", "co2_g", "duration_s"):
+        value = getattr(args, key)
+        if value is not None:
+            budget[key] = value
+    if budget:
+        from frugalml.tune import TuneBudget
+
+        changes["budget"] = TuneBudget.from_mapping({**spec.budget.to_dict(), **budget})
+    return spec.replace(**changes) if changes else spec
+
+
+def _handle(args: argparse.Namespace) -> int:
+    if args.spec == "compare":
+        if args.compare_spec is None:
+            raise ConfigError(
+                "'frugalml tune compare' needs a spec",
+                fix="frugalml tune compare SPEC --strategies ...",
+            )
+        return _compare(args, args.compare_spec)
+    if args.compare_spec is not None:
+        raise ConfigError(
+            f"unexpected argument {args.compare_spec!r}",
+            fix="frugalml tune SPEC [--out DIR], or frugalml tune compare SPEC",
+        )
+    if args.strategies is not None:
+        raise ConfigError("--strategies belongs to 'frugalml tune compare'", fix="add 'compare'")
+    return _tune(args, args.spec)
+
+
+def _describe(spec: TuneSpec) -> str:
+    lines = [
+        f"tuning study {spec.name}: {spec.dataset} (fraction {spec.fraction:g}), "
+        f"model {spec.model or '(searched)'} {spec.model_args or ''}".rstrip(),
+        f"  strategy {spec.strategy} (seed {spec.seed}), objective "
+        f"{' + '.join(spec.objectives)}, pruner {spec.pruner}, budget {spec.budget.describe()}",
+        "  search space:",
+    ]
+    lines += [f"    {p.describe()}" for p in spec.search_space]
+    if spec.strategy == "grid":
+        lines.append(f"  grid: {spec.search_space.grid_size()} points")
+    return "\n".join(lines)
+
+
+class _ProgressView:
+    """A rich progress bar fed by tuning events."""
+
+    def __init__(self, enabled: bool, title: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "trials | {task.fields[energy]} so far ({task.fields[kind]}) | {task.fields[now]}"
+            ),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not enabled,
+        )
+        self.task = self.progress.add_task(title, total=None, energy="0 J", kind="-", now="")
+
+    def __enter__(self) -> _ProgressView:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def on_event(self, event: TuneEvent, prefix: str = "") -> None:
+        now = ""
+        if event.kind == "epoch" and event.trial_number is not None:
+            now = f"trial {event.trial_number}: epoch {event.epoch}/{event.epochs_planned}"
+        elif event.kind == "trial_started":
+            now = f"trial {event.trial_number} starting"
+        self.progress.update(
+            self.task,
+            total=event.trials_total,
+            completed=event.trials_done,
+            energy=_fmt_energy(event.energy_j),
+            kind=event.energy_kind,
+            now=now,
+            description=prefix or self.progress.tasks[0].description,
+        )
+        if event.kind == "trial_finished":
+            self.console.print(f"  {prefix + ': ' if prefix else ''}{event.message}")
+        elif event.kind == "calibrated":
+            self.console.print(f"  calibration: {event.message}")
+        elif event.kind == "stopped" and event.message:
+            self.console.print(f"  [yellow]stopped:[/yellow] {event.message}")
+
+
+def _trial_line(t: TrialSummary) -> str:
+    params = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+    return (
+        f"#{t.number}: val accuracy {t.val_accuracy:.4f}, test accuracy {t.test_accuracy:.4f}, "
+        f"{_fmt_energy(t.energy_j)} ({t.energy_kind}), {t.epochs} epoch(s); {params}"
+    )
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_outcome(outcome: TuneOutcome) -> None:
+    out = sys.stdout
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(outcome.counts().items()))
+    print(f"tuning study {outcome.spec.name} ({outcome.spec.strategy}): {counts}", file=out)
+    if outcome.spec.multi_objective:
+        print(
+            "Pareto front (validation accuracy against trial energy), "
+            f"{len(outcome.pareto)} trial(s):",
+            file=out,
+        )
+        for t in outcome.pareto:
+            print(f"  {_trial_line(t)}", file=out)
+    elif outcome.best is not None:
+        print(f"best trial by {outcome.spec.objectives[0]}: {_trial_line(outcome.best)}", file=out)
+    else:
+        print("no trial completed yet", file=out)
+    print(
+        f"energy spent on tuning: {_fmt_energy(outcome.total_energy_j)} {outcome.energy_kind} "
+        f"({_fmt_energy(outcome.trial_energy_j)} in trials, pruned and failed ones included; "
+        f"{_fmt_energy(outcome.overhead_energy_j)} calibration incl. warm-up), "
+        f"{outcome.co2_g:.3g} gCO2e, {outcome.duration_s:.1f} s",
+        file=out,
+    )
+    print(f"stopped: {outcome.stop_reason}", file=out)
+    for note in outcome.notes:
+        print(f"note: {note}", file=out)
+    files = [str(outcome.storage_path), str(outcome.out_dir / "study.db")]
+    files += [str(p) for p in (outcome.plot_path, outcome.csv_path) if p is not None]
+    print(f"files: {', '.join(files)}", file=out)
+
+
+def _tune(args: argparse.Namespace, path: str) -> int:
+    from frugalml.tune import Tuner
+
+    spec = _load(args, path)
+    if args.validate:
+        print(_describe(spec))
+        return 0
+    _quiet_optuna(args.debug)
+    out_dir = args.out or Path("runs") / spec.name
+    tuner = Tuner(spec, out_dir, threads=args.threads)
+    view = _ProgressView(not args.no_progress and not args.quiet, spec.name)
+    tuner.on_event = view.on_event
+    with view:
+        outcome = tuner.run()
+    _print_outcome(outcome)
+    if outcome.interrupted:
+        print("frugalml: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _compare(args: argparse.Namespace, path: str) -> int:
+    from frugalml.tune import compare_strategies
+
+    spec = _load(args, path)
+    if args.strategies is None:
+        raise ConfigError(
+            "'tune compare' needs --strategies", fix="e.g. --strategies grid,random,tpe"
+        )
+    if args.strategy is not None:
+        raise ConfigError("--strategy does not apply to 'tune compare'", fix="use --strategies")
+    if args.validate:
+        print(_describe(spec))
+        return 0
+    _quiet_optuna(args.debug)
+    out_dir = args.out or Path("runs") / f"{spec.name}-compare"
+    view = _ProgressView(not args.no_progress and not args.quiet, spec.name)
+
+    def relay(label: str, repeat: int, event: TuneEvent) -> None:
+        view.on_event(event, prefix=f"{label} r{repeat}")
+
+    with view:
+        comparison = compare_strategies(
+            spec,
+            out_dir,
+            args.strategies,
+            args.repeats,
+            target=args.target,
+            on_event=relay,
+            threads=args.threads,
+        )
+    print(comparison.markdown, end="")
+    print(
+        f"files: {comparison.plot_path}, {comparison.csv_path}, {comparison.markdown_path}, "
+        f"{comparison.curves_path}"
+    )
+    if comparison.interrupted:
+        print("frugalml: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
