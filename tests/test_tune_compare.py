@@ -1,0 +1,154 @@
+"""Strategy comparison: energy to target on hand-made curves, and one tiny real comparison."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from frugalml.errors import ConfigError
+from frugalml.tune import (
+    RunCurve,
+    TuneSpec,
+    best_at,
+    compare_strategies,
+    comparison_table,
+    energy_to_target,
+    load_comparison,
+    parse_strategies,
+    table_markdown,
+)
+
+NAN = math.nan
+
+
+def _curve(strategy: str, repeat: int, energy: list[float], best: list[float]) -> RunCurve:
+    return RunCurve(strategy, repeat, tuple(energy), tuple(best))
+
+
+def test_best_at_and_energy_to_target_on_a_hand_made_curve() -> None:
+    curve = _curve("tpe", 0, [10, 25, 40, 70], [NAN, 0.80, 0.80, 0.95])
+    assert math.isnan(best_at(curve, 5))
+    assert math.isnan(best_at(curve, 10))  # the first trial was pruned or failed
+    assert best_at(curve, 30) == 0.80
+    assert best_at(curve, 1000) == 0.95
+    assert energy_to_target(curve, 0.80) == (25, 2)
+    assert energy_to_target(curve, 0.90) == (70, 4)
+    assert energy_to_target(curve, 0.96) is None
+
+
+def test_comparison_table_median_min_max_and_not_reached() -> None:
+    curves = [
+        # tpe reaches 0.94 (= best 0.95 - 0.01) at 30, 50 and 20 J
+        _curve("tpe", 0, [10, 30, 60], [0.90, 0.95, 0.95]),
+        _curve("tpe", 1, [20, 50], [0.80, 0.94]),
+        _curve("tpe", 2, [20, 40], [0.945, 0.945]),
+        # random reaches it once (90 J); two runs never do
+        _curve("random", 0, [30, 60, 90], [0.70, 0.90, 0.94]),
+        _curve("random", 1, [30, 60, 90], [0.70, 0.90, 0.93]),
+        _curve("random", 2, [30, 60], [NAN, 0.50]),
+        # grid reaches it in two of three runs
+        _curve("grid", 0, [40, 80], [0.94, 0.94]),
+        _curve("grid", 1, [40, 80, 120], [0.60, 0.90, 0.95]),
+        _curve("grid", 2, [40], [0.10]),
+    ]
+    table = comparison_table(curves, target=0.01).set_index("strategy")
+    assert list(table.index) == ["tpe", "random", "grid"]
+    assert table["threshold"].iloc[0] == pytest.approx(0.94)
+    tpe, rnd, grid = table.loc["tpe"], table.loc["random"], table.loc["grid"]
+    assert (tpe["reached"], tpe["not_reached"]) == (3, 0)
+    assert tpe["median_energy_to_target_j"] == 30
+    assert (tpe["min_energy_to_target_j"], tpe["max_energy_to_target_j"]) == (20, 50)
+    assert tpe["median_trials_to_target"] == 2
+    assert (rnd["reached"], rnd["not_reached"]) == (1, 2)
+    assert math.isinf(rnd["median_energy_to_target_j"])  # most runs never got there
+    assert rnd["min_energy_to_target_j"] == 90 and math.isinf(rnd["max_energy_to_target_j"])
+    assert (grid["reached"], grid["not_reached"]) == (2, 1)
+    assert grid["median_energy_to_target_j"] == 120  # [40, 120, inf]
+    assert tpe["median_best_val_accuracy"] == pytest.approx(0.945)
+    assert tpe["median_total_energy_j"] == 50
+    markdown = table_markdown(comparison_table(curves, target=0.01), target=0.01)
+    assert "| random | 1/3 | not reached | 90.0 | not reached |" in markdown
+    assert ">= 0.9400" in markdown
+
+
+def test_comparison_table_edge_cases() -> None:
+    assert comparison_table([]).empty
+    nothing = comparison_table([_curve("tpe", 0, [5, 10], [NAN, NAN])])
+    assert nothing.loc[0, "reached"] == 0 and math.isnan(nothing.loc[0, "threshold"])
+    with pytest.raises(ConfigError, match="target must be"):
+        comparison_table([_curve("tpe", 0, [1], [0.5])], target=-0.1)
+    ref = comparison_table([_curve("tpe", 0, [1, 2], [0.5, 0.7])], target=0.0, best_accuracy=0.6)
+    assert ref.loc[0, "median_energy_to_target_j"] == 2
+
+
+def _spec_data(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "c",
+        "fraction": 0.2,
+        "model": {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}},
+        "training": {"epochs": 1, "batch_size": 32},
+        "search_space": {
+            "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True, "grid": [1e-3, 3e-2]}
+        },
+        "pruner": "none",
+        "budget": {"max_trials": 2},
+    }
+    data.update(changes)
+    return data
+
+
+def test_parse_strategies() -> None:
+    spec = TuneSpec.from_mapping(_spec_data(pruner="median"))
+    assert parse_strategies("grid, random,tpe+none", spec) == [
+        ("grid+median", "grid", "median"),
+        ("random+median", "random", "median"),
+        ("tpe", "tpe", "none"),
+    ]
+    for bad, needle in [
+        ("", "no strategies"),
+        ("bayes", "unknown strategy"),
+        ("tpe+hyperband", "unknown pruner"),
+        ("tpe,tpe", "listed twice"),
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            parse_strategies(bad, spec)
+
+
+def test_compare_runs_each_strategy_with_the_same_seeds(tmp_path: Path) -> None:
+    spec = TuneSpec.from_mapping(_spec_data())
+    comparison = compare_strategies(
+        spec, tmp_path, "grid,random", repeats=2, target=0.05, threads=1
+    )
+    assert len(comparison.curves) == 4
+    assert {(c.strategy, c.repeat) for c in comparison.curves} == {
+        (s, r) for s in ("grid", "random") for r in (0, 1)
+    }
+    assert all(len(c.energy_j) == 2 and c.total_energy_j > 0 for c in comparison.curves)
+    table = comparison.table
+    assert list(table["strategy"]) == ["grid", "random"]
+    assert (table["runs"] == 2).all()
+    for path in (
+        comparison.plot_path,
+        comparison.csv_path,
+        comparison.markdown_path,
+        comparison.curves_path,
+    ):
+        assert path is not None and path.exists()
+    assert pd.read_csv(tmp_path / "comparison.csv")["strategy"].tolist() == ["grid", "random"]
+    # repeat r used sampler seed r for every strategy
+    from frugalml.tune import load_study
+
+    for r in (0, 1):
+        assert load_study(tmp_path / "random" / f"repeat{r}").user_attrs["spec"]["seed"] == r
+    # the comparison can be rebuilt from the run directories (for the report)
+    again = load_comparison(tmp_path, target=0.05)
+    pd.testing.assert_frame_equal(
+        again.table.set_index("strategy").sort_index(), table.set_index("strategy").sort_index()
+    )
+    # a rerun continues: nothing left to run, the same curves
+    rerun = compare_strategies(spec, tmp_path, "grid,random", repeats=2, target=0.05, threads=1)
+    assert [c.energy_j for c in rerun.curves] == [c.energy_j for c in comparison.curves]

@@ -1,0 +1,344 @@
+"""Tuning end to end on real digits through the real trainer, meter, Optuna and study store.
+
+Tiny on purpose: a one-conv-layer CNN of width 4, 20% of the digits training split, one or
+two epochs, two or three trials per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from frugalml.errors import ConfigError, StoreError
+from frugalml.study import StudyStore, load_results
+from frugalml.tune import TrialSummary, Tuner, TuneSpec, load_study, run_tune
+
+TINY = {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}}
+
+
+def _spec(**changes: Any) -> TuneSpec:
+    data: dict[str, Any] = {
+        "name": "t",
+        "dataset": "digits",
+        "fraction": 0.2,
+        "model": TINY,
+        "training": {"epochs": 1, "batch_size": 32},
+        "search_space": {
+            "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True, "grid": [3e-2, 1e-2]},
+            "batch_size": {"type": "categorical", "choices": [16, 32]},
+        },
+        "budget": {"max_trials": 2},
+    }
+    data.update(changes)
+    return TuneSpec.from_mapping(data)
+
+
+def _run(spec: TuneSpec, out: Path, **kwargs: Any) -> Any:
+    return run_tune(spec, out, threads=1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "extra"),
+    [
+        ("grid", {}),
+        ("random", {}),
+        ("tpe", {"strategy": {"name": "tpe", "n_startup_trials": 2}, "budget": {"max_trials": 3}}),
+        ("gp", {"strategy": {"name": "gp", "n_startup_trials": 2}, "budget": {"max_trials": 3}}),
+        ("nsga2", {"objective": ["accuracy", "energy"], "pruner": "dominance"}),
+    ],
+)
+def test_each_strategy_runs_end_to_end(
+    tmp_path: Path, strategy: str, extra: dict[str, Any]
+) -> None:
+    spec = _spec(**{"strategy": strategy, **extra})
+    events: list[str] = []
+    outcome = _run(spec, tmp_path, on_event=lambda e: events.append(e.kind))
+    n = spec.budget.max_trials
+    assert n is not None
+    counted = [t for t in outcome.trials if t.counted]
+    assert len(counted) == n and outcome.new_trials == n
+    for trial in counted:
+        assert trial.state == "complete"
+        assert 0.0 <= trial.val_accuracy <= 1.0 and 0.0 <= trial.test_accuracy <= 1.0
+        assert trial.energy_j > 0 and trial.energy_kind in ("measured", "estimated", "mixed")
+        assert trial.epochs == 1
+    assert outcome.trial_energy_j == pytest.approx(sum(t.energy_j for t in counted))
+    assert outcome.energy_kind in ("measured", "estimated", "mixed")
+    if spec.multi_objective:
+        assert outcome.best is None and outcome.pareto
+    else:
+        assert outcome.best is not None
+        assert outcome.best.val_accuracy == max(t.val_accuracy for t in counted)
+    assert "max_trials reached" in outcome.stop_reason
+    assert {"started", "trial_started", "epoch", "trial_finished", "finished"} <= set(events)
+    # the study store holds every trial, with its parameters and the tuning fields
+    with StudyStore(tmp_path, create=False) as store:
+        rows = store.trials()
+        assert [r.status for r in rows] == ["complete"] * n
+        for row in rows:
+            assert row.definition["tune"]["strategy"] == strategy
+            assert row.result is not None and row.result["tune_strategy"] == strategy
+            assert row.result["energy_j"] > 0 and row.result["pruned"] is False
+            assert json.loads(row.result["tune_params"]).keys() == {"lr", "batch_size"}
+            assert len(store.epochs(row.trial_id)) == 1
+    frame = load_results(tmp_path)
+    assert len(frame) == n and frame["accuracy"].notna().all()
+    for name in ("tuning.png", "tuning_trials.csv", "tuning_summary.json", "optuna.db"):
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "tuning_summary.json").read_text())
+    assert summary["strategy"] == strategy and summary["energy_kind"] == outcome.energy_kind
+
+
+def test_grid_exhausts_its_grid(tmp_path: Path) -> None:
+    spec = _spec(strategy="grid", budget={})
+    assert spec.search_space.grid_size() == 4
+    outcome = _run(spec, tmp_path)
+    seen = {(t.params["lr"], t.params["batch_size"]) for t in outcome.trials}
+    assert seen == {(lr, bs) for lr in (3e-2, 1e-2) for bs in (16, 32)}
+    assert len(outcome.trials) == 4
+    assert "grid of 4 points is exhausted" in outcome.stop_reason
+    again = _run(spec, tmp_path)  # a rerun has nothing left to do
+    assert len(again.trials) == 4 and again.new_trials == 0
+
+
+def _enqueue(out: Path, name: str, directions: list[str], *params: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        storage=f"sqlite:///{out / 'optuna.db'}", study_name=name, directions=directions
+    )
+    for p in params:
+        study.enqueue_trial(p)
+
+
+def test_median_pruner_prunes_a_forced_worse_trial_and_counts_its_energy(tmp_path: Path) -> None:
+    spec = _spec(
+        strategy="random",
+        training={"epochs": 3, "batch_size": 16},
+        search_space={"lr": {"type": "categorical", "choices": [0.03, 1e-7]}},
+        pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    )
+    # a good trial first, then one whose learning rate is too small to learn anything
+    _enqueue(tmp_path, "t", ["maximize"], {"lr": 0.03}, {"lr": 1e-7})
+    outcome = _run(spec, tmp_path)
+    good, bad = outcome.trials
+    assert good.state == "complete" and good.epochs == 3
+    assert bad.state == "pruned" and bad.epochs < 3
+    assert bad.energy_j > 0 and math.isfinite(bad.energy_j)
+    assert outcome.trial_energy_j == pytest.approx(good.energy_j + bad.energy_j)
+    study = load_study(tmp_path)
+    assert study.trials[1].state == TrialState.PRUNED
+    with StudyStore(tmp_path, create=False) as store:
+        row = store.trial(bad.store_trial_id or "")
+        assert row.status == "complete" and row.result is not None
+        assert row.result["pruned"] is True and "median pruner" in row.result["stop_reason"]
+        assert row.result["energy_j"] == pytest.approx(bad.energy_j)
+
+
+def test_dominance_pruner_stops_a_dominated_trial(tmp_path: Path) -> None:
+    spec = _spec(
+        strategy="random",
+        objective=["accuracy", "energy"],
+        training={"epochs": 3, "batch_size": 16},
+        search_space={
+            "lr": {"type": "categorical", "choices": [0.03, 1e-7]},
+            "model.width": {"type": "categorical", "choices": [4, 32]},
+        },
+        pruner={"type": "dominance", "n_startup_trials": 1},
+    )
+    # the second trial learns nothing (lr 1e-7) with a wider, costlier network: dominated
+    _enqueue(
+        tmp_path,
+        "t",
+        ["maximize", "minimize"],
+        {"lr": 0.03, "model.width": 4},
+        {"lr": 1e-7, "model.width": 32},
+    )
+    outcome = _run(spec, tmp_path)
+    good, bad = outcome.trials
+    assert good.state == "complete" and bad.state == "pruned" and bad.epochs < 3
+    assert bad.energy_j > 0
+    assert outcome.pareto == [good]
+
+
+def test_resume_continues_the_same_study(tmp_path: Path) -> None:
+    spec = _spec(strategy="random")
+    first = _run(spec, tmp_path)
+    assert len(first.trials) == 2
+    study_id = load_study(tmp_path)._study_id
+    second = _run(spec.replace(budget=spec.budget.replace(max_trials=4)), tmp_path)
+    assert [t.number for t in second.trials] == [0, 1, 2, 3]
+    assert second.new_trials == 2
+    assert second.trials[:2] == first.trials  # the old trials are the same records
+    assert load_study(tmp_path)._study_id == study_id
+    # resumed random search does not replay the first suggestions
+    assert second.trials[2].params != first.trials[0].params
+    with StudyStore(tmp_path, create=False) as store:
+        assert len(store.trials()) == 4
+
+
+def test_budget_too_small_for_one_trial_is_refused_before_training(tmp_path: Path) -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 5, "energy_kwh": 1e-9})
+    with pytest.raises(ConfigError, match="too small for even one trial"):
+        _run(spec, tmp_path)
+    assert load_study(tmp_path).trials == []  # no trial was started
+    with StudyStore(tmp_path, create=False) as store:
+        assert store.trials() == []
+
+
+def _summary(number: int, energy_j: float, epochs: int, state: str = "complete") -> TrialSummary:
+    return TrialSummary(
+        number=number,
+        state=state,
+        params={},
+        val_accuracy=0.5,
+        test_accuracy=0.5,
+        energy_j=energy_j,
+        energy_kind="estimated",
+        co2_g=energy_j / 3.6e6 * 400,
+        duration_s=energy_j / 10,
+        epochs=epochs,
+        epochs_planned=epochs,
+    )
+
+
+def test_the_next_trial_is_predicted_from_energy_per_epoch_and_refused_over_budget() -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 50, "energy_kwh": 100.0 / 3.6e6})
+    tuner = Tuner(spec, "unused")
+    trials = [_summary(0, 20.0, 2), _summary(1, 10.0, 1, "pruned"), _summary(2, 0.0, 0, "skipped")]
+    prediction = tuner.predict(4, trials)
+    assert prediction is not None
+    assert prediction.energy_j == pytest.approx(4 * 30.0 / 3)  # 10 J/epoch x 4 epochs
+    assert "3 epoch(s) of 2 trial(s)" in prediction.method
+    # 30 J spent of 100 J: a 4-epoch trial (40 J) fits, an 8-epoch one (80 J) does not
+    assert tuner.budget_stop(4, trials) is None
+    reason = tuner.budget_stop(8, trials)
+    assert reason is not None and "predicted to cost" in reason
+    spent = [*trials, _summary(3, 75.0, 3)]
+    assert "budget spent" in (tuner.budget_stop(1, spent) or "")
+
+
+def test_an_energy_budget_stops_before_a_trial_that_would_exceed_it(tmp_path: Path) -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 1})
+    first = _run(spec, tmp_path)
+    (trial,) = first.trials
+    assert first.overhead_energy_j == 0  # no resource budget: no calibration
+    # room for half a trial more: the rerun predicts the next one and does not start it
+    limit_j = trial.energy_j * 1.5
+    tight = spec.replace(budget=spec.budget.replace(max_trials=50, energy_kwh=limit_j / 3.6e6))
+    second = _run(tight, tmp_path)
+    assert second.new_trials == 0 and len(second.trials) == 1
+    assert "energy budget" in second.stop_reason and "predicted to cost" in second.stop_reason
+    # with room for more, the same budget rule lets trials run and counts the earlier one
+    roomy = spec.replace(budget=spec.budget.replace(max_trials=2, energy_kwh=1.0))
+    third = _run(roomy, tmp_path)
+    assert third.new_trials == 1 and "max_trials reached" in third.stop_reason
+
+
+def test_calibration_is_counted_when_a_resource_budget_is_set(tmp_path: Path) -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 1, "energy_kwh": 1.0})
+    outcome = _run(spec, tmp_path)
+    assert outcome.calibration is not None
+    assert outcome.calibration.energy_j_per_epoch > 0
+    assert outcome.overhead_energy_j == pytest.approx(outcome.calibration.spent_energy_j)
+    assert outcome.total_energy_j == pytest.approx(
+        outcome.trial_energy_j + outcome.overhead_energy_j
+    )
+
+
+def test_a_crashing_trial_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import frugalml.train
+
+    real_train = frugalml.train.train
+
+    def flaky(model: Any, dataset: Any, config: Any, **kwargs: Any) -> Any:
+        if config.batch_size == 16:
+            raise RuntimeError("simulated crash")
+        return real_train(model, dataset, config, **kwargs)
+
+    monkeypatch.setattr(frugalml.train, "train", flaky)
+    spec = _spec(strategy="grid", budget={})
+    outcome = _run(spec, tmp_path)
+    states = sorted(t.state for t in outcome.trials)
+    assert states == ["complete", "complete", "failed", "failed"]
+    failed = [t for t in outcome.trials if t.state == "failed"]
+    assert all("simulated crash" in (t.error or "") for t in failed)
+    assert all(t.energy_j > 0 for t in failed)  # the window is recorded even when training raises
+    study = load_study(tmp_path)
+    assert sum(t.state == TrialState.FAIL for t in study.trials) == 2
+    with StudyStore(tmp_path, create=False) as store:
+        assert sorted(r.status for r in store.trials()) == [
+            "complete",
+            "complete",
+            "failed",
+            "failed",
+        ]
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import frugalml.train
+
+    real_train = frugalml.train.train
+    calls = {"n": 0}
+
+    def interrupted_once(model: Any, dataset: Any, config: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_train(model, dataset, config, **kwargs)
+
+    monkeypatch.setattr(frugalml.train, "train", interrupted_once)
+    spec = _spec(strategy="random", budget={"max_trials": 3})
+    first = _run(spec, tmp_path)
+    assert first.interrupted and "interrupted" in first.stop_reason
+    assert [t.state for t in first.trials] == ["complete", "interrupted", "waiting"]
+    assert first.trials[2].params == first.trials[1].params  # queued for a retry
+    second = _run(spec, tmp_path)
+    assert not second.interrupted
+    states = [t.state for t in second.trials]
+    assert states == ["complete", "interrupted", "complete", "complete"]
+    assert second.trials[2].params == first.trials[1].params  # the retry ran first
+    assert sum(t.counted for t in second.trials) == 3  # the interrupted trial does not count
+
+
+def test_corrupt_storage_is_one_clear_error_and_recorded_trials_survive(tmp_path: Path) -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 1})
+    _run(spec, tmp_path)
+    (tmp_path / "optuna.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="not a readable Optuna storage") as info:
+        _run(spec, tmp_path)
+    assert "study.db" in str(info.value.fix)
+    with StudyStore(tmp_path, create=False) as store:
+        assert [r.status for r in store.trials()] == ["complete"]
+
+
+def test_a_changed_objective_and_a_second_tuner_are_refused(tmp_path: Path) -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 1})
+    _run(spec, tmp_path)
+    with pytest.raises(ConfigError, match="optimises"):
+        _run(spec.replace(objectives=("energy",)), tmp_path)
+    from frugalml.tune._storage import directory_lock
+
+    with directory_lock(tmp_path), pytest.raises(StoreError, match="another 'frugalml tune'"):
+        _run(spec, tmp_path)
+
+
+def test_unknown_model_knob_fails_before_training(tmp_path: Path) -> None:
+    spec = _spec(
+        strategy="random", search_space={"model.depth": {"type": "int", "low": 1, "high": 2}}
+    )
+    with pytest.raises(ConfigError, match=r"search_space\.model\.depth allows 1"):
+        _run(spec, tmp_path)
+    assert load_study(tmp_path).trials == []
+
+
+def test_no_budget_is_refused_for_open_ended_strategies(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="has no end without a budget"):
+        Tuner(_spec(strategy="tpe", budget={}), tmp_path)
