@@ -228,7 +228,8 @@ def _print_outcome(outcome: TuneOutcome) -> None:
         print("no trial completed yet", file=out)
     print(
         f"energy spent on tuning: {_fmt_energy(outcome.total_energy_j)} {outcome.energy_kind} "
-        f"({_fmt_energy(outcome.trial_energy_j)} in trials, pruned and failed ones included; "
+        f"({_fmt_energy(outcome.trial_energy_j)} in trials and sampling, pruned and failed "
+        "trials included; "
         f"{_fmt_energy(outcome.overhead_energy_j)} calibration incl. warm-up), "
         f"{outcome.co2_g:.3g} gCO2e, {outcome.duration_s:.1f} s",
         file=out,

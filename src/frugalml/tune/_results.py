@@ -38,6 +38,7 @@ CSV_COLUMNS = (
     "val_accuracy",
     "test_accuracy",
     "energy_j",
+    "sampler_energy_j",
     "cumulative_energy_j",
     "energy_kind",
     "co2_g",
@@ -79,6 +80,14 @@ class TrialSummary:
     store_trial_id: str | None = None
     error: str | None = None
     intermediate: tuple[tuple[float, float], ...] = ()
+    sampler_energy_j: float = 0.0
+    sampler_co2_g: float = 0.0
+    sampler_duration_s: float = 0.0
+
+    @property
+    def total_energy_j(self) -> float:
+        """The trial's energy plus the sampler's work that proposed it (0 where unknown)."""
+        return (self.energy_j if math.isfinite(self.energy_j) else 0.0) + self.sampler_energy_j
 
     @property
     def counted(self) -> bool:
@@ -109,6 +118,7 @@ class TrialSummary:
         if not isinstance(params, dict):
             # a queued (waiting) trial has its parameters only as fixed_params
             params = dict(trial.params or trial.system_attrs.get("fixed_params") or {})
+        sampler = attrs.get("sampler") or {}
         return cls(
             number=trial.number,
             state=str(state),
@@ -124,6 +134,9 @@ class TrialSummary:
             store_trial_id=attrs.get("store_trial_id"),
             error=attrs.get("error"),
             intermediate=tuple((float(a), float(e)) for a, e in attrs.get("intermediate") or ()),
+            sampler_energy_j=float(sampler.get("energy_j") or 0.0),
+            sampler_co2_g=float(sampler.get("co2_g") or 0.0),
+            sampler_duration_s=float(sampler.get("duration_s") or 0.0),
         )
 
 
@@ -133,10 +146,13 @@ def summarize_trials(study: optuna.Study) -> list[TrialSummary]:
 
 
 def spent(trials: Sequence[TrialSummary]) -> tuple[float, float, float]:
-    """Energy (J), CO2 (g) and time (s) of every trial that ran (pruned and failed included)."""
-    energy = sum(t.energy_j for t in trials if math.isfinite(t.energy_j))
+    """Energy (J), CO2 (g) and time (s) of every trial that ran (pruned and failed included),
+    with the sampler's work of every trial (skipped ones too)."""
+    energy = sum(t.total_energy_j for t in trials)
     co2 = sum(t.co2_g for t in trials if math.isfinite(t.co2_g))
+    co2 += sum(t.sampler_co2_g for t in trials)
     duration = sum(t.duration_s for t in trials if math.isfinite(t.duration_s))
+    duration += sum(t.sampler_duration_s for t in trials)
     return energy, co2, duration
 
 
@@ -180,7 +196,8 @@ def front(trials: Sequence[TrialSummary]) -> list[TrialSummary]:
 
 @dataclass
 class TuningHistory:
-    """Trials in order with cumulative energy and the best validation accuracy so far."""
+    """Trials in order with cumulative energy (trials and the sampler's work, pruned and
+    failed trials included) and the best validation accuracy so far (complete trials)."""
 
     trials: list[TrialSummary]
     cumulative_energy_j: list[float] = field(default_factory=list)
@@ -193,8 +210,7 @@ class TuningHistory:
         best = math.nan
         cumulative, best_so_far = [], []
         for t in ran:
-            if math.isfinite(t.energy_j):
-                total += t.energy_j
+            total += t.total_energy_j
             if t.state == "complete" and math.isfinite(t.val_accuracy):
                 best = t.val_accuracy if math.isnan(best) else max(best, t.val_accuracy)
             cumulative.append(total)
@@ -223,6 +239,7 @@ def write_trials_csv(trials: Sequence[TrialSummary], path: Path) -> Path:
                     "val_accuracy": _cell(t.val_accuracy),
                     "test_accuracy": _cell(t.test_accuracy),
                     "energy_j": _cell(t.energy_j),
+                    "sampler_energy_j": _cell(t.sampler_energy_j),
                     "cumulative_energy_j": _cell(cumulative.get(t.number, math.nan)),
                     "energy_kind": t.energy_kind,
                     "co2_g": _cell(t.co2_g),

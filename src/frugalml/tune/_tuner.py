@@ -1,8 +1,10 @@
 """The tuning loop: Optuna asks, the study trainer trains, the meter measures, both stores keep it.
 
 Each trial runs in this process (a digits trial takes a second; a fresh process would cost
-more than the training): Optuna's ``ask`` samples the parameters, :func:`frugalml.train.train`
-trains under one :class:`frugalml.meter.Meter` window per trial, and ``tell`` records the
+more than the training): Optuna's ``ask`` samples the parameters (in a meter window of its
+own, since TPE's and GP's models cost energy too: ``sampler_energy_j``, counted in the
+totals), :func:`frugalml.train.train` trains under one :class:`frugalml.meter.Meter` window
+per trial (model set-up included: the objective's ``energy_j``), and ``tell`` records the
 objective values. The same trial is a row of ``DIR/study.db`` (registered, claimed, every
 epoch recorded, finished with :func:`frugalml.study._worker.build_result` plus the tuning
 fields), so ``frugalml study export`` and the report read tuning runs too.
@@ -12,12 +14,12 @@ Budgets (each counts everything already in the output directory, so a rerun cont
 - ``max_trials``: trials that ran (complete, pruned or failed).
 - ``energy_kwh``, ``co2_g``, ``duration_s``: before a trial starts its cost is predicted as
   *the mean energy (CO2, time) per epoch of every epoch run so far* (whole-trial figures over
-  epochs run, so model set-up is included) *times the epochs the trial plans*; a trial that
-  would take the total over the limit is not started. Before any trial has run, the
-  per-epoch figure comes from a **calibration**: the spec's base configuration trained under
-  the meter for :data:`CALIBRATION_EPOCHS` epochs on at most :data:`CALIBRATION_BATCHES`
-  batches; the last (warm) epoch, its training part scaled to the full training split, is
-  the figure. A budget below *the fewest epochs the search space
+  epochs run, so model set-up and the sampler's work are included) *times the epochs the
+  trial plans*; a trial that would take the total over the limit is not started. Before any
+  trial has run, the per-epoch figure comes from a **calibration**: the spec's base
+  configuration trained under the meter for :data:`CALIBRATION_EPOCHS` epochs on at most
+  :data:`CALIBRATION_BATCHES` batches; the last (warm) epoch, its training part scaled to the
+  full training split, is the figure. A budget below *the fewest epochs the search space
   allows times that figure* is refused before any training. Calibration energy counts
   against the budget and in the totals.
 
@@ -124,7 +126,10 @@ class TuneEvent:
 
 @dataclass
 class TuneOutcome:
-    """What a run (and every earlier run into the same directory) did."""
+    """What a run (and every earlier run into the same directory) did.
+
+    ``trial_energy_j`` sums every trial's window (pruned and failed trials included) and the
+    sampler's work; ``overhead_energy_j`` is the calibration (with one-off warm-up)."""
 
     spec: TuneSpec
     out_dir: Path
@@ -197,6 +202,17 @@ class TuneOutcome:
             "accuracy": "validation accuracy after the last epoch selects; test accuracy reported",
             "notes": list(self.notes),
         }
+
+
+def _cost(measurement: Any) -> dict[str, float]:
+    """Energy (J), CO2 (g) and time (s) of a finished meter window, for the trial record."""
+    if measurement is None:
+        return {}
+    return {
+        "energy_j": measurement.energy_j,
+        "co2_g": measurement.co2_g,
+        "duration_s": measurement.duration_s,
+    }
 
 
 def _json_float(value: float) -> float | None:
@@ -456,10 +472,11 @@ class Tuner:
         ]
         if ran:
             epochs = sum(t.epochs for t in ran)
+            _, co2_g, duration_s = spent(ran)
             per_epoch = (
-                sum(t.energy_j for t in ran) / epochs,
-                sum(t.co2_g for t in ran if math.isfinite(t.co2_g)) / epochs,
-                sum(t.duration_s for t in ran if math.isfinite(t.duration_s)) / epochs,
+                sum(t.total_energy_j for t in ran) / epochs,
+                co2_g / epochs,
+                duration_s / epochs,
             )
             method = (
                 f"mean per epoch over the {epochs} epoch(s) of {len(ran)} trial(s) run so far "
@@ -527,7 +544,13 @@ class Tuner:
             )
 
     # -- one trial --------------------------------------------------------------------------
-    def _run_trial(self, trial: optuna.Trial, params: dict[str, Any], meter: Meter) -> None:
+    def _run_trial(
+        self,
+        trial: optuna.Trial,
+        params: dict[str, Any],
+        meter: Meter,
+        sampler: dict[str, float] | None = None,
+    ) -> None:
         import optuna
         import torch
         from optuna.trial import TrialState
@@ -575,6 +598,7 @@ class Tuner:
             "params": json_params,
             "epochs_planned": training.epochs,
             "tune_state": "running",
+            "sampler": sampler or {},
         }
         trial.set_user_attr(TRIAL_ATTR, record_attrs)
         self._emit(
@@ -687,6 +711,7 @@ class Tuner:
             tune_params=json.dumps(json_params, sort_keys=True),
             tune_state=state,
             pruned=state == "pruned",
+            tune_sampler_energy_j=(sampler or {}).get("energy_j"),
         )
         if state == "pruned":
             row["stop_reason"] = prune_reason[-1] if prune_reason else "pruned"
@@ -874,9 +899,16 @@ class Tuner:
             if reason is not None:
                 logger.info("not starting another trial: %s", reason)
                 return reason
-            trial = self.study.ask()
+            # The sampler's own work (TPE's and GP's models) is energy spent on tuning too.
+            with meter.window("tune sampler") as sampler_window:
+                trial = self.study.ask()
+                try:
+                    params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
+                except KeyboardInterrupt:
+                    trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
+                    raise
+            sampler = _cost(sampler_window.measurement)
             try:
-                params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
                 planned = apply_params(params, spec.training)[0].epochs
                 reason = self.budget_stop(planned, trials)
                 if reason is not None:
@@ -886,6 +918,7 @@ class Tuner:
                             "tune_state": "skipped",
                             "params": json.loads(json.dumps(params)),
                             "error": f"not started: {reason}",
+                            "sampler": sampler,
                         },
                     )
                     self.study.tell(trial, state=TrialState.FAIL)
@@ -897,7 +930,7 @@ class Tuner:
             except KeyboardInterrupt:
                 trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
                 raise
-            self._run_trial(trial, params, meter)
+            self._run_trial(trial, params, meter, sampler)
 
     # -- results ----------------------------------------------------------------------------
     def _outcome(
