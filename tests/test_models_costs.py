@@ -130,6 +130,51 @@ def test_attention_flops_are_counted_on_cpu() -> None:
     assert costs.flops_source.startswith(FLOPS_SOURCE)
 
 
+class _Tokens(nn.Module):
+    """Feeds a (C, H, W) image to a sequence layer as H*W tokens of width C."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(2).transpose(1, 2)
+        if isinstance(self.layer, nn.MultiheadAttention):
+            return self.layer(tokens, tokens, tokens)[0]
+        out: torch.Tensor = self.layer(tokens)
+        return out
+
+
+def _unfused_flops(model: nn.Module, shape: tuple[int, int, int]) -> int:
+    """torch's own counter in training mode, where the layers run as separate matmuls."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, *shape))
+    return int(counter.get_total_flops())
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        nn.MultiheadAttention(32, 4, batch_first=True),
+        nn.TransformerEncoderLayer(32, 4, dim_feedforward=48, batch_first=True),
+    ],
+    ids=["multihead_attention", "transformer_encoder_layer"],
+)
+def test_fused_eval_fast_paths_are_counted(layer: nn.Module) -> None:
+    # In eval mode without gradients these layers run one fused kernel that torch's counter
+    # has no formula for (it counts 0); count_costs must give the unfused count.
+    model = _Tokens(layer)
+    shape = (32, 3, 4)
+    expected = _unfused_flops(model, shape)
+    assert expected > 0
+    costs = count_costs(model, shape)
+    assert costs.flops_per_sample == expected
+    assert "frugalml formulas" in costs.flops_source
+
+
 @pytest.mark.parametrize("shape", [(3, 224), (0, 8, 8), (1, 8, 8.0), "3x8x8"])
 def test_bad_input_shape(shape: object) -> None:
     with pytest.raises(ConfigError, match="input_shape"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,14 @@ logger = logging.getLogger(__name__)
 #: How :func:`count_costs` counts FLOPs.
 FLOPS_SOURCE = "torch.utils.flop_counter (forward, batch 1)"
 
-# PyTorch runs scaled_dot_product_attention on CPU through this kernel, which
-# torch.utils.flop_counter has no formula for (it counts 0 FLOPs for attention on CPU, so a
-# ViT-B/16 comes out 4% low). count_costs adds the same formula torch uses for the CUDA kernels.
-_CPU_SDPA_OP = "_scaled_dot_product_flash_attention_for_cpu"
+# Operators that torch.utils.flop_counter has no formula for, so it counts 0 FLOPs for them:
+# - scaled_dot_product_attention runs on CPU through ``_scaled_dot_product_flash_attention_
+#   for_cpu`` (a ViT-B/16 would come out 4 % low);
+# - in eval mode without gradients, nn.MultiheadAttention and nn.TransformerEncoderLayer take
+#   fused fast paths (``_native_multi_head_attention``, ``_transformer_encoder_layer_fwd``)
+#   whose inner matmuls the counter never sees (0 FLOPs for the whole layer).
+# count_costs adds formulas for them that give what the counter counts for the unfused ops
+# (2 FLOPs per multiply-accumulate of every projection and attention matmul).
 
 
 @dataclass(frozen=True)
@@ -67,24 +72,63 @@ def _check_shape(input_shape: Any) -> tuple[int, int, int]:
     return (c, h, w)
 
 
+def _batch_and_length(shape: Any) -> tuple[int, int]:
+    """(batch, sequence length) of a (B, L, E) or unbatched (L, E) input."""
+    dims = [int(v) for v in shape]
+    return (dims[0], dims[1]) if len(dims) == 3 else (1, dims[0])
+
+
 def _sdpa_flops(
     query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any
 ) -> int:
-    """FLOPs of softmax(Q K^T) V: two batched matmuls (b, h, s_q, d) x (b, h, d, s_k) etc."""
+    """softmax(Q K^T) V with Q (b, h, s_q, d), K (b, h, s_k, d), V (b, h, s_k, d_v)."""
     b, h, s_q, d_q = (int(v) for v in query_shape)
     s_k = int(key_shape[-2])
     d_v = int(value_shape[-1])
     return 2 * b * h * s_q * s_k * d_q + 2 * b * h * s_q * s_k * d_v
 
 
+def _attention_block_flops(b: int, l_q: int, l_k: int, e: int) -> int:
+    """Q, K, V projections + Q K^T + A V (all heads: E wide) + output projection."""
+    projections = 2 * b * (l_q + 2 * l_k) * e * e + 2 * b * l_q * e * e
+    return projections + 4 * b * l_q * l_k * e
+
+
+def _mha_flops(
+    query_shape: Any, key_shape: Any, value_shape: Any, embed_dim: int, *args: Any, **kwargs: Any
+) -> int:
+    b, l_q = _batch_and_length(query_shape)
+    _, l_k = _batch_and_length(key_shape)
+    return _attention_block_flops(b, l_q, l_k, int(embed_dim))
+
+
+def _encoder_layer_flops(src_shape: Any, embed_dim: int, *args: Any, **kwargs: Any) -> int:
+    # args after embed_dim: num_heads, qkv_weight, qkv_bias, proj_weight, proj_bias, use_gelu,
+    # norm_first, eps, 4 norm tensors, ffn_weight_1 (F, E), ...
+    b, length = _batch_and_length(src_shape)
+    e = int(embed_dim)
+    hidden = int(args[13][0])
+    return _attention_block_flops(b, length, length, e) + 4 * b * length * e * hidden
+
+
+_FORMULAS: dict[str, Callable[..., int]] = {
+    "_scaled_dot_product_flash_attention_for_cpu": _sdpa_flops,
+    "_native_multi_head_attention": _mha_flops,
+    "_transformer_encoder_layer_fwd": _encoder_layer_flops,
+}
+
+
 def _extra_formulas() -> dict[Any, Any]:
+    """The formulas count_costs adds to FlopCounterMode (``custom_mapping``), keyed by op."""
     import torch
     from torch.utils import flop_counter
 
-    op = getattr(torch.ops.aten, _CPU_SDPA_OP, None)
-    if op is None or op in flop_counter.flop_registry:
-        return {}
-    return {op: _sdpa_flops}
+    extra: dict[Any, Any] = {}
+    for name, formula in _FORMULAS.items():
+        op = getattr(torch.ops.aten, name, None)
+        if op is not None and op not in flop_counter.flop_registry:
+            extra[op] = formula
+    return extra
 
 
 def count_costs(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> ModelCosts:
@@ -131,8 +175,9 @@ def count_costs(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> Mo
     flops = int(counter.get_total_flops())
     source = FLOPS_SOURCE
     counted = counter.get_flop_counts().get("Global", {})
-    if any(op in counted for op in extra):
-        source += " + frugalml formula for aten." + _CPU_SDPA_OP
+    used = [f"aten.{op.__name__}" for op in extra if op in counted]
+    if used:
+        source += " + frugalml formulas for " + ", ".join(sorted(used))
     return ModelCosts(
         params=n_params,
         trainable_params=n_trainable,
