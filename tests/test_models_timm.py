@@ -208,3 +208,10 @@ def test_real_hub_unreachable_here_fails_fast(
     with pytest.raises(ModelError, match=r"unreachable|HF_HUB_OFFLINE"):
         create_model(SMALL, num_classes=7, in_chans=1, pretrained=True)
     assert time.perf_counter() - start < HUB_PROBE_TIMEOUT_S + 5
+
+
+def test_hub_defined_model_without_hub_fails_fast(no_hub: Path) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match="unreachable"):
+        create_model("hf-hub:timm/resnet10t.c3_in1k", num_classes=7, in_chans=1)
+    assert time.perf_counter() - start < HUB_PROBE_TIMEOUT_S + 5

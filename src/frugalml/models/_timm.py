@@ -185,6 +185,8 @@ def create_timm_model(
             cached = _find_weights_or_fail(arch)
             if cached is not None:
                 overlay["file"] = cached
+    if name.startswith(("hf-hub:", "hf_hub:")) and "file" not in overlay:
+        _check_hub_for_remote_name(name)  # timm fetches its config even without weights
     try:
         model = timm.create_model(
             arch,
@@ -235,7 +237,14 @@ def _check_file_covers_model(model: torch.nn.Module, file: str, arch: str) -> No
     cfg = getattr(model, "pretrained_cfg", None) or {}
     classifier = cfg.get("classifier") or ()
     heads = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-    keys = set(load_state_dict(file, weights_only=True))
+    if file.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(file, framework="pt") as f:
+            names = list(f.keys())
+    else:
+        names = list(load_state_dict(file, weights_only=True))
+    keys = {k[len("module.") :] if k.startswith("module.") else k for k in names}
     missing = [
         name
         for name, _ in model.named_parameters()
@@ -329,6 +338,20 @@ def _find_weights_or_fail(arch: str) -> str | None:
         fix="set pretrained=False to train from scratch, pick a model listed by "
         "timm.list_pretrained(), or give pretrained_file=",
     )
+
+
+def _check_hub_for_remote_name(name: str) -> None:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return  # huggingface_hub reads its cache without asking the network
+    if not _reachable(constants.ENDPOINT):
+        raise ModelError(
+            f"{name} is defined on the Hugging Face hub, which is unreachable "
+            f"({constants.ENDPOINT}, no answer within {HUB_PROBE_TIMEOUT_S:g} s)",
+            fix="use a timm.list_models() name (with pretrained_file= for weights), or set "
+            "HF_HUB_OFFLINE=1 if the model is already in the local Hugging Face cache",
+        )
 
 
 def _hf_cached_file(hub_id: str, filename: str | None) -> str | None:
