@@ -143,7 +143,7 @@ def _describe(spec: TuneSpec) -> str:
 class _ProgressView:
     """A rich progress bar fed by tuning events."""
 
-    def __init__(self, enabled: bool, title: str) -> None:
+    def __init__(self, enabled: bool, title: str, *, lines: bool = True) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -155,6 +155,7 @@ class _ProgressView:
 
         self.console = Console(stderr=True)
         self.enabled = enabled
+        self.lines = lines
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -190,6 +191,8 @@ class _ProgressView:
             now=now,
             description=prefix or self.progress.tasks[0].description,
         )
+        if not self.lines:
+            return
         if event.kind == "trial_finished":
             self.console.print(f"  {prefix + ': ' if prefix else ''}{event.message}")
         elif event.kind == "calibrated":
@@ -252,7 +255,7 @@ def _tune(args: argparse.Namespace, path: str) -> int:
     _quiet_optuna(args.debug)
     out_dir = args.out or Path("runs") / spec.name
     tuner = Tuner(spec, out_dir, threads=args.threads)
-    view = _ProgressView(not args.no_progress and not args.quiet, spec.name)
+    view = _ProgressView(not args.no_progress and not args.quiet, spec.name, lines=not args.quiet)
     tuner.on_event = view.on_event
     with view:
         outcome = tuner.run()
@@ -264,7 +267,7 @@ def _tune(args: argparse.Namespace, path: str) -> int:
 
 
 def _compare(args: argparse.Namespace, path: str) -> int:
-    from frugalml.tune import compare_strategies
+    from frugalml.tune import compare_strategies, parse_strategies
 
     spec = _load(args, path)
     if args.strategies is None:
@@ -273,12 +276,18 @@ def _compare(args: argparse.Namespace, path: str) -> int:
         )
     if args.strategy is not None:
         raise ConfigError("--strategy does not apply to 'tune compare'", fix="use --strategies")
+    plan = parse_strategies(args.strategies, spec)
     if args.validate:
         print(_describe(spec))
+        runs = ", ".join(label for label, _, _ in plan)
+        print(
+            f"  compare: {runs}; {args.repeats} repeat(s) each "
+            f"(sampler seeds 0..{args.repeats - 1})"
+        )
         return 0
     _quiet_optuna(args.debug)
     out_dir = args.out or Path("runs") / f"{spec.name}-compare"
-    view = _ProgressView(not args.no_progress and not args.quiet, spec.name)
+    view = _ProgressView(not args.no_progress and not args.quiet, spec.name, lines=not args.quiet)
 
     def relay(label: str, repeat: int, event: TuneEvent) -> None:
         view.on_event(event, prefix=f"{label} r{repeat}")

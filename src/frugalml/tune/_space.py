@@ -153,7 +153,8 @@ class Param:
             return f"{self.name}: one of {list(self.choices)}"
         scale = " (log)" if self.log else ""
         extra = f", step {self.step:g}" if self.step is not None else ""
-        grid = f", grid {list(self.grid)}" if self.grid is not None else ""
+        shown = [int(v) for v in self.grid] if self.type == "int" and self.grid else self.grid
+        grid = f", grid {list(shown)}" if shown is not None else ""
         return f"{self.name}: {self.type} in [{self.low:g}, {self.high:g}]{scale}{extra}{grid}"
 
     def to_dict(self) -> dict[str, Any]:
