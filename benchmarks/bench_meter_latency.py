@@ -92,6 +92,7 @@ def main() -> None:
             task_tracker.start_task(f"t{i}")
             task_tracker.stop_task()
             cc_task.append(time.perf_counter() - start)
+    ticks = [_timed(meter._tick) for _ in range(args.iterations)]  # one poller tick
     meter.close()
     if task_tracker is not None:
         task_tracker.stop()
@@ -101,6 +102,12 @@ def main() -> None:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"frugalml backends: {', '.join(b.name for b in meter.backends)}")
     print(_stats("frugalml window begin+end", ours))
+    tick_ms = statistics.median(ticks) * 1e3
+    print(
+        _stats("frugalml poller tick (background)", ticks)
+        + f"  every {meter.poll_interval_s:g} s = {tick_ms / (meter.poll_interval_s * 1e3):.4%}"
+        " of one CPU"
+    )
     if tracker_cls is None:
         print("codecarbon: not installed, skipped (pip install codecarbon)")
         return
