@@ -424,7 +424,11 @@ def _failed_section(prepared: PreparedStudy) -> str:
             out.append(f"<li>{_e(trial_name(record))}: {_e(record.get('reason'))}</li>")
         out.append("</ul>")
     if len(unfinished.index):
-        out.append(f"<h3>Unfinished ({len(unfinished.index)})</h3><ul>")
+        out.append(f"<h3>Unfinished ({len(unfinished.index)})</h3>")
+        out.append(
+            "<p>Not run, or still running when this report was written (a budget stop or an "
+            "interrupted run leaves trials pending); running the study again resumes them.</p><ul>"
+        )
         for record in unfinished.to_dict("records"):
             status = plain_text(record.get("status")) or "unknown status"
             out.append(f"<li>{_e(trial_name(record))}: {_e(status)}</li>")
