@@ -15,12 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from frugalml.data import ImageDataset
-    from frugalml.profile import FactorialResult, NetworkProfile
-
-_ESTIMATE_NOTE = (
-    "energy on this machine is estimated (CPU TDP x utilisation, no readable counter): "
-    "proportional to CPU time, so energy shares are time shares by construction"
-)
+    from frugalml.profile import Factor, FactorialResult, NetworkProfile
 
 
 def register(subparsers: Any) -> None:
@@ -365,36 +360,43 @@ def _factorial(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _change_label(factor: Factor) -> str:
+    if isinstance(factor.level_from, bool):
+        return f"{factor.label} {'on' if factor.level_from else 'off'} -> " + (
+            "on" if factor.level_to else "off"
+        )
+    return f"{factor.level_from} -> {factor.level_to} {factor.label}"
+
+
 def _print_factorial(console: Console, result: FactorialResult) -> None:
     from rich.table import Table
 
     kind = result.energy_kind
     table = Table(
         title=f"factor effects on training energy ({kind}) and test accuracy, "
-        f"{len(result.rows)} trials",
+        f"{len(result.rows)} trials; Kruskal-Wallis H and p, epsilon-squared",
         title_justify="left",
     )
+    table.add_column("change", justify="left", no_wrap=True)
     for column in (
-        "factor", "change", "n", "median energy", f"energy ({kind})", "median accuracy",
-        "accuracy", "KW H (energy)", "p", "eps^2", "KW p (accuracy)",
+        "n", "energy J", "energy %", "accuracy", "acc pp", "H", "p", "eps^2", "p acc",
     ):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("factor", "change") else "right")
+        table.add_column(column, justify="right", no_wrap=True)
     for e in result.effects:
-        f = e.factor
         table.add_row(
-            f.label,
-            f"{f.describe(f.level_from)} -> {f.describe(f.level_to)}",
+            _change_label(e.factor),
             f"{e.n_from}+{e.n_to}",
-            f"{_fmt_energy(e.median_energy_from_j)} -> {_fmt_energy(e.median_energy_to_j)}",
+            f"{e.median_energy_from_j:.3g} -> {e.median_energy_to_j:.3g}",
             f"{e.energy_change_pct:+.1f}%",
             f"{e.median_accuracy_from:.3f} -> {e.median_accuracy_to:.3f}",
-            f"{e.accuracy_change_pp:+.1f} pp",
+            f"{e.accuracy_change_pp:+.1f}",
             f"{e.energy_test.h:.2f}",
-            f"{e.energy_test.p:.3g}",
+            f"{e.energy_test.p:.2g}",
             f"{e.energy_test.epsilon_squared:.2f}",
-            f"{e.accuracy_test.p:.3g}",
+            f"{e.accuracy_test.p:.2g}",
         )
     console.print(table)
+    console.print("energy and accuracy: medians at each level (the other factors pooled)")
     console.print(result.conv_sentence, highlight=False)
     console.print(result.dominance_sentence, highlight=False)
     for note in result.notes:
@@ -404,5 +406,3 @@ def _print_factorial(console: Console, result: FactorialResult) -> None:
             f"[red]{len(result.failed)} trial(s) failed[/red]; see 'frugalml study status "
             f"{result.out_dir}'"
         )
-    if kind != "measured":
-        print(f"frugalml: {_ESTIMATE_NOTE}", file=sys.stderr)

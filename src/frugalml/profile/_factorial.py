@@ -361,7 +361,11 @@ class _TrialRunner:
 
         trial_id = trial.trial_id
         definition = self.store.trial(trial_id).definition
-        label = trial.model.key.replace(f"{MODEL}(", "(") + f" seed {trial.seed}"
+        args = trial.model.args_dict()
+        label = (
+            f"conv {args['conv_layers']}, linear {args['linear_layers']}, "
+            f"ReLU {'on' if args['relu'] else 'off'}, seed {trial.seed}"
+        )
         dataset = self.dataset
         if trial.fraction < 1.0:
             dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
