@@ -343,3 +343,33 @@ def test_unknown_model_knob_fails_before_training(tmp_path: Path) -> None:
 def test_no_budget_is_refused_for_open_ended_strategies(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="has no end without a budget"):
         Tuner(_spec(strategy="tpe", budget={}), tmp_path)
+
+
+def test_a_trial_left_running_by_a_killed_process_is_retried(tmp_path: Path) -> None:
+    spec = _spec(strategy="random", budget={"max_trials": 1})
+    _enqueue(tmp_path, "t", ["maximize"])
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    orphan = study.ask()  # as if the process had been killed mid-trial (kill -9)
+    orphan.suggest_float("lr", 1e-3, 3e-2, log=True)
+    orphan.suggest_categorical("batch_size", [16, 32])
+    outcome = _run(spec, tmp_path)
+    first, retry = outcome.trials
+    assert first.state == "interrupted" and not first.counted
+    assert retry.state == "complete" and retry.params == first.params
+    assert load_study(tmp_path).trials[0].state == TrialState.FAIL
+
+
+def test_successive_halving_pruner_runs(tmp_path: Path) -> None:
+    spec = _spec(
+        strategy="random",
+        training={"epochs": 2, "batch_size": 32},
+        pruner={"type": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+        budget={"max_trials": 3},
+    )
+    from frugalml.tune import make_pruner
+
+    assert isinstance(make_pruner(spec), optuna.pruners.SuccessiveHalvingPruner)
+    outcome = _run(spec, tmp_path)
+    assert sum(t.counted for t in outcome.trials) == 3
+    assert {t.state for t in outcome.trials} <= {"complete", "pruned"}
+    assert all(t.energy_j > 0 for t in outcome.trials)

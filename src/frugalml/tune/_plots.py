@@ -126,7 +126,7 @@ def plot_comparison(
     *,
     threshold: float | None = None,
     energy_kind: str = "estimated",
-    title: str = "best validation accuracy against energy spent",
+    title: str = "best validation accuracy against tuning energy",
     grid_points: int = 400,
 ) -> Path:
     """One line per strategy (median over repeats) with the min-max spread shaded; best
@@ -142,8 +142,13 @@ def plot_comparison(
     max_j = max((c.energy_j[-1] for c in curves if c.energy_j), default=1.0)
     scale, unit = _energy_unit(max_j)
     grid = np.linspace(0.0, max_j, grid_points)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), constrained_layout=True)
+    has_target = threshold is not None and math.isfinite(threshold)
+    panels = 2 if has_target else 1
+    fig, axes = plt.subplots(
+        panels, 1, figsize=(7.5, 3.6 * panels), constrained_layout=True, squeeze=False
+    )
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    top = -math.inf
     for index, (strategy, runs) in enumerate(by_strategy.items()):
         color = cycle[index % len(cycle)]
         values = np.array([[best_at(run, e) for e in grid] for run in runs], dtype=float)
@@ -156,17 +161,29 @@ def plot_comparison(
         high = np.full(grid.shape, np.nan)
         low[some] = np.nanmin(values[:, some], axis=0)
         high[some] = np.nanmax(values[:, some], axis=0)
-        ax.plot(
-            grid / scale, median, color=color, lw=1.8, label=f"{strategy} (median of {len(runs)})"
-        )
-        ax.fill_between(grid / scale, low, high, where=some, color=color, alpha=0.18, lw=0)
-    if threshold is not None and math.isfinite(threshold):
-        ax.axhline(threshold, color="black", ls="--", lw=1, label=f"target {threshold:.3f}")
-    ax.set_xlabel(f"cumulative tuning energy ({unit}, {energy_kind})")
-    ax.set_ylabel("best validation accuracy so far")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+        if some.any():
+            top = max(top, float(np.nanmax(high)))
+        for ax in axes[:, 0]:
+            ax.plot(
+                grid / scale,
+                median,
+                color=color,
+                lw=1.8,
+                label=f"{strategy} (median of {len(runs)})",
+            )
+            ax.fill_between(grid / scale, low, high, where=some, color=color, alpha=0.15, lw=0)
+    for ax in axes[:, 0]:
+        if has_target:
+            ax.axhline(threshold, color="black", ls="--", lw=1, label=f"target {threshold:.4f}")
+        ax.set_xlabel(f"cumulative tuning energy ({unit}, {energy_kind})")
+        ax.set_ylabel("best validation accuracy so far")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(f"{title}\n(line: median over repeats; band: min to max)")
+    axes[0, 0].legend(fontsize="small", loc="lower right")
+    if has_target and threshold is not None:
+        zoom = axes[1, 0]
+        zoom.set_ylim(threshold - 0.06, max(top, threshold) + 0.01)
+        zoom.set_title("near the target", fontsize="medium")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

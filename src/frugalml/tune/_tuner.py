@@ -502,13 +502,14 @@ class Tuner:
             return None
         energy_j, co2_g, duration_s = self._spent(trials)
         prediction = self.predict(planned_epochs, trials)
+        # energy is compared in J (the limit is given in kWh; both are shown)
         checks = (
             (
                 "energy",
-                budget.energy_kwh,
-                energy_j / _J_PER_KWH,
-                "kWh",
-                prediction.energy_j / _J_PER_KWH if prediction else None,
+                budget.energy_kwh * _J_PER_KWH if budget.energy_kwh is not None else None,
+                energy_j,
+                "J",
+                prediction.energy_j if prediction else None,
             ),
             ("CO2", budget.co2_g, co2_g, "gCO2e", prediction.co2_g if prediction else None),
             (
@@ -523,12 +524,15 @@ class Tuner:
         for label, limit, used, unit, predicted in checks:
             if limit is None:
                 continue
+            of_limit = f"{used:.4g} of {limit:.4g} {unit}"
+            if label == "energy":
+                of_limit += f" ({budget.energy_kwh:.4g} kWh)"
             if used >= limit:
-                return f"{label} budget spent: {used:.4g} of {limit:.4g} {unit}"
+                return f"{label} budget spent: {of_limit}"
             if predicted is not None and used + predicted > limit:
                 return (
                     f"{label} budget: the next trial is predicted to cost {predicted:.4g} {unit} "
-                    f"({method}), and {used:.4g} of {limit:.4g} {unit} are spent"
+                    f"({method}), and {of_limit} are spent"
                 )
         return None
 
