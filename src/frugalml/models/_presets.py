@@ -66,9 +66,15 @@ def pepr_reference() -> list[PeprEntry]:
 
 
 def _cpu_tiny() -> list[ModelRef]:
-    # Measured on 2 CPU cores (benchmarks/bench_model_costs.py): each trains one epoch of
-    # digits (1,257 images, batch 32, Adam) in about 0.1 s (built-ins, 8 x 8) to 2 s (timm
-    # models, 32 x 32), so 10 epochs stay under about 20 s.
+    # Measured on a 2-core VM (benchmarks/bench_model_costs.py and plain timm loops), one
+    # epoch of digits (1,257 images, batch 32, Adam): the built-ins at 8 x 8 take 0.04 to
+    # 0.2 s; at 32 x 32, lcnet_050 takes 1.3 to 1.9 s of wall time on 2 threads (1.8 to 2.0 s
+    # of CPU time on 1 thread) and mobilenetv3_small_050 1.8 to 2.6 s (2.3 to 2.4 s CPU), so
+    # 10 epochs take about 15 to 25 s. lcnet_050 was the fastest real timm architecture
+    # tried; mobilenetv3_small_050 (squeeze-excitation, hard-swish: a second family) is about
+    # as fast as mobilenetv4_conv_small_035 and mobilenetv2_035 (2.0 to 2.2 s wall) and
+    # clearly faster than resnet10t (3.5 s), tinynet_e (3.1 s), ghostnet_050 (3.6 s),
+    # regnetx_002 (3.7 s CPU) or efficientnet_b0 (11 s). Both have ImageNet weights in timm.
     return [
         ModelRef("frugal_mlp", {"hidden": 64}, image_size=8),
         ModelRef("frugal_cnn", {"conv_layers": 1, "width": 8}, image_size=8),
