@@ -15,6 +15,8 @@ linear layers and ReLU changed it by a few percent.
 
 Energy is the sum of the per-epoch ``train`` windows (training steps only, as in the paper;
 evaluation and model building are in the trial's ``energy_j`` but not in the analysis).
+Unlike the study worker, the trials run in this process and the dataset is loaded once for
+all of them, so no trial's ``energy_j`` includes loading data or starting Python.
 """
 
 from __future__ import annotations
