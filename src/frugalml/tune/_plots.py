@@ -46,9 +46,11 @@ def plot_tuning(
     title: str = "tuning",
     energy_kind: str = "estimated",
     pareto: bool = False,
+    overhead_j: float = 0.0,
 ) -> Path:
     """Validation accuracy per trial (best so far as a line) and cumulative energy against the
-    trial index; with ``pareto``, a third panel of accuracy against energy with the front."""
+    trial index; with ``pareto``, a third panel of accuracy against energy with the front.
+    ``overhead_j`` (calibration) is named in the energy panel, not added to the line."""
     plt = _pyplot()
     history = TuningHistory.from_trials(trials)
     ran = history.trials
@@ -86,6 +88,16 @@ def plot_tuning(
         xs, [e / scale for e in history.cumulative_energy_j], "o-", color="tab:green", ms=3
     )
     ax_energy.set_ylim(bottom=0)
+    if overhead_j > 0:
+        ax_energy.text(
+            0.01,
+            0.97,
+            f"trials and sampling only; calibration (with warm-up) {overhead_j / scale:.3g} {unit} "
+            "more",
+            transform=ax_energy.transAxes,
+            va="top",
+            fontsize="small",
+        )
     ax_energy.set_xlabel("trial index (Optuna trial number)")
     ax_energy.set_ylabel(f"cumulative energy ({unit}, {energy_kind})")
     ax_energy.grid(alpha=0.3)

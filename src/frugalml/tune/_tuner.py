@@ -414,7 +414,7 @@ class Tuner:
 
     # -- costs and budget -------------------------------------------------------------------
     def calibrate(self, dataset: ImageDataset, meter: Meter) -> Calibration:
-        """Measure one epoch of the base configuration (see the module docstring)."""
+        """Measure an epoch of the base configuration (see the module docstring)."""
         import torch
 
         from frugalml.train import train
@@ -983,6 +983,7 @@ class Tuner:
                 title=f"{self.spec.name}: {self.spec.strategy}",
                 energy_kind=outcome.energy_kind,
                 pareto=self.spec.multi_objective,
+                overhead_j=outcome.overhead_energy_j,
             )
         summary = outcome.to_dict()
         summary["trials_csv"] = outcome.csv_path.name
