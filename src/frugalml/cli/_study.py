@@ -31,7 +31,15 @@ def register(subparsers: Any) -> None:
     run = sub.add_parser("run", help="run (or resume) a study")
     run.add_argument("spec", type=Path, help="the study spec (YAML)")
     run.add_argument("--out", type=Path, default=None, help="output directory (default runs/NAME)")
-    run.add_argument("--workers", type=int, default=1, help="trials run at once (default 1)")
+    run.add_argument(
+        "--workers", type=int, default=None, help="trials run at once (default: the spec's, or 1)"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per trial (default: the spec's, or 1; see the README)",
+    )
     run.add_argument("--retry-failed", action="store_true", help="run failed trials again")
     run.add_argument("--trial-timeout-s", type=float, default=None, help="per-trial time limit")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
@@ -173,6 +181,7 @@ def _run(args: argparse.Namespace) -> int:
             spec,
             out_dir,
             workers=args.workers,
+            threads=args.threads,
             retry_failed=args.retry_failed,
             trial_timeout_s=args.trial_timeout_s,
             on_event=on_event,
@@ -204,15 +213,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report_after_run(out_dir: Path) -> None:
-    try:
-        from frugalml.report import build_report, leaderboard_text
-    except ImportError:
-        return
+    from frugalml.report import leaderboard_text, report_study
     from frugalml.study import load_results
 
-    results = load_results(out_dir)
-    report = build_report(results, out_dir / "report")
-    print(leaderboard_text(results, top=5))
+    report = report_study(out_dir)
+    print(leaderboard_text(load_results(out_dir), top=5))
     print(f"\nreport: {report.html_path}")
 
 

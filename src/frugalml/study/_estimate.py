@@ -96,6 +96,8 @@ def estimate_study(
     trials = spec.trials()
     batch = spec.training.batch_size
     started = time.monotonic()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)  # time the steps as the trials will run them
     meter = Meter(MeterConfig())
     with meter, meter.window("calibration") as window:
         for trial in trials:
@@ -124,6 +126,7 @@ def estimate_study(
                 calibrated[key] = (step_s, costs.params, costs.flops_per_sample, "timed")
             else:
                 pending[key] = (costs.params, costs.flops_per_sample)
+    torch.set_num_threads(threads_before)
     measurement = window.measurement
     if measurement is None:  # pragma: no cover - the meter always records a closed window
         raise RuntimeError("the calibration window recorded no measurement")

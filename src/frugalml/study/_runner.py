@@ -100,19 +100,26 @@ class StudyRunner:
         spec: StudySpec,
         out_dir: str | Path,
         *,
-        workers: int = 1,
+        workers: int | None = None,
+        threads: int | None = None,
         retry_failed: bool = False,
         trial_timeout_s: float | None = None,
         on_event: Callable[[StudyEvent], None] | None = None,
         python: str | None = None,
     ) -> None:
-        if workers < 1:
-            from frugalml.errors import ConfigError
+        from frugalml.errors import ConfigError
 
-            raise ConfigError(f"--workers must be at least 1, got {workers}", fix="use 1 or more")
+        for name, value in (("workers", workers), ("threads", threads)):
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {value}", fix="use 1 or more")
         self.spec = spec
         self.out_dir = Path(out_dir)
-        self.workers = workers
+        self.workers = workers or spec.workers
+        # One torch thread per trial by default: small-batch training of small models gains
+        # little from intra-op threads on a CPU, and oversubscribed cores (other processes,
+        # other workers) slowed it 2-7x here (benchmarks/RESULTS.md). Use --workers to fill
+        # the cores with trials instead, or --threads to give each trial more.
+        self.threads = threads or spec.threads
         self.retry_failed = retry_failed
         self.trial_timeout_s = trial_timeout_s or spec.trial_timeout_s
         self.on_event = on_event or (lambda event: None)
@@ -191,7 +198,6 @@ class StudyRunner:
         trial = self.trials[trial_id]
         log_path = self.out_dir / "logs" / f"{trial_id}.log"
         log = open(log_path, "ab")  # noqa: SIM115 (closed when the worker ends)
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
         argv = [
             self.python,
             "-m",
@@ -201,7 +207,9 @@ class StudyRunner:
             "--parent-pid",
             str(os.getpid()),
             "--threads",
-            str(threads),
+            str(self.threads),
+            "--workers",
+            str(self.workers),
             "--spawned-at",
             repr(time.time()),
         ]

@@ -48,6 +48,8 @@ _KEYS = {
     "download": "true/false: allow MedMNIST downloads",
     "pretrained_files": "{model name: local weights file}",
     "trial_timeout_s": "seconds before a trial is stopped and marked failed",
+    "workers": "trials run side by side (default 1; --workers overrides)",
+    "threads": "torch threads per trial (default 1; --threads overrides)",
 }
 
 
@@ -195,6 +197,8 @@ class StudySpec:
     download: bool | None = None
     pretrained_files: dict[str, str] = field(default_factory=dict)
     trial_timeout_s: float | None = None
+    workers: int = 1
+    threads: int = 1
     description: str = ""
     unresolved_models: tuple[tuple[str, str], ...] = ()
     renamed_models: tuple[tuple[str, str], ...] = ()
@@ -343,6 +347,14 @@ class StudySpec:
             timeout = _number(timeout, "trial_timeout_s")
             if timeout <= 0:
                 raise ConfigError("trial_timeout_s must be positive", fix="e.g. 3600")
+        parallel = {}
+        for key in ("workers", "threads"):
+            value = data.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
+                raise ConfigError(
+                    f"{key} must be an integer >= 1, got {value!r}", fix=f"e.g. {key}: 2"
+                )
+            parallel[key] = value
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
             raise ConfigError("download must be true or false", fix="download: true")
@@ -364,6 +376,8 @@ class StudySpec:
             download=download,
             pretrained_files=files,
             trial_timeout_s=timeout,
+            workers=parallel["workers"],
+            threads=parallel["threads"],
             description=str(data.get("description") or ""),
             unresolved_models=tuple(unresolved),
             renamed_models=tuple(renamed),
@@ -413,6 +427,8 @@ class StudySpec:
             "download": self.download,
             "pretrained_files": dict(self.pretrained_files),
             "trial_timeout_s": self.trial_timeout_s,
+            "workers": self.workers,
+            "threads": self.threads,
         }
 
 

@@ -128,7 +128,9 @@ def build_result(
     return {k: _finite(v) for k, v in row.items()}
 
 
-def run_trial(store_path: str, trial_id: str, threads: int | None, spawned_at: float) -> int:
+def run_trial(
+    store_path: str, trial_id: str, threads: int | None, spawned_at: float, workers: int = 1
+) -> int:
     import torch
 
     from frugalml.data import load_dataset
@@ -205,6 +207,10 @@ def run_trial(store_path: str, trial_id: str, threads: int | None, spawned_at: f
         image_size=image_size,
         overhead_s=overhead_s,
     )
+    # Machine-wide counters (RAPL, NVML) see every trial running at the same time; the
+    # record says how many ran side by side so sums can be read correctly.
+    result["threads"] = threads
+    result["concurrent_workers"] = workers
     if exit_code == EXIT_COMPLETE:
         store.finish(trial_id, "complete", result=result, only_if_running=True)
     elif exit_code == EXIT_INTERRUPTED:
@@ -222,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("trial_id")
     parser.add_argument("--parent-pid", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--spawned-at", type=float, default=_PROCESS_START)
     args = parser.parse_args(argv)
     _die_with_parent(args.parent_pid)
     signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    return run_trial(args.store, args.trial_id, args.threads, args.spawned_at)
+    return run_trial(args.store, args.trial_id, args.threads, args.spawned_at, args.workers)
 
 
 if __name__ == "__main__":
