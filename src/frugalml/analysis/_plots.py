@@ -175,7 +175,7 @@ def pareto_plot(
     ax.set_ylabel(axis_label(performance))
     ax.set_title(title or f"{performance} vs {_base(resource)}: Pareto front")
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", framealpha=0.8)
     best = order[np.argsort(-p[order], kind="stable")][:max_labels]
     _annotate(ax, r, p, names, best)
     return _save(fig, path)
