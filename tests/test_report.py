@@ -152,6 +152,28 @@ def test_model_arguments_tell_models_apart(tmp_path: Path) -> None:
     assert board["n_trials"].tolist() == [1, 1]
 
 
+def test_tuning_trials_are_ranked_per_configuration_and_pruned_ones_only_listed(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        trial("frugal_cnn", 0.9, 40.0, tune_params='{"lr": 0.001}', pruned=False),
+        trial("frugal_cnn", 0.7, 20.0, seed=1, tune_params='{"lr": 0.01}', pruned=False),
+        trial("frugal_cnn", 0.3, 5.0, seed=2, tune_params='{"lr": 1e-05}', pruned=True),
+    ]
+    report = build_report(pd.DataFrame(rows), tmp_path, plots=False)
+    board = pd.read_csv(report.csv_path)
+    # PePR-E over the two finished configurations: 0.7 / (1 + 0) and 0.9 / (1 + 1).
+    assert board["model_label"].tolist() == [
+        'frugal_cnn {"lr": 0.01}',
+        'frugal_cnn {"lr": 0.001}',
+    ]
+    np.testing.assert_allclose(board["pepr_energy_j"], [0.7, 0.45])
+    assert board["n_trials"].tolist() == [1, 1]
+    page = report.html_path.read_text()
+    assert "pruned by the tuner" in page
+    assert "65.0 J" in page  # the pruned trial's 5 J count in the study's total
+
+
 # -- totals and provenance ---------------------------------------------------------------------
 
 

@@ -200,10 +200,24 @@ def prepare(results: pd.DataFrame) -> PreparedStudy:
     complete = table[status == "complete"]
     failed = table[status == "failed"]
     unfinished = table[~status.isin(["complete", "failed"])]
-    scorable = complete[PERFORMANCE].notna() & complete[ENERGY].notna()
+    # A tuner stops unpromising trials early: their accuracy comes from fewer epochs, so
+    # they are listed (and their energy counted), not ranked against finished ones.
+    pruned = (
+        pd.Series([_truthy(v) for v in complete["pruned"]], index=complete.index, dtype=bool)
+        if "pruned" in complete.columns
+        else pd.Series(False, index=complete.index, dtype=bool)
+    )
+    scorable = complete[PERFORMANCE].notna() & complete[ENERGY].notna() & ~pruned
     unscored = complete[~scorable].copy()
     unscored["reason"] = [
-        _unscored_reason(row) for row in unscored[[PERFORMANCE, ENERGY]].itertuples(index=False)
+        "pruned by the tuner (stopped early; its accuracy is from fewer epochs)"
+        if was_pruned
+        else _unscored_reason(row)
+        for row, was_pruned in zip(
+            unscored[[PERFORMANCE, ENERGY]].itertuples(index=False),
+            pruned[~scorable],
+            strict=True,
+        )
     ]
 
     averaged = _average_seeds(complete[scorable], settings_present)
@@ -351,6 +365,12 @@ def _average_seeds(complete: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     table = complete.copy()
     args = table["model_args"] if "model_args" in table.columns else [None] * len(table.index)
     table[LABEL] = [model_label(m, a) for m, a in zip(table["model"], args, strict=True)]
+    if "tune_params" in table.columns:
+        # Tuning trials differ by their hyperparameters: each configuration is its own row.
+        table[LABEL] = [
+            label if is_missing(params) or str(params) in ("", "{}") else f"{label} {params}"
+            for label, params in zip(table[LABEL], table["tune_params"], strict=True)
+        ]
     if not len(table.index):
         return table
     keys = [*settings, LABEL]
