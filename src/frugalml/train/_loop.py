@@ -308,8 +308,7 @@ def train(
         lr=config.lr,
         betas=config.betas,
         weight_decay=config.weight_decay,
-        foreach=True,
-    )
+    )  # torch picks the implementation: multi-tensor (foreach) on CUDA, a plain loop on CPU
     loss_fn = torch.nn.CrossEntropyLoss()
     batches = _Batches(len(feeders["train"]), config.batch_size, config.seed)
     autocast = (
