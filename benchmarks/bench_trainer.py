@@ -17,6 +17,7 @@ component), with MedMNIST-shaped synthetic data (7,007 x 3 x 28 x 28, 7 classes)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import sys
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from frugalml.data import ImageDataset, Split, load_dataset
+from frugalml.meter import Meter, MeterConfig
 from frugalml.models import create_model
 from frugalml.train import TrainConfig, train
 
@@ -121,9 +123,18 @@ def main() -> int:
     frugal_loop(fresh(), dataset, 1, args.batch, args.device)  # warm-up, both paths
     plain_loop(fresh(), dataset, 1, args.batch, args.device)
     plain, ours = [], []
-    for _ in range(args.rounds):
-        plain.append(plain_loop(fresh(), dataset, args.epochs, args.batch, args.device))
-        ours.append(frugal_loop(fresh(), dataset, args.epochs, args.batch, args.device))
+    joules: dict[str, list[float]] = {"plain": [], "frugalml": []}
+    gpu = args.device.startswith("cuda")
+    meter = Meter(MeterConfig(gpus="auto")) if gpu else None
+    with meter if meter is not None else contextlib.nullcontext():
+        for _ in range(args.rounds):
+            for name, loop, out in (("plain", plain_loop, plain), ("frugalml", frugal_loop, ours)):
+                window = meter.begin(name) if meter is not None else None
+                out.append(loop(fresh(), dataset, args.epochs, args.batch, args.device))
+                if meter is not None and window is not None:
+                    m = meter.end(window)
+                    gpu_j = sum(c.energy_j for c in m.components if c.component.startswith("gpu"))
+                    joules[name].append(gpu_j / args.epochs)
     ratios = [o / p for o, p in zip(ours, plain, strict=True)]
     cpu = platform.processor() or platform.machine()
     try:
@@ -149,6 +160,14 @@ def main() -> int:
         f"ratio frugalml/plain: median {statistics.median(ratios):.2f}x "
         f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
     )
+    if gpu and joules["plain"]:
+        # Whole windows (model creation and the per-loop setup included), GPU components only.
+        for name, values in joules.items():
+            print(f"{name}: median {statistics.median(values):,.1f} J per epoch (NVML, GPU only)")
+        print(
+            "joules frugalml/plain: median "
+            f"{statistics.median(joules['frugalml']) / statistics.median(joules['plain']):.2f}x"
+        )
     return 0
 
 
