@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frugalml._yaml import read_yaml_mapping
 from frugalml.errors import ConfigError
 from frugalml.meter import Budget, CarbonConfig, resolve_carbon
 from frugalml.train import TrainConfig
@@ -206,36 +207,9 @@ class StudySpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudySpec:
-        import yaml
-
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(
-                f"spec file {path} does not exist", fix="check the path (see examples/)"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"spec file {path} is not UTF-8 text", fix="save it as UTF-8"
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            where = ""
-            mark = getattr(exc, "problem_mark", None)
-            if mark is not None:
-                where = f" at line {mark.line + 1}, column {mark.column + 1}"
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(
-                f"spec file {path} is not valid YAML{where}: {problem}",
-                fix="fix the YAML syntax (indentation, colons, brackets)",
-            ) from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(
-                f"spec file {path} must hold a mapping of keys (name:, datasets:, models: ...)",
-                fix="see examples/quickstart.yaml",
-            )
+        data = read_yaml_mapping(
+            path, keys_hint="name:, datasets:, models: ...", example="examples/quickstart.yaml"
+        )
         return cls.from_mapping(data, source=str(path))
 
     @classmethod

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frugalml._yaml import read_yaml_mapping
 from frugalml.errors import ConfigError
 from frugalml.train import TrainConfig
 from frugalml.tune._space import SearchSpace
@@ -231,39 +232,9 @@ class TuneSpec:
     # -- parsing ----------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | Path) -> TuneSpec:
-        import yaml
-
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(
-                f"spec file {path} does not exist",
-                fix="check the path (see examples/tune_digits.yaml)",
-            ) from None
-        except IsADirectoryError:
-            raise ConfigError(
-                f"{path} is a directory, not a spec file", fix="give the YAML file"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"spec file {path} is not UTF-8 text", fix="save it as UTF-8"
-            ) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ConfigError(
-                f"spec file {path} is not valid YAML{where}: {problem}",
-                fix="fix the YAML syntax (indentation, colons, brackets)",
-            ) from None
-        if not isinstance(data, Mapping):
-            raise ConfigError(
-                f"spec file {path} must hold a mapping of keys (name:, search_space:, ...)",
-                fix="see examples/tune_digits.yaml",
-            )
+        data = read_yaml_mapping(
+            path, keys_hint="name:, search_space:, ...", example="examples/tune_digits.yaml"
+        )
         return cls.from_mapping(data, source=str(path))
 
     @classmethod
