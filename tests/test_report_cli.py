@@ -121,7 +121,7 @@ def test_a_study_with_no_complete_trial_writes_the_report_and_exits_1(
         (["{tmp}/results.csv"], "is a CSV file, not a study directory"),
         (["--csv", "{tmp}/missing.csv"], "no such file"),
         (["--csv", "{tmp}/empty.csv"], "is empty"),
-        (["--csv", "{tmp}/header.csv"], "has a header but no rows"),
+        (["--csv", "{tmp}/header.csv"], "has a header but no data rows"),
         (["--csv", "{tmp}/columns.csv"], "lacks column(s) 'accuracy', 'energy_j'"),
         ([], "give a study directory or --csv"),
         (["{tmp}", "--csv", "{tmp}/results.csv"], "one of them"),

@@ -9,6 +9,7 @@ numbers the rows of a CSV that way, from 1 after the header).
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -167,3 +168,43 @@ def _plain(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def read_csv_table(
+    source: str | Path, *, row_noun: str = "row", nullable: bool = False
+) -> pd.DataFrame:
+    """Read a CSV of results (``"-"``: standard input) with one clear error per problem.
+
+    ``row_noun`` names a row in the messages ("result", "trial"); ``nullable`` reads with
+    pandas' nullable dtypes, so an integer column with gaps stays integer.
+
+    Raises:
+        DataError: the file is missing, a directory, empty, not a CSV, not UTF-8, or has a
+            header but no rows.
+    """
+    import sys
+
+    name = "stdin" if source == "-" else str(source)
+    if source != "-" and Path(source).is_dir():
+        raise DataError(f"{name} is a directory, not a CSV file", fix="give the CSV file")
+    options = {"dtype_backend": "numpy_nullable"} if nullable else {}
+    try:
+        table: pd.DataFrame = pd.read_csv(  # type: ignore[call-overload]
+            sys.stdin if source == "-" else source, **options
+        )
+    except FileNotFoundError as exc:
+        raise DataError(f"no such file: {name}", fix="check the path of the CSV") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(
+            f"{name} is empty", fix=f"pass a CSV with a header row and one row per {row_noun}"
+        ) from exc
+    except pd.errors.ParserError as exc:
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{name} is not a valid CSV: {detail}", fix="check the file") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name} is not UTF-8 text", fix="save the CSV as UTF-8") from exc
+    if len(table.index) == 0:
+        raise DataError(
+            f"{name} has a header but no data rows", fix=f"pass a CSV with one row per {row_noun}"
+        )
+    return table

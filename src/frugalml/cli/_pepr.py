@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from frugalml.errors import ConfigError, DataError
+from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,25 +108,10 @@ def _read_csv(source: str) -> pd.DataFrame:
     """Read the table, its rows numbered from 1 after the header for error messages."""
     import pandas as pd
 
-    name = "stdin" if source == "-" else source
-    try:
-        # Nullable dtypes keep an integer column with gaps as integers in the output.
-        table = pd.read_csv(sys.stdin if source == "-" else source, dtype_backend="numpy_nullable")
-    except FileNotFoundError as exc:
-        raise DataError(f"no such file: {source}", fix="check the path of the CSV") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(
-            f"{name} is empty", fix="pass a CSV with a header row and one row per result"
-        ) from exc
-    except pd.errors.ParserError as exc:
-        detail = " ".join(str(exc).split())
-        raise DataError(f"{name} is not a valid CSV: {detail}", fix="check the file") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{name} is not UTF-8 text", fix="save the CSV as UTF-8") from exc
-    if len(table.index) == 0:
-        raise DataError(
-            f"{name} has a header but no data rows", fix="pass a CSV with one row per result"
-        )
+    from frugalml.analysis._table import read_csv_table
+
+    # Nullable dtypes keep an integer column with gaps as integers in the output.
+    table = read_csv_table(source, row_noun="result", nullable=True)
     # Messages then say "data row 3": the third row after the header, counted from 1.
     table.index = pd.RangeIndex(1, len(table.index) + 1, name="data row")
     return table

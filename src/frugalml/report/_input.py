@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from frugalml.analysis._table import read_csv_table
 from frugalml.errors import DataError, StoreError
 from frugalml.report._format import plain_text
 
@@ -93,21 +94,4 @@ def read_results_csv(path: str | Path) -> pd.DataFrame:
             f"{source} is a directory, not a CSV file",
             fix=f"report on a study directory with 'frugalml report {source}'",
         )
-    try:
-        table = pd.read_csv(source)
-    except FileNotFoundError as exc:
-        raise DataError(f"no such file: {source}", fix="check the path of the CSV") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(
-            f"{source} is empty", fix="pass a CSV with a header row and one row per trial"
-        ) from exc
-    except pd.errors.ParserError as exc:
-        detail = " ".join(str(exc).split())
-        raise DataError(f"{source} is not a valid CSV: {detail}", fix="check the file") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{source} is not UTF-8 text", fix="save the CSV as UTF-8") from exc
-    if len(table.index) == 0:
-        raise DataError(
-            f"{source} has a header but no rows", fix="pass a CSV with one row per trial"
-        )
-    return table
+    return read_csv_table(source, row_noun="trial")
