@@ -1,7 +1,8 @@
-"""Reading a YAML spec file into a mapping, with one clear error for each way it can fail."""
+"""Reading and checking YAML spec files (study and tuning specs share these checks)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,63 @@ def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapp
             fix=f"see {example}",
         )
     return data
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_spec_keys(
+    data: Mapping[str, Any],
+    keys: Mapping[str, str],
+    *,
+    required: tuple[str, ...],
+    source: str,
+    kind: str = "spec",
+) -> None:
+    """Unknown keys and missing required ones are errors that name them.
+
+    ``keys`` maps every valid key to a short description, used in the fix.
+    """
+    unknown = sorted(set(map(str, data)) - set(keys))
+    if unknown:
+        raise ConfigError(
+            f"unknown {kind} key(s) in {source}: {', '.join(unknown)}",
+            fix=f"valid keys are: {', '.join(keys)}",
+        )
+    for key in required:
+        if key not in data:
+            raise ConfigError(f"{kind} {source} lacks {key!r}", fix=f"add {key}: {keys[key]}")
+
+
+def check_name(name: Any) -> str:
+    """A study name: letters, digits, ``_ . -``, up to 100 characters."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(
+            f"spec name {name!r} is not a valid study name",
+            fix="use letters, digits, _ . - (up to 100 characters)",
+        )
+    return name
+
+
+def parse_number(value: Any, where: str) -> float:
+    """A number from YAML (which reads ``5e-4`` without a dot as a string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where} must be a number, got {value!r}", fix="write a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(
+            f"{where} must be a number, got {value!r}", fix="write a number"
+        ) from None
+
+
+def parse_image_size(value: Any) -> int | None:
+    """``image_size``: None, or an integer number of pixels a side in [4, 1024]."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 1024
+    ):
+        raise ConfigError(
+            f"image_size must be an integer in [4, 1024], got {value!r}",
+            fix="e.g. image_size: 32, or remove it",
+        )
+    return value

@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frugalml._yaml import read_yaml_mapping
+from frugalml._yaml import (
+    check_name,
+    check_spec_keys,
+    parse_image_size,
+    parse_number,
+    read_yaml_mapping,
+)
 from frugalml.errors import ConfigError
 from frugalml.meter import Budget, CarbonConfig, resolve_carbon
 from frugalml.train import TrainConfig
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 _KEYS = {
     "name": "study name (letters, digits, _ . -)",
@@ -72,7 +75,7 @@ def parse_budget(values: Mapping[str, Any] | None) -> Budget | None:
             f"unknown budget key(s): {', '.join(unknown)}",
             fix="use energy_kwh, co2_g and/or duration_s",
         )
-    limits = {k: _number(v, f"budget.{k}") for k, v in values.items() if v is not None}
+    limits = {k: parse_number(v, f"budget.{k}") for k, v in values.items() if v is not None}
     return Budget(**limits) if limits else None
 
 
@@ -80,21 +83,6 @@ def budget_dict(budget: Budget | None) -> dict[str, float | None]:
     if budget is None:
         return {}
     return {"energy_kwh": budget.energy_kwh, "co2_g": budget.co2_g, "duration_s": budget.duration_s}
-
-
-def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} must be a number, got {value!r}", fix="write a number")
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(
-                f"{key} must be a number, got {value!r}", fix="write a number"
-            ) from None
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise ConfigError(f"{key} must be a number, got {value!r}", fix="write a number")
 
 
 @dataclass(frozen=True)
@@ -216,23 +204,8 @@ class StudySpec:
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> StudySpec:
         from frugalml.data import check_dataset_name
 
-        unknown = sorted(set(map(str, data)) - set(_KEYS))
-        if unknown:
-            raise ConfigError(
-                f"unknown spec key(s) in {source}: {', '.join(unknown)}",
-                fix=f"valid keys are: {', '.join(_KEYS)}",
-            )
-        for required in ("name", "datasets", "models"):
-            if required not in data:
-                raise ConfigError(
-                    f"spec {source} lacks {required!r}", fix=f"add {required}: {_KEYS[required]}"
-                )
-        name = data["name"]
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ConfigError(
-                f"spec name {name!r} is not a valid study name",
-                fix="use letters, digits, _ . - (up to 100 characters)",
-            )
+        check_spec_keys(data, _KEYS, required=("name", "datasets", "models"), source=source)
+        name = check_name(data["name"])
 
         datasets = []
         for item in _as_list(data["datasets"], "datasets"):
@@ -256,7 +229,7 @@ class StudySpec:
 
         fractions = []
         for item in _as_list(data.get("fractions", [1.0]), "fractions"):
-            value = _number(item, "fractions")
+            value = parse_number(item, "fractions")
             if not 0 < value <= 1:
                 raise ConfigError(
                     f"fraction {item!r} is outside (0, 1]",
@@ -272,16 +245,7 @@ class StudySpec:
                 )
             seeds.append(item)
 
-        image_size = data.get("image_size")
-        if image_size is not None and (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, int)
-            or not 4 <= image_size <= 1024
-        ):
-            raise ConfigError(
-                f"image_size must be an integer in [4, 1024], got {image_size!r}",
-                fix="e.g. image_size: 32, or remove it",
-            )
+        image_size = parse_image_size(data.get("image_size"))
 
         training = data.get("training") or {}
         if not isinstance(training, Mapping):
@@ -300,7 +264,7 @@ class StudySpec:
             )
         for key in ("intensity_g_per_kwh", "pue"):
             if carbon.get(key) is not None:
-                carbon[key] = _number(carbon[key], f"carbon.{key}")
+                carbon[key] = parse_number(carbon[key], f"carbon.{key}")
         if carbon.get("country") is not None:
             carbon["country"] = str(carbon["country"])
         resolve_carbon(CarbonConfig(**carbon))  # checks ranges and the country code now
@@ -318,7 +282,7 @@ class StudySpec:
 
         timeout = data.get("trial_timeout_s")
         if timeout is not None:
-            timeout = _number(timeout, "trial_timeout_s")
+            timeout = parse_number(timeout, "trial_timeout_s")
             if timeout <= 0:
                 raise ConfigError("trial_timeout_s must be positive", fix="e.g. 3600")
         parallel = {}

@@ -21,18 +21,21 @@ Every key is checked with a message that names it; unknown keys are errors.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frugalml._yaml import read_yaml_mapping
+from frugalml._yaml import (
+    check_name,
+    check_spec_keys,
+    parse_image_size,
+    parse_number,
+    read_yaml_mapping,
+)
 from frugalml.errors import ConfigError
 from frugalml.train import TrainConfig
 from frugalml.tune._space import SearchSpace
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp", "nsga2")
 OBJECTIVES: tuple[str, ...] = ("accuracy", "energy")
@@ -72,17 +75,6 @@ _PRUNER_OPTIONS: dict[str, frozenset[str]] = {
     "successive_halving": frozenset({"min_resource", "reduction_factor"}),
     "dominance": frozenset({"n_startup_trials", "n_warmup_steps"}),
 }
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where} must be a number, got {value!r}", fix="write a number")
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(
-            f"{where} must be a number, got {value!r}", fix="write a number"
-        ) from None
 
 
 def _positive_int(value: Any, where: str, *, minimum: int = 1) -> int:
@@ -159,7 +151,7 @@ class TuneBudget:
             if key == "max_trials":
                 parsed[key] = _positive_int(value, "budget.max_trials")
                 continue
-            number = _number(value, f"budget.{key}")
+            number = parse_number(value, f"budget.{key}")
             if not (math.isfinite(number) and number > 0):
                 raise ConfigError(
                     f"budget.{key} must be a positive number, got {value!r}",
@@ -241,43 +233,20 @@ class TuneSpec:
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> TuneSpec:
         from frugalml.data import check_dataset_name
 
-        unknown = sorted(set(map(str, data)) - set(_KEYS))
-        if unknown:
-            raise ConfigError(
-                f"unknown tuning spec key(s) in {source}: {', '.join(unknown)}",
-                fix=f"valid keys are: {', '.join(_KEYS)}",
-            )
-        for required in ("name", "search_space"):
-            if required not in data:
-                raise ConfigError(
-                    f"tuning spec {source} lacks {required!r}",
-                    fix=f"add {required}: {_KEYS[required]}",
-                )
-        name = data["name"]
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ConfigError(
-                f"spec name {name!r} is not a valid study name",
-                fix="use letters, digits, _ . - (up to 100 characters)",
-            )
+        check_spec_keys(
+            data, _KEYS, required=("name", "search_space"), source=source, kind="tuning spec"
+        )
+        name = check_name(data["name"])
         dataset = data.get("dataset", "digits")
         if not isinstance(dataset, str):
             raise ConfigError(f"dataset must be a name, got {dataset!r}", fix=_KEYS["dataset"])
         check_dataset_name(dataset)
 
         model, model_args, pretrained = cls._parse_model(data.get("model", "frugal_cnn"))
-        fraction = _number(data.get("fraction", 1.0), "fraction")
+        fraction = parse_number(data.get("fraction", 1.0), "fraction")
         if not 0 < fraction <= 1:
             raise ConfigError(f"fraction {fraction:g} is outside (0, 1]", fix="e.g. fraction: 0.5")
-        image_size = data.get("image_size")
-        if image_size is not None and (
-            isinstance(image_size, bool)
-            or not isinstance(image_size, int)
-            or not 4 <= image_size <= 1024
-        ):
-            raise ConfigError(
-                f"image_size must be an integer in [4, 1024], got {image_size!r}",
-                fix="e.g. image_size: 32, or remove it",
-            )
+        image_size = parse_image_size(data.get("image_size"))
         training_values = data.get("training") or {}
         if not isinstance(training_values, Mapping):
             raise ConfigError(
@@ -409,7 +378,7 @@ class TuneSpec:
             )
         for key in ("intensity_g_per_kwh", "pue"):
             if carbon.get(key) is not None:
-                carbon[key] = _number(carbon[key], f"carbon.{key}")
+                carbon[key] = parse_number(carbon[key], f"carbon.{key}")
         if carbon.get("pue") is not None and carbon["pue"] < 1:
             raise ConfigError(f"carbon.pue must be >= 1, got {carbon['pue']}", fix="1.0 is ideal")
         if carbon.get("intensity_g_per_kwh") is not None and carbon["intensity_g_per_kwh"] < 0:
