@@ -136,8 +136,12 @@ def test_compare_runs_each_strategy_with_the_same_seeds(tmp_path: Path) -> None:
         comparison.csv_path,
         comparison.markdown_path,
         comparison.curves_path,
+        comparison.html_path,
     ):
         assert path is not None and path.exists()
+    page = (tmp_path / "comparison.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "<script" not in page
+    assert "<td>grid</td>" in page and "<td>random</td>" in page
     assert pd.read_csv(tmp_path / "comparison.csv")["strategy"].tolist() == ["grid", "random"]
     # repeat r used sampler seed r for every strategy
     from frugalml.tune import load_study

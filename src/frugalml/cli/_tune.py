@@ -307,6 +307,7 @@ def _compare(args: argparse.Namespace, path: str) -> int:
         f"files: {comparison.plot_path}, {comparison.csv_path}, {comparison.markdown_path}, "
         f"{comparison.curves_path}"
     )
+    print(f"report: {comparison.html_path}")
     if comparison.interrupted:
         print("frugalml: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -36,7 +36,7 @@ from frugalml.report._input import CARBON_KEY
 from frugalml.report._prepare import ENERGY, PreparedStudy, Setting, trial_name
 from frugalml.report._tables import display_table, provenance_text, totals_sentences
 
-__all__ = ["Figure", "render_html"]
+__all__ = ["Figure", "figure_html", "html_page", "paragraph_html", "render_html", "table_html"]
 
 #: Nothing but inline styles and ``data:`` images may load.
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -118,6 +118,21 @@ def render_html(
     generated_at: str,
 ) -> str:
     """The whole page as a string."""
+    parts = [_subtitle(prepared, generated_at), _summary(prepared, scoring)]
+    for setting in prepared.settings:
+        parts.append(_setting_section(setting, prepared, findings, figures))
+    if findings is not None:
+        parts.append(_overall_tests(findings))
+    parts.append(_profile_section(figures))
+    parts.append(_energy_section(prepared, energy_notes))
+    parts.append(_failed_section(prepared))
+    parts.append(_notes_section([*prepared.notes, *(findings.notes if findings else []), *notes]))
+    return html_page(title, parts)
+
+
+def html_page(title: str, body: Sequence[str]) -> str:
+    """A self-contained page around ``body`` (HTML fragments, already escaped): inline
+    styles, a Content-Security-Policy that loads nothing from elsewhere, no scripts."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -127,24 +142,35 @@ def render_html(
         f"<style>{_STYLE}</style>",
         "</head><body><main>",
         f"<h1>{_e(title)}</h1>",
-        _subtitle(prepared, generated_at),
-        _summary(prepared, scoring),
-    ]
-    for setting in prepared.settings:
-        parts.append(_setting_section(setting, prepared, findings, figures))
-    if findings is not None:
-        parts.append(_overall_tests(findings))
-    parts.append(_profile_section(figures))
-    parts.append(_energy_section(prepared, energy_notes))
-    parts.append(_failed_section(prepared))
-    parts.append(_notes_section([*prepared.notes, *(findings.notes if findings else []), *notes]))
-    parts.append(
+        *body,
         f"<footer>Written by frugalml {_e(__version__)}. PePR: Selvan et al., "
         "&ldquo;Equity through Access&rdquo;, NLDL 2025. This page is self-contained: "
-        "no scripts, no external resources.</footer>"
-    )
-    parts.append("</main></body></html>")
+        "no scripts, no external resources.</footer>",
+        "</main></body></html>",
+    ]
     return "\n".join(parts) + "\n"
+
+
+def figure_html(path: Path, caption: str, alt: str, *, wide: bool = False) -> str:
+    """A PNG embedded as a ``data:`` URI with its caption."""
+    return _figure(Figure(path=path, caption=caption, alt=alt), wide=wide)
+
+
+def table_html(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain table; every header and cell escaped."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
+
+
+def paragraph_html(text: str, css_class: str | None = None) -> str:
+    attr = f' class="{_e(css_class)}"' if css_class else ""
+    return f"<p{attr}>{_e(text)}</p>"
 
 
 def _subtitle(prepared: PreparedStudy, generated_at: str) -> str:

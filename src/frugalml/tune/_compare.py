@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 PLOT_FILENAME = "comparison.png"
 TABLE_CSV = "comparison.csv"
 TABLE_MD = "comparison.md"
+PAGE_HTML = "comparison.html"
 CURVES_CSV = "comparison_curves.csv"
 
 TABLE_COLUMNS = (
@@ -174,36 +175,98 @@ def _fmt_j(value: float) -> str:
     return f"{value:,.1f}"
 
 
+_TABLE_HEADERS = (
+    "strategy",
+    "reached",
+    "energy to target, median (J)",
+    "min (J)",
+    "max (J)",
+    "trials to target, median",
+    "best val acc, median",
+    "total energy, median (J)",
+    "trials, median",
+)
+
+
+def _table_rows(table: pd.DataFrame) -> list[list[str]]:
+    """The comparison table's rows as text (energies in J; "not reached" for infinity)."""
+    rows = []
+    for row in table.to_dict("records"):
+        trials_to = float(row["median_trials_to_target"])
+        rows.append(
+            [
+                str(row["strategy"]),
+                f"{row['reached']}/{row['runs']}",
+                _fmt_j(float(row["median_energy_to_target_j"])),
+                _fmt_j(float(row["min_energy_to_target_j"])),
+                _fmt_j(float(row["max_energy_to_target_j"])),
+                "not reached" if not math.isfinite(trials_to) else f"{trials_to:g}",
+                f"{float(row['median_best_val_accuracy']):.4f}",
+                f"{float(row['median_total_energy_j']):,.1f}",
+                f"{float(row['median_trials']):g}",
+            ]
+        )
+    return rows
+
+
+def _table_caption(table: pd.DataFrame, target: float) -> str:
+    threshold = float(table["threshold"].iloc[0])
+    kind = ", ".join(sorted(set(map(str, table["energy_kind"]))))
+    return (
+        f"Energy to reach validation accuracy >= {threshold:.4f} (best of all runs minus "
+        f"{target:g}); energy {kind}, in joules; median [min, max] over repeats."
+    )
+
+
 def table_markdown(table: pd.DataFrame, *, target: float | None = None) -> str:
     """The comparison table as Markdown (energies in J; "not reached" for infinity)."""
     if table.empty:
         return "(no runs)\n"
-    threshold = float(table["threshold"].iloc[0])
-    kind = ", ".join(sorted(set(map(str, table["energy_kind"]))))
     lines = []
     if target is not None:
-        lines.append(
-            f"Energy to reach validation accuracy >= {threshold:.4f} (best of all runs minus "
-            f"{target:g}); energy {kind}, in joules; median [min, max] over repeats.\n"
-        )
-    lines.append(
-        "| strategy | reached | energy to target, median (J) | min (J) | max (J) | trials to "
-        "target, median | best val acc, median | total energy, median (J) | trials, median |"
-    )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    for row in table.to_dict("records"):
-        trials_to = float(row["median_trials_to_target"])
-        lines.append(
-            f"| {row['strategy']} | {row['reached']}/{row['runs']} | "
-            f"{_fmt_j(float(row['median_energy_to_target_j']))} | "
-            f"{_fmt_j(float(row['min_energy_to_target_j']))} | "
-            f"{_fmt_j(float(row['max_energy_to_target_j']))} | "
-            f"{'not reached' if not math.isfinite(trials_to) else f'{trials_to:g}'} | "
-            f"{float(row['median_best_val_accuracy']):.4f} | "
-            f"{float(row['median_total_energy_j']):,.1f} | "
-            f"{float(row['median_trials']):g} |"
-        )
+        lines.append(_table_caption(table, target) + "\n")
+    lines.append("| " + " | ".join(_TABLE_HEADERS) + " |")
+    lines.append("|" + "---|" * len(_TABLE_HEADERS))
+    lines.extend("| " + " | ".join(row) + " |" for row in _table_rows(table))
     return "\n".join(lines) + "\n"
+
+
+def comparison_html(comparison: Comparison) -> str:
+    """The comparison as a self-contained HTML page: the plot, the table, what was run."""
+    from frugalml.report import figure_html, html_page, paragraph_html, table_html
+
+    body = []
+    if comparison.table.empty:
+        body.append(paragraph_html("No run finished a trial: nothing to compare."))
+    else:
+        body.append(paragraph_html(_table_caption(comparison.table, comparison.target)))
+        if comparison.plot_path is not None and comparison.plot_path.exists():
+            body.append(
+                figure_html(
+                    comparison.plot_path,
+                    "Best validation accuracy so far against the energy spent, per strategy; "
+                    "the line is the median over repeats, the band their range; dashed: the "
+                    "target.",
+                    "best accuracy against cumulative energy for each strategy",
+                    wide=True,
+                )
+            )
+        body.append(table_html(_TABLE_HEADERS, _table_rows(comparison.table)))
+    runs = sorted({(c.strategy, c.repeat) for c in comparison.curves})
+    body.append(
+        paragraph_html(
+            f"{len(runs)} runs: "
+            + ", ".join(f"{strategy} repeat {repeat}" for strategy, repeat in runs)
+            + (
+                "; the comparison was interrupted before every run finished."
+                if comparison.interrupted
+                else "."
+            )
+        )
+    )
+    for note in comparison.notes:
+        body.append(paragraph_html(note, "sub"))
+    return html_page("Tuning strategies compared by energy to accuracy", body)
 
 
 def parse_strategies(text: str | Sequence[str], spec: TuneSpec) -> list[tuple[str, str, str]]:
@@ -262,6 +325,7 @@ class Comparison:
     plot_path: Path | None = None
     csv_path: Path | None = None
     markdown_path: Path | None = None
+    html_path: Path | None = None
     curves_path: Path | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
@@ -344,6 +408,8 @@ def summarize_comparison(curves: Sequence[RunCurve], out_dir: Path, *, target: f
     table.to_csv(comparison.csv_path, index=False)
     comparison.markdown_path = out_dir / TABLE_MD
     comparison.markdown_path.write_text(comparison.markdown, encoding="utf-8")
+    comparison.html_path = out_dir / PAGE_HTML
+    comparison.html_path.write_text(comparison_html(comparison), encoding="utf-8")
     comparison.curves_path = out_dir / CURVES_CSV
     with comparison.curves_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
