@@ -206,6 +206,46 @@ def test_kill_minus_9_loses_only_the_trial_in_flight_and_resume_finishes(tmp_pat
         assert row.attempts <= 2
 
 
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
+    spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3], training={"epochs": 3})
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        _cli("study", "run", str(spec_path), "--out", str(out), "--no-report"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = out / "study.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                epochs = conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
+            if epochs >= 1:  # a worker is inside a trial
+                break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("the study did not get going")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    with StudyStore(out) as store:
+        statuses = [r.status for r in store.trials()]
+    assert "running" not in statuses  # the trial in flight was given back
+    assert statuses.count("complete") < 3
+    result = subprocess.run(
+        _cli("study", "run", str(spec_path), "--out", str(out), "--no-report"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    with StudyStore(out) as store:
+        assert [r.status for r in store.trials()] == ["complete"] * 3
+
+
 def test_two_runs_on_one_directory_never_run_a_trial_twice(tmp_path: Path) -> None:
     spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3, 0.2])
     out = tmp_path / "out"
