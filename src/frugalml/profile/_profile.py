@@ -25,6 +25,7 @@ shares by construction.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -149,19 +150,7 @@ class LayerProfile:
         return self.forward_s + self.backward_s
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "module": self.module,
-            "module_type": self.module_type,
-            "layer_type": self.layer_type,
-            "own_ops": self.own_ops,
-            "params": self.params,
-            "forward_flops": self.forward_flops,
-            "forward_s": self.forward_s,
-            "backward_s": self.backward_s,
-            "time_share": self.time_share,
-            "energy_j": self.energy_j,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -178,16 +167,7 @@ class TypeProfile:
     energy_j: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer_type": self.layer_type,
-            "layers": self.layers,
-            "params": self.params,
-            "forward_flops": self.forward_flops,
-            "forward_s": self.forward_s,
-            "backward_s": self.backward_s,
-            "time_share": self.time_share,
-            "energy_j": self.energy_j,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
