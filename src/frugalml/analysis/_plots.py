@@ -100,12 +100,7 @@ def pepr_profile_plot(
     Returns:
         The path written.
     """
-    table = check_table(df)
-    require_columns(table, [performance, resource_norm], role="plot")
-    p = numeric_column(table, performance, role="performance")
-    r = numeric_column(table, resource_norm, role="resource")
-    shown = _finite_rows(p, r, performance, resource_norm)
-    names = _names(table, label_column)
+    _, p, r, shown, names = _plot_inputs(df, performance, resource_norm, label_column)
 
     fig, ax = _figure((7.0, 5.5))
     grid = np.linspace(0.0, 1.0, 201)
@@ -153,13 +148,8 @@ def pareto_plot(
     Returns:
         The path written.
     """
-    table = check_table(df)
-    require_columns(table, [performance, resource], role="plot")
-    p = numeric_column(table, performance, role="performance")
-    r = numeric_column(table, resource, role="resource")
-    shown = _finite_rows(p, r, performance, resource)
+    table, p, r, shown, names = _plot_inputs(df, performance, resource, label_column)
     front = pareto_front(table, performance, resource).to_numpy(dtype=bool)
-    names = _names(table, label_column)
 
     fig, ax = _figure((7.0, 5.0))
     rest = shown & ~front
@@ -263,6 +253,18 @@ def _save(fig: Figure, path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out
+
+
+def _plot_inputs(
+    df: pd.DataFrame, performance: str, resource: str, label_column: str
+) -> tuple[pd.DataFrame, FloatArray, FloatArray, BoolArray, list[str]]:
+    """The checked table, performance and resource values, the rows that can be drawn (both
+    finite) and the row names, for a plot of ``performance`` against ``resource``."""
+    table = check_table(df)
+    require_columns(table, [performance, resource], role="plot")
+    p = numeric_column(table, performance, role="performance")
+    r = numeric_column(table, resource, role="resource")
+    return table, p, r, _finite_rows(p, r, performance, resource), _names(table, label_column)
 
 
 def _finite_rows(x: FloatArray, y: FloatArray, x_name: str, y_name: str) -> BoolArray:
