@@ -67,9 +67,9 @@ def digits() -> ImageDataset:
 def _flop_total(model: nn.Module, x: torch.Tensor) -> int:
     """The whole-model total of a plain FlopCounterMode (training mode, no gradients), with
     the CPU attention formula that frugalml.models.count_costs adds to the counter's."""
-    from frugalml.models._costs import _extra_formulas
+    from frugalml.models import extra_flop_formulas
 
-    counter = FlopCounterMode(display=False, custom_mapping=_extra_formulas())
+    counter = FlopCounterMode(display=False, custom_mapping=extra_flop_formulas())
     with torch.no_grad(), counter:
         model(x)
     return int(counter.get_total_flops())

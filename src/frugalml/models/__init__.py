@@ -31,7 +31,7 @@ from frugalml.models._builtin import (
     list_builtin_models,
     register_builtin,
 )
-from frugalml.models._costs import FLOPS_SOURCE, ModelCosts, count_costs
+from frugalml.models._costs import FLOPS_SOURCE, ModelCosts, count_costs, extra_flop_formulas
 from frugalml.models._factory import create_model
 from frugalml.models._presets import PeprEntry, get_preset, list_presets, pepr_reference
 from frugalml.models._refs import ModelRef, ResolvedModels
@@ -48,6 +48,7 @@ __all__ = [
     "ResolvedModels",
     "count_costs",
     "create_model",
+    "extra_flop_formulas",
     "get_preset",
     "list_builtin_models",
     "list_presets",

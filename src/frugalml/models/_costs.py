@@ -118,7 +118,7 @@ _FORMULAS: dict[str, Callable[..., int]] = {
 }
 
 
-def _extra_formulas() -> dict[Any, Any]:
+def extra_flop_formulas() -> dict[Any, Any]:
     """The formulas count_costs adds to FlopCounterMode (``custom_mapping``), keyed by op."""
     import torch
     from torch.utils import flop_counter
@@ -156,7 +156,7 @@ def count_costs(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> Mo
     x = torch.randn((1, *shape), generator=generator).to(device=device, dtype=dtype)
 
     modes = [(m, m.training) for m in model.modules()]
-    extra = _extra_formulas()
+    extra = extra_flop_formulas()
     counter = FlopCounterMode(display=False, custom_mapping=extra)
     try:
         model.eval()

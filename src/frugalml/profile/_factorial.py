@@ -4,7 +4,7 @@ The built-in ``frugal_cnn`` with {1, 4} conv layers x {3, 7} linear layers x ReL
 (8 cells), each trained and metered ``repeats`` times (one seed per repeat) with
 :func:`frugalml.train.train`. Every trial is a row of a study store in the output
 directory, written the way the study worker writes its trials (registered, claimed, one
-record per epoch, finished with :func:`frugalml.study._worker.build_result`), so
+record per epoch, finished with :func:`frugalml.study.build_result`), so
 ``frugalml study status|export`` and the report work on it and a rerun resumes.
 
 The analysis compares, for each factor, the trials at one level with those at the other
@@ -358,7 +358,7 @@ class _TrialRunner:
         import torch
 
         from frugalml.models import count_costs, create_model
-        from frugalml.study._worker import build_result
+        from frugalml.study import build_result
         from frugalml.train import EpochRecord, train
 
         trial_id = trial.trial_id

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
@@ -33,16 +33,6 @@ class ModuleFlops:
     unattributed_flops: int
 
 
-def _extra_formulas() -> dict[Any, Any]:
-    """The formulas :func:`frugalml.models.count_costs` adds to the counter's (attention on
-    CPU), so that both count the same FLOPs."""
-    try:
-        from frugalml.models._costs import _extra_formulas as models_extra
-    except ImportError:  # pragma: no cover - models without the helper
-        return {}
-    return dict(models_extra())
-
-
 def module_flops(model: torch.nn.Module, example: torch.Tensor) -> ModuleFlops:
     """Count the forward FLOPs of ``model(example)`` per module.
 
@@ -57,12 +47,14 @@ def module_flops(model: torch.nn.Module, example: torch.Tensor) -> ModuleFlops:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from frugalml.models import extra_flop_formulas
+
     saved = [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
     devices = [example.device] if example.device.type == "cuda" else []
     counter = FlopCounterMode(
         display=False,
         depth=None,  # type: ignore[arg-type]
-        custom_mapping=_extra_formulas(),
+        custom_mapping=extra_flop_formulas(),  # as count_costs counts
     )
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad(), counter:

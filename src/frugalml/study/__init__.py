@@ -5,13 +5,14 @@
 - :mod:`._store`: :class:`StudyStore`, SQLite in WAL mode; atomic claims, resumable.
 - :mod:`._runner`: :func:`run_study`, one worker process per trial, budget and time-outs.
 - :mod:`._worker`: the process that trains and measures one trial.
-- :mod:`._results`: :func:`load_results` and :func:`export_csv`, one row per trial.
+- :mod:`._results`: :func:`build_result` (one trial's row, for anything that writes
+  trials), :func:`load_results` and :func:`export_csv`, one row per trial.
 - :mod:`._estimate`: :func:`estimate_study`, predicted energy and time before running.
 """
 
 from __future__ import annotations
 
-from frugalml.study._results import COLUMNS, export_csv, load_results
+from frugalml.study._results import COLUMNS, build_result, export_csv, load_results
 from frugalml.study._runner import StudyEvent, StudyOutcome, StudyProgress, StudyRunner, run_study
 from frugalml.study._spec import ModelEntry, StudySpec, Trial, parse_budget
 from frugalml.study._store import STORE_FILENAME, StudyStore, TrialRow
@@ -28,6 +29,7 @@ __all__ = [
     "StudyStore",
     "Trial",
     "TrialRow",
+    "build_result",
     "export_csv",
     "load_results",
     "parse_budget",
