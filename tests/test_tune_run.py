@@ -228,11 +228,14 @@ def test_an_energy_budget_stops_before_a_trial_that_would_exceed_it(tmp_path: Pa
     spec = _spec(strategy="random", budget={"max_trials": 1})
     first = _run(spec, tmp_path)
     (trial,) = first.trials
-    assert first.overhead_energy_j == 0  # no resource budget: no calibration
+    # no resource budget: no calibration, but the process's warm-up is counted as overhead
+    assert first.calibration is None and first.overhead_energy_j > 0
+    assert first.total_energy_j == pytest.approx(first.trial_energy_j + first.overhead_energy_j)
     # room for half a trial more: the rerun predicts the next one and does not start it
-    limit_j = trial.energy_j * 1.5
+    # (no second warm-up here, so that what is spent stays exactly the first run's total)
+    limit_j = first.total_energy_j + trial.energy_j * 0.5
     tight = spec.replace(budget=spec.budget.replace(max_trials=50, energy_kwh=limit_j / 3.6e6))
-    second = _run(tight, tmp_path)
+    second = _run(tight, tmp_path, warm_up=False)
     assert second.new_trials == 0 and len(second.trials) == 1
     assert "energy budget" in second.stop_reason and "predicted to cost" in second.stop_reason
     # with room for more, the same budget rule lets trials run and counts the earlier one
@@ -291,7 +294,7 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
 
     def interrupted_once(model: Any, dataset: Any, config: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:  # call 1 is the warm-up, call 2 the first trial
             raise KeyboardInterrupt
         return real_train(model, dataset, config, **kwargs)
 
