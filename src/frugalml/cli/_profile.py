@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from frugalml.cli._format import fmt_energy
 from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -88,14 +89,6 @@ def register(subparsers: Any) -> None:
 
 
 # -- shared ---------------------------------------------------------------------------------
-
-
-def _fmt_energy(joules: float) -> str:
-    if joules >= 3600:
-        return f"{joules / 3600:.3g} Wh"
-    if 0 < joules < 0.1:
-        return f"{joules * 1e3:.3g} mJ"
-    return f"{joules:.3g} J"
 
 
 def _fmt_count(value: float) -> str:
@@ -229,9 +222,9 @@ def _print_profile(console: Console, profile: NetworkProfile, top: int) -> None:
         f"{_fmt_count(profile.forward_flops / profile.batch_size)} forward FLOPs per sample"
     )
     console.print(
-        f"energy of {profile.steps} training steps: {_fmt_energy(profile.energy_j)} "
+        f"energy of {profile.steps} training steps: {fmt_energy(profile.energy_j)} "
         f"[bold]{kind}[/bold] ({profile.energy_source}), "
-        f"{_fmt_energy(profile.energy_per_step_j)} per step, "
+        f"{fmt_energy(profile.energy_per_step_j)} per step, "
         f"{profile.window_step_s * 1e3:.2f} ms per step"
     )
     by_type = Table(
@@ -249,7 +242,7 @@ def _print_profile(console: Console, profile: NetworkProfile, top: int) -> None:
             f"{t.forward_s * 1e3:.3f}",
             f"{t.backward_s * 1e3:.3f}",
             f"{t.time_share:.1%}",
-            _fmt_energy(t.energy_j),
+            fmt_energy(t.energy_j),
         )
     console.print(by_type)
 
@@ -272,7 +265,7 @@ def _print_profile(console: Console, profile: NetworkProfile, top: int) -> None:
             f"{layer.forward_s * 1e3:.3f}",
             f"{layer.backward_s * 1e3:.3f}",
             f"{layer.time_share:.1%}",
-            _fmt_energy(layer.energy_j),
+            fmt_energy(layer.energy_j),
         )
     console.print(table)
     console.print(
@@ -340,7 +333,7 @@ def _factorial(args: argparse.Namespace) -> int:
             task,
             completed=p.epochs_done,
             trials=f"{p.trials_done}/{p.trials_total} trials",
-            energy=f"{_fmt_energy(p.energy_j)} {p.energy_kind if p.energy_j else ''}".strip(),
+            energy=f"{fmt_energy(p.energy_j)} {p.energy_kind if p.energy_j else ''}".strip(),
             current=p.current,
         )
         if p.event == "trial_finished":

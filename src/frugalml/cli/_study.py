@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from frugalml.cli._format import fmt_energy, fmt_time
+
 
 def register(subparsers: Any) -> None:
     study = subparsers.add_parser(
@@ -56,24 +58,6 @@ def register(subparsers: Any) -> None:
     study.set_defaults(handler=lambda args: (study.print_help(sys.stderr), 2)[1])
 
 
-def _fmt_energy(joules: float | None) -> str:
-    if joules is None:
-        return "?"
-    if joules >= 3.6e5:
-        return f"{joules / 3.6e6:.3f} kWh"
-    if joules >= 3600:
-        return f"{joules / 3600:.2f} Wh"
-    return f"{joules:.1f} J"
-
-
-def _fmt_time(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
-
-
 def _load_spec(path: Path) -> Any:
     from frugalml.study import StudySpec
 
@@ -110,8 +94,8 @@ def _validate(args: argparse.Namespace) -> int:
     print("  calibrating on this machine ...", file=sys.stderr)
     estimate = estimate_study(spec, calibration_cap_s=args.calibration_cap_s)
     print(
-        f"  predicted total: {_fmt_energy(estimate.total_energy_j)} "
-        f"({estimate.power_provenance}), {_fmt_time(estimate.total_duration_s)} of training",
+        f"  predicted total: {fmt_energy(estimate.total_energy_j)} "
+        f"({estimate.power_provenance}), {fmt_time(estimate.total_duration_s)} of training",
         file=out,
     )
     print(f"  how: {estimate.method}", file=out)
@@ -121,7 +105,7 @@ def _validate(args: argparse.Namespace) -> int:
     print("  most expensive trials:", file=out)
     for t in slowest:
         print(
-            f"    {t.label}: {_fmt_time(t.duration_s)}, {_fmt_energy(t.energy_j)} "
+            f"    {t.label}: {fmt_time(t.duration_s)}, {fmt_energy(t.energy_j)} "
             f"({t.params / 1e6:.2f}M params, {t.flops_per_sample / 1e6:.1f} MFLOPs/sample, "
             f"step {t.step_s * 1000:.1f} ms {t.step_source})",
             file=out,
@@ -152,13 +136,13 @@ def _run(args: argparse.Namespace) -> int:
     def on_event(event: StudyEvent) -> None:
         p = event.progress
         remaining = (
-            _fmt_energy(p.predicted_remaining_j) if p.predicted_remaining_j is not None else "?"
+            fmt_energy(p.predicted_remaining_j) if p.predicted_remaining_j is not None else "?"
         )
         progress.update(
             task,
             total=p.total,
             completed=p.done,
-            energy=_fmt_energy(p.energy_j),
+            energy=fmt_energy(p.energy_j),
             remaining=remaining,
         )
         if event.kind == "trial_finished" and event.trial is not None:
@@ -168,8 +152,8 @@ def _run(args: argparse.Namespace) -> int:
                 accuracy = result.get("accuracy", float("nan"))
                 console.print(
                     f"  done  {event.trial.label}: accuracy {accuracy:.3f}, "
-                    f"{_fmt_energy(result.get('energy_j'))} ({result.get('energy_kind', '?')}), "
-                    f"{_fmt_time(result.get('duration_s') or 0)}"
+                    f"{fmt_energy(result.get('energy_j'))} ({result.get('energy_kind', '?')}), "
+                    f"{fmt_time(result.get('duration_s') or 0)}"
                 )
             elif status == "failed":
                 console.print(f"  [red]failed[/red] {event.trial.label}: {event.trial.error}")
@@ -189,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
     p = outcome.progress
     summary = (
         f"{p.complete} complete, {p.failed} failed, {p.pending + p.running} left of {p.total}; "
-        f"energy {_fmt_energy(p.energy_j)}, {p.co2_g:.3g} gCO2e; store {out_dir / 'study.db'}"
+        f"energy {fmt_energy(p.energy_j)}, {p.co2_g:.3g} gCO2e; store {out_dir / 'study.db'}"
     )
     print(f"frugalml: {summary}", file=sys.stderr)
     if outcome.interrupted:
@@ -236,7 +220,7 @@ def _status(args: argparse.Namespace) -> int:
         f"  complete {counts['complete']}, failed {counts['failed']}, "
         f"running {counts['running']}, pending {counts['pending']}"
     )
-    print(f"  energy spent: {_fmt_energy(energy)}")
+    print(f"  energy spent: {fmt_energy(energy)}")
     for row in rows:
         if row.status == "failed":
             print(f"  failed: {row.label}: {row.error}")

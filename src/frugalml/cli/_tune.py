@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from frugalml.cli._format import fmt_energy
 from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -67,16 +67,6 @@ def register(subparsers: Any) -> None:
         help="compare: absolute accuracy below the best any run found that counts as reached",
     )
     tune.set_defaults(handler=_handle)
-
-
-def _fmt_energy(joules: float | None) -> str:
-    if joules is None or not math.isfinite(joules):
-        return "?"
-    if joules >= 3.6e5:
-        return f"{joules / 3.6e6:.4g} kWh"
-    if joules >= 3600:
-        return f"{joules / 3600:.3g} Wh"
-    return f"{joules:.1f} J"
 
 
 def _quiet_optuna(debug: bool) -> None:
@@ -186,7 +176,7 @@ class _ProgressView:
             self.task,
             total=event.trials_total,
             completed=event.trials_done,
-            energy=_fmt_energy(event.energy_j),
+            energy=fmt_energy(event.energy_j),
             kind=event.energy_kind,
             now=now,
             description=prefix or self.progress.tasks[0].description,
@@ -205,7 +195,7 @@ def _trial_line(t: TrialSummary) -> str:
     params = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items())
     return (
         f"#{t.number}: val accuracy {t.val_accuracy:.4f}, test accuracy {t.test_accuracy:.4f}, "
-        f"{_fmt_energy(t.energy_j)} ({t.energy_kind}), {t.epochs} epoch(s); {params}"
+        f"{fmt_energy(t.energy_j)} ({t.energy_kind}), {t.epochs} epoch(s); {params}"
     )
 
 
@@ -230,10 +220,10 @@ def _print_outcome(outcome: TuneOutcome) -> None:
     else:
         print("no trial completed yet", file=out)
     print(
-        f"energy spent on tuning: {_fmt_energy(outcome.total_energy_j)} {outcome.energy_kind} "
-        f"({_fmt_energy(outcome.trial_energy_j)} in trials and sampling, pruned and failed "
+        f"energy spent on tuning: {fmt_energy(outcome.total_energy_j)} {outcome.energy_kind} "
+        f"({fmt_energy(outcome.trial_energy_j)} in trials and sampling, pruned and failed "
         "trials included; "
-        f"{_fmt_energy(outcome.overhead_energy_j)} calibration incl. warm-up), "
+        f"{fmt_energy(outcome.overhead_energy_j)} calibration incl. warm-up), "
         f"{outcome.co2_g:.3g} gCO2e, {outcome.duration_s:.1f} s",
         file=out,
     )
