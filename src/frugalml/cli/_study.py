@@ -197,11 +197,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report_after_run(out_dir: Path) -> None:
-    from frugalml.report import leaderboard_text, report_study
-    from frugalml.study import load_results
+    from frugalml.report import build_report, leaderboard_text, load_study
 
-    report = report_study(out_dir)
-    print(leaderboard_text(load_results(out_dir), top=5))
+    study = load_study(out_dir)  # results and the energy assumptions, read once
+    report = build_report(study.results, out_dir / "report", energy_notes=study.energy_notes)
+    print(leaderboard_text(study.results, top=5))
     print(f"\nreport: {report.html_path}")
 
 
