@@ -160,6 +160,20 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "frugalml", *args]
 
 
+def _count(db: Path, query: str) -> int:
+    """A count from a study store that another process is writing; 0 until the store and
+    its tables exist (the file appears a moment before the schema is committed)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute(query).fetchone()[0])
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+
+
 def test_kill_minus_9_loses_only_the_trial_in_flight_and_resume_finishes(tmp_path: Path) -> None:
     spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3, 0.2])
     out = tmp_path / "out"
@@ -171,16 +185,10 @@ def test_kill_minus_9_loses_only_the_trial_in_flight_and_resume_finishes(tmp_pat
     db = out / "study.db"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if db.exists():
-            with sqlite3.connect(db) as conn:
-                done = conn.execute(
-                    "SELECT COUNT(*) FROM trials WHERE status='complete'"
-                ).fetchone()[0]
-                running = conn.execute(
-                    "SELECT COUNT(*) FROM trials WHERE status='running'"
-                ).fetchone()[0]
-            if done >= 1 and running == 1:
-                break
+        done = _count(db, "SELECT COUNT(*) FROM trials WHERE status='complete'")
+        running = _count(db, "SELECT COUNT(*) FROM trials WHERE status='running'")
+        if done >= 1 and running == 1:
+            break
         time.sleep(0.1)
     else:
         process.kill()
@@ -218,11 +226,8 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
     db = out / "study.db"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if db.exists():
-            with sqlite3.connect(db) as conn:
-                epochs = conn.execute("SELECT COUNT(*) FROM epochs").fetchone()[0]
-            if epochs >= 1:  # a worker is inside a trial
-                break
+        if _count(db, "SELECT COUNT(*) FROM epochs") >= 1:  # a worker is inside a trial
+            break
         time.sleep(0.05)
     else:
         process.kill()
