@@ -1,0 +1,61 @@
+"""Training one model across several, unequal devices.
+
+Modules (private; everything public is re-exported here):
+
+- ``_network``: :class:`LayerSpec` / :class:`Network`, read from AccPar's layer format
+  (:func:`read_accpar_network`), AccPar's generated ResNets (:func:`accpar_resnet`), or
+  traced from any torch model (:func:`network_from_model`).
+- ``_planner``: the AccPar partition planner (types I/II/III per layer and level):
+  :func:`plan_comm_only` reproduces AccPar's tables, :func:`plan` adds compute, link
+  bandwidth and a split ratio per level and predicts step times.
+- ``_shares``: how a global batch is split over ranks by their throughput.
+- ``_energy``: who reads which counter across ranks, and the one all-reduce combining them.
+- ``_data_parallel``: uneven data parallel on ``torch.distributed`` (gloo/NCCL), losses
+  weighted by share, ``Join`` for ranks that run out of batches first.
+- ``_tensor``: experimental: types II and III executed for linear and conv layers with an
+  uneven split (padded collectives).
+
+Importing this package loads neither torch nor timm.
+"""
+
+from __future__ import annotations
+
+from frugalml.parallel._network import (
+    LayerKind,
+    LayerSpec,
+    Network,
+    accpar_resnet,
+    network_from_model,
+    read_accpar_network,
+)
+from frugalml.parallel._planner import (
+    COMM_ONLY_STRATEGIES,
+    STRATEGIES,
+    DeviceSpec,
+    LevelPlan,
+    PartitionType,
+    Plan,
+    Strategy,
+    plan,
+    plan_comm_only,
+    search_level,
+)
+
+__all__ = [
+    "COMM_ONLY_STRATEGIES",
+    "STRATEGIES",
+    "DeviceSpec",
+    "LayerKind",
+    "LayerSpec",
+    "LevelPlan",
+    "Network",
+    "PartitionType",
+    "Plan",
+    "Strategy",
+    "accpar_resnet",
+    "network_from_model",
+    "plan",
+    "plan_comm_only",
+    "read_accpar_network",
+    "search_level",
+]
