@@ -169,9 +169,11 @@ def load_results(out_dir: str | Path) -> pd.DataFrame:
     """The study in ``out_dir`` as a DataFrame, one row per trial, export columns first."""
     import pandas as pd
 
-    with StudyStore(out_dir, create=False) as store:
+    with StudyStore(out_dir, create=False, read_only=True) as store:
         rows = result_rows(store)
+        warnings = list(store.warnings)
     frame = pd.DataFrame(rows)
+    frame.attrs["store_warnings"] = warnings  # rows that could not be read, by name
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = None

@@ -7,6 +7,7 @@ worker could not record itself, and reports progress through a callback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from frugalml.errors import ConfigError, StoreError
 from frugalml.meter import Budget
 from frugalml.study._spec import StudySpec, Trial
 from frugalml.study._store import StudyStore, TrialRow
@@ -106,9 +108,8 @@ class StudyRunner:
         trial_timeout_s: float | None = None,
         on_event: Callable[[StudyEvent], None] | None = None,
         python: str | None = None,
+        add: bool = False,
     ) -> None:
-        from frugalml.errors import ConfigError
-
         for name, value in (("workers", workers), ("threads", threads)):
             if value is not None and value < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {value}", fix="use 1 or more")
@@ -127,6 +128,11 @@ class StudyRunner:
         self.trials = {t.trial_id: t for t in spec.trials()}
         self.order = list(self.trials)
         self.running: dict[str, _Running] = {}
+        #: Set once the runner stops its workers (Ctrl-C, a store failure): a trial whose
+        #: worker ends then without recording its own end goes back to pending.
+        self.stopping = False
+        #: Add this spec's trials to a directory that holds another spec's (``--add``).
+        self.add = add
         (self.out_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.store = StudyStore(self.out_dir)
 
@@ -246,7 +252,9 @@ class StudyRunner:
                     error += " (often the out-of-memory killer)"
             else:
                 error = f"worker exited with code {returncode}; see {row.log_path}"
-            if returncode == 130 and not state.timed_out:
+            if (returncode == 130 or self.stopping) and not state.timed_out:
+                # interrupted, or stopped by this runner (SIGTERM may land before the worker
+                # has installed its handler, while it imports torch): not the trial's fault
                 self.store.finish(trial_id, "pending", only_if_running=True)
             else:
                 self.store.finish(trial_id, "failed", error=error, only_if_running=True)
@@ -272,6 +280,7 @@ class StudyRunner:
                 state.process.kill()
 
     def _stop_all(self) -> None:
+        self.stopping = True
         for state in self.running.values():
             if state.process.poll() is None:
                 state.process.send_signal(signal.SIGTERM)
@@ -288,9 +297,67 @@ class StudyRunner:
             self.store.finish(trial_id, "pending", only_if_running=True)
             self.running.pop(trial_id).log.close()
 
+    def _stop_after_store_error(self) -> None:
+        """Stop every worker when the store cannot be written (a full disk): kill them, wait,
+        and give their trials back where the store still takes a write. A trial it cannot
+        give back stays ``running`` with a dead owner, which the next run claims again."""
+        self.stopping = True
+        for state in self.running.values():
+            if state.process.poll() is None:
+                state.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TERMINATE_GRACE_S
+        for state in self.running.values():
+            try:
+                state.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                state.process.kill()
+                state.process.wait()
+        for trial_id, state in list(self.running.items()):
+            state.log.close()
+            try:
+                self.store.finish(trial_id, "pending", only_if_running=True)
+            except StoreError:
+                logger.info("%s: left running in the store; a rerun claims it", trial_id)
+        self.running.clear()
+
+    def _check_directory(self) -> None:
+        """Refuse to merge this spec into a directory that holds another spec's trials (or a
+        tuning run / a factorial), unless ``add`` says to."""
+        previous = self.store.latest_spec() or {}
+        held = set(self.store.trial_ids())
+        kind = "tuning run" if previous.get("kind") == "tune" else None
+        if "factorial" in previous:
+            kind = "factorial experiment"
+        if (self.out_dir / "optuna.db").exists():
+            kind = "tuning run"
+        if kind is not None:
+            raise ConfigError(
+                f"{self.out_dir} holds a {kind}, not a study; running the study there would "
+                "mix the two",
+                fix="give the study its own --out directory",
+            )
+        wanted = set(self.trials)
+        if not held or held == wanted or self.add:
+            return
+        old_name = previous.get("name", "?")
+        only_old = len(held - wanted)
+        only_new = len(wanted - held)
+        raise ConfigError(
+            f"{self.out_dir} holds another spec's study ({old_name!r}: {only_old} of its "
+            f"{len(held)} trials are not in this spec, and {only_new} of this spec's are new); "
+            "running it there would merge the two",
+            fix=f"use another --out directory, or pass --add to add this spec's trials to "
+            f"{self.out_dir}",
+        )
+
     # -- main loop --------------------------------------------------------------------------
 
     def run(self) -> StudyOutcome:
+        try:
+            self._check_directory()
+        except BaseException:
+            self.store.close()
+            raise
         self.store.save_spec(self.spec.to_dict())
         extra = {
             "carbon": dict(self.spec.carbon),
@@ -325,6 +392,13 @@ class StudyRunner:
         except KeyboardInterrupt:
             interrupted = True
             self._stop_all()
+        except StoreError:
+            # a full disk, a lock held too long: stop cleanly and say so in one line (the
+            # command line prints it); what the store holds stays as it was
+            self._stop_after_store_error()
+            with contextlib.suppress(Exception):
+                self.store.close()
+            raise
         progress = self.progress()
         self.on_event(StudyEvent("finished", progress, "interrupted" if interrupted else "done"))
         self.store.close()

@@ -20,6 +20,8 @@ Modules:
 - ``_tuner``: :class:`Tuner` / :func:`run_tune` (the loop, budgets, calibration, outputs).
 - ``_results``: :class:`TrialSummary`, best trial, Pareto front, the trials CSV.
 - ``_compare``: :func:`compare_strategies`, :func:`comparison_table` (energy to target).
+- ``_metered``: :func:`metered`, any user objective metered per trial under a budget;
+  :func:`study_spec_fragment` (a trial's params as ``models:``/``training:``).
 - ``_plots``: :func:`plot_tuning`, :func:`plot_comparison` (PNG).
 """
 
@@ -35,6 +37,13 @@ from frugalml.tune._compare import (
     load_comparison,
     parse_strategies,
     table_markdown,
+)
+from frugalml.tune._metered import (
+    EnergyAs,
+    MeteredObjective,
+    measured_trials,
+    metered,
+    study_spec_fragment,
 )
 from frugalml.tune._plots import plot_comparison, plot_tuning
 from frugalml.tune._prune import DominancePruner, dominated_by, dominates, pareto_front
@@ -69,6 +78,8 @@ __all__ = [
     "Comparison",
     "CostPrediction",
     "DominancePruner",
+    "EnergyAs",
+    "MeteredObjective",
     "Param",
     "RunCurve",
     "SearchSpace",
@@ -92,6 +103,8 @@ __all__ = [
     "load_study",
     "make_pruner",
     "make_sampler",
+    "measured_trials",
+    "metered",
     "open_storage",
     "pareto_front",
     "parse_param",
@@ -99,6 +112,7 @@ __all__ = [
     "plot_comparison",
     "plot_tuning",
     "run_tune",
+    "study_spec_fragment",
     "summarize_trials",
     "table_markdown",
     "write_trials_csv",
