@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from frugalml.cli._format import fmt_energy, fmt_time
+from frugalml.cli._format import (
+    HelpFormatter,
+    fmt_energy,
+    fmt_time,
+    progress_bar,
+    progress_line,
+    stderr_console,
+    time_left,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -15,24 +24,46 @@ def register(subparsers: Any) -> None:
         "study",
         help="run a PePR study: models x datasets x pretraining x data fractions",
         description="Expand a YAML spec into trials, train and measure each, keep every result.",
+        formatter_class=HelpFormatter,
     )
     sub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
 
     validate = sub.add_parser(
-        "validate", help="check a spec; count trials; predict energy and time"
+        "validate",
+        help="check a spec; count trials; predict energy and time",
+        description=(
+            "Check a study spec the way the workers will, count its trials and predict their "
+            "energy and time from a short calibration on this machine (--no-calibrate: only "
+            "check). Nothing is written."
+        ),
+        formatter_class=HelpFormatter,
     )
     validate.add_argument("spec", type=Path, help="the study spec (YAML)")
     validate.add_argument(
         "--no-calibrate", action="store_true", help="only check the spec, predict nothing"
     )
     validate.add_argument(
-        "--calibration-cap-s", type=float, default=30.0, help="time models for at most this long"
+        "--calibration-cap-s",
+        type=float,
+        default=30.0,
+        help="time the models for at most this many seconds",
     )
     validate.set_defaults(handler=_validate)
 
-    run = sub.add_parser("run", help="run (or resume) a study")
+    run = sub.add_parser(
+        "run",
+        help="run (or resume) a study",
+        description=(
+            "Train and measure every trial of SPEC, each in its own process, writing each "
+            "result to OUT/study.db as it exists. Run the same command again to resume. A "
+            "directory that holds another spec's study is refused unless --add is given."
+        ),
+        formatter_class=HelpFormatter,
+    )
     run.add_argument("spec", type=Path, help="the study spec (YAML)")
-    run.add_argument("--out", type=Path, default=None, help="output directory (default runs/NAME)")
+    run.add_argument(
+        "-o", "--out", type=Path, default=None, help="output directory (default: runs/NAME)"
+    )
     run.add_argument(
         "--workers", type=int, default=None, help="trials run at once (default: the spec's, or 1)"
     )
@@ -43,17 +74,53 @@ def register(subparsers: Any) -> None:
         help="torch threads per trial (default: the spec's, or 1; see the README)",
     )
     run.add_argument("--retry-failed", action="store_true", help="run failed trials again")
-    run.add_argument("--trial-timeout-s", type=float, default=None, help="per-trial time limit")
+    run.add_argument(
+        "--trial-timeout-s",
+        type=float,
+        default=None,
+        help="per-trial time limit in seconds (default: the spec's, or none)",
+    )
+    run.add_argument(
+        "--add",
+        action="store_true",
+        help="add this spec's trials to an --out that holds another spec's study",
+    )
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.set_defaults(handler=_run)
 
-    status = sub.add_parser("status", help="what a study has done and what is left")
+    status = sub.add_parser(
+        "status",
+        help="what a study has done and what is left",
+        description=(
+            "Count a study's trials by state, sum the energy spent, list failed and running "
+            "trials and name rows that cannot be read. Opens the store read-only."
+        ),
+        formatter_class=HelpFormatter,
+    )
     status.add_argument("dir", type=Path, help="the study's output directory")
     status.set_defaults(handler=_status)
 
-    export = sub.add_parser("export", help="write the results table (one row per trial)")
+    export = sub.add_parser(
+        "export",
+        help="write the results table (one row per trial)",
+        description=(
+            "Write the results table of a study as CSV, one row per trial (the columns of "
+            "docs/architecture.md). Opens the store read-only. Here --csv names the file "
+            "written (in 'frugalml report', --csv names a table read)."
+        ),
+        formatter_class=HelpFormatter,
+    )
     export.add_argument("dir", type=Path, help="the study's output directory")
-    export.add_argument("--csv", type=Path, required=True, help="where to write the CSV")
+    export.add_argument(
+        "--csv",
+        "-o",
+        "--out",
+        dest="csv",
+        metavar="PATH",
+        type=Path,
+        required=True,
+        help="the CSV file to write (output)",
+    )
     export.set_defaults(handler=_export)
     study.set_defaults(handler=lambda args: (study.print_help(sys.stderr), 2)[1])
 
@@ -114,52 +181,68 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from frugalml.study import StudyEvent, run_study
 
     spec = _load_spec(args.spec)
     out_dir = args.out or Path("runs") / spec.name
-    console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("trials | {task.fields[energy]} so far | ~{task.fields[remaining]} left"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
+    console = stderr_console()
+    progress, task = progress_bar(
+        console,
+        "trials | {task.fields[energy]} so far | ~{task.fields[remaining]} left",
+        energy="0 J",
+        remaining="?",
     )
-    task = progress.add_task(spec.name, total=None, energy="0 J", remaining="?")
+    progress.update(task, description=spec.name)
+    workers = args.workers or spec.workers
+    started = time.monotonic()
 
     def on_event(event: StudyEvent) -> None:
         p = event.progress
         remaining = (
             fmt_energy(p.predicted_remaining_j) if p.predicted_remaining_j is not None else "?"
         )
+        # time left: the mean time of this run's finished trials, over the workers
+        finished_here = p.done - done_before[0]
+        left = time_left(
+            finished_here * workers,
+            (p.total - done_before[0]) * workers,
+            time.monotonic() - started,
+        )
+        if finished_here <= 0:
+            left = "?"
         progress.update(
             task,
             total=p.total,
             completed=p.done,
             energy=fmt_energy(p.energy_j),
             remaining=remaining,
+            time_left=left,
         )
-        if event.kind == "trial_finished" and event.trial is not None:
+        quiet = args.quiet
+        if event.kind == "started":
+            done_before[0] = p.done
+        elif event.kind == "trial_finished" and event.trial is not None and not quiet:
             status = event.trial.status
             result = event.trial.result or {}
             if status == "complete":
-                accuracy = result.get("accuracy", float("nan"))
-                console.print(
-                    f"  done  {event.trial.label}: accuracy {accuracy:.3f}, "
+                accuracy = result.get("accuracy")
+                shown = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "?"
+                text = (
+                    f"done {event.trial.label}: accuracy {shown}, "
                     f"{fmt_energy(result.get('energy_j'))} ({result.get('energy_kind', '?')}), "
                     f"{fmt_time(result.get('duration_s') or 0)}"
                 )
             elif status == "failed":
-                console.print(f"  [red]failed[/red] {event.trial.label}: {event.trial.error}")
-        elif event.kind == "budget_stop":
-            console.print(f"[yellow]stopping: {event.message}[/yellow]")
+                text = f"failed {event.trial.label}: {event.trial.error}"
+            else:
+                text = f"{status} {event.trial.label}"
+            if console.is_terminal:
+                console.print(f"  {text}", markup=False)
+            else:
+                console.print(progress_line(p.done, p.total, text, left), markup=False)
+        # a budget stop is said once, in the summary at the end
 
+    done_before = [0]
     with progress:
         outcome = run_study(
             spec,
@@ -169,6 +252,7 @@ def _run(args: argparse.Namespace) -> int:
             retry_failed=args.retry_failed,
             trial_timeout_s=args.trial_timeout_s,
             on_event=on_event,
+            add=args.add,
         )
     p = outcome.progress
     summary = (
@@ -208,10 +292,11 @@ def _report_after_run(out_dir: Path) -> None:
 def _status(args: argparse.Namespace) -> int:
     from frugalml.study import StudyStore
 
-    with StudyStore(args.dir, create=False) as store:
+    with StudyStore(args.dir, create=False, read_only=True) as store:
         counts = store.counts()
         rows = store.trials()
         spec = store.latest_spec()
+        warnings = list(store.warnings)
     total = sum(counts.values())
     name = spec.get("name") if spec else "?"
     energy = sum((r.result or {}).get("energy_j") or 0.0 for r in rows)
@@ -226,6 +311,8 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  failed: {row.label}: {row.error}")
         elif row.status == "running":
             print(f"  running (or left by a killed run): {row.label}")
+    if warnings:
+        print(f"  {len(warnings)} row(s) could not be read and are left out (named above)")
     return 0
 
 

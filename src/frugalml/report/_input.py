@@ -49,7 +49,7 @@ def load_study(study_dir: str | Path) -> StudyInput:
             fix=f"report on a CSV with 'frugalml report --csv {path}'",
         )
     results = load_results(path)
-    with StudyStore(path, create=False) as store:
+    with StudyStore(path, create=False, read_only=True) as store:
         measurements = [(t.result or {}).get("measurement") for t in store.trials()]
     return StudyInput(results=results, energy_notes=energy_notes(measurements))
 

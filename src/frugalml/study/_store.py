@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,37 +119,103 @@ class TrialRow:
 
 
 class StudyStore:
-    """Access to ``DIR/study.db``. Cheap to open; every method uses short transactions."""
+    """Access to ``DIR/study.db``. Cheap to open; every method uses short transactions.
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    ``read_only=True`` (``status``, ``report``, ``export``) opens the file with SQLite's
+    ``mode=ro`` and never writes to it: no WAL switch, no schema, nothing created; where
+    SQLite cannot read a WAL store read-only (its directory is not writable), the file is
+    opened ``immutable``. Rows that cannot be read (bad JSON, a wrong type) are left out of
+    :meth:`trials` and named in :attr:`warnings`; every other row is read.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
         path = Path(path)
         if path.is_dir() or path.suffix != ".db":
             path = path / STORE_FILENAME
         self.path = path
+        self.read_only = read_only
+        #: One line per row (or table) that could not be read; see :meth:`trials`.
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
         if not path.exists():
-            if not create:
+            if not create or read_only:
                 raise StoreError(
                     f"no study store at {path}",
                     fix="give the --out directory of a 'frugalml study run'",
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
+        elif path.is_file() and path.stat().st_size == 0 and (read_only or not create):
+            raise StoreError(
+                f"{path} is an empty file (0 bytes), not a study store; it was left as it is",
+                fix="give the --out directory of a 'frugalml study run'",
+            )
         self.identity = _process_identity(os.getpid())
-        self._conn = self._connect()
-        self._init_schema(create)
+        #: How a read-only store was opened: ``mode=ro``, or ``mode=ro&immutable=1``.
+        self.open_mode = "rw"
+        self._conn = self._connect_read_only() if read_only else self._connect()
+        self._tables: set[str] = set()
+        self._init_schema(create and not read_only)
+
+    def _unreadable(self, exc: BaseException) -> StoreError:
+        text = str(exc)
+        if "not a database" in text or "malformed" in text or "encrypted" in text:
+            return StoreError(
+                f"{self.path} is not a readable frugalml study store ({text})",
+                fix="use another --out directory, or restore the file from a backup",
+            )
+        return _store_error(self.path, exc, "read")
 
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is not a readable frugalml study store ({exc})",
-                fix="use another --out directory, or restore the file from a backup",
-            ) from exc
+            raise self._unreadable(exc) from exc
         conn.row_factory = sqlite3.Row
         return conn
+
+    def _set_wal(self) -> None:
+        """WAL mode for a store this process may write (never for a foreign file)."""
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc, "open") from exc
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(self.path.resolve()))}"
+        last: sqlite3.DatabaseError | None = None
+        # With no -wal file beside it, every commit is in the main file (the last writer
+        # closed cleanly) and ``immutable`` reads it without creating -wal/-shm files. With
+        # one (a run in progress, or killed), mode=ro reads the latest commits through it;
+        # where that fails (read-only media), immutable reads the main file alone.
+        wal = self.path.with_name(self.path.name + "-wal")
+        queries: tuple[str, ...] = ("?mode=ro", "?mode=ro&immutable=1")
+        if not wal.exists():
+            queries = ("?mode=ro&immutable=1",)
+        for query in queries:
+            try:
+                conn = sqlite3.connect(uri + query, uri=True, timeout=30.0, isolation_level=None)
+                conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.DatabaseError as exc:
+                last = exc
+                if "not a database" in str(exc) or "malformed" in str(exc):
+                    break
+                continue
+            if query != queries[0]:
+                logger.info("%s opened immutable (its -wal file cannot be read)", self.path)
+            conn.row_factory = sqlite3.Row
+            self.open_mode = query.lstrip("?")
+            return conn
+        raise self._unreadable(last or sqlite3.DatabaseError("cannot open")) from last
+
+    def _warn(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warnings.append(message)
+            logger.warning(message)
 
     def _init_schema(self, create: bool) -> None:
         try:
@@ -158,31 +224,37 @@ class StudyStore:
                 for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
         except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"{self.path} is not a readable frugalml study store ({exc})",
-                fix="use another --out directory, or restore the file from a backup",
-            ) from exc
+            raise self._unreadable(exc) from exc
+        self._tables = tables
         if "meta" in tables:
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else -1
-            if version != SCHEMA_VERSION:
-                writer = self._conn.execute(
-                    "SELECT value FROM meta WHERE key='frugalml_version'"
-                ).fetchone()
+            self._check_version()
+            missing = [t for t in ("trials", "epochs", "specs") if t not in tables]
+            if "trials" in missing:
                 raise StoreError(
-                    f"{self.path} was written by frugalml {writer[0] if writer else '?'} with "
-                    f"store schema {version}; this frugalml ({__version__}) reads schema "
-                    f"{SCHEMA_VERSION}",
-                    fix="use a new --out directory, or the frugalml version that wrote it",
+                    f"{self.path} is damaged: its 'trials' table is missing, so it holds no "
+                    "trial to read; it was left as it is",
+                    fix="restore study.db from a backup, or run the study into a new --out",
                 )
+            if missing and not self.read_only:
+                raise StoreError(
+                    f"{self.path} is damaged: table(s) {', '.join(missing)} missing; it was "
+                    "left as it is",
+                    fix="read it with 'frugalml study export', and run into a new --out",
+                )
+            for table in missing:
+                self._warn(f"{self.path}: table '{table}' is missing; read as empty")
+            if not self.read_only:
+                self._set_wal()
             return
         if tables:
             raise StoreError(
-                f"{self.path} is an SQLite file but not a frugalml study store",
+                f"{self.path} is an SQLite file but not a frugalml study store; it was left "
+                "as it is",
                 fix="use another --out directory",
             )
         if not create:
             raise StoreError(f"no study store at {self.path}", fix="run 'frugalml study run' first")
+        self._set_wal()
         with self.transaction() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -194,18 +266,68 @@ class StudyStore:
                 "INSERT OR IGNORE INTO meta VALUES ('frugalml_version', ?)", (__version__,)
             )
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (utc_now(),))
+        self._tables = {"meta", "trials", "epochs", "specs"}
+
+    def _check_version(self) -> None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            writer = self._conn.execute(
+                "SELECT value FROM meta WHERE key='frugalml_version'"
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._unreadable(exc) from exc
+        raw = row[0] if row else None
+        try:
+            version = int(raw) if raw is not None else -1
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"{self.path} has an unreadable store schema version {raw!r} (not a number); "
+                "it was left as it is",
+                fix="restore study.db from a backup, or run the study into a new --out",
+            ) from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by frugalml {writer[0] if writer else '?'} with "
+                f"store schema {version}; this frugalml ({__version__}) reads schema "
+                f"{SCHEMA_VERSION}",
+                fix="use a new --out directory, or the frugalml version that wrote it",
+            )
 
     @contextmanager
     def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction. An SQLite failure (a full disk, a lock held too long, a
+        read-only file) becomes a :class:`StoreError` naming it; the transaction is rolled
+        back, so the store keeps what it held."""
+        if self.read_only:
+            raise StoreError(
+                f"{self.path} was opened read-only", fix="open it with read_only=False to write"
+            )
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc, "write") from exc
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            with suppress(sqlite3.DatabaseError):
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _store_error(self.path, exc, "write") from exc
             raise
         else:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                with suppress(sqlite3.DatabaseError):
+                    conn.execute("ROLLBACK")
+                raise _store_error(self.path, exc, "write") from exc
+
+    def _read(self, query: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(query, tuple(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc, "read") from exc
 
     def close(self) -> None:
         self._conn.close()
@@ -339,57 +461,164 @@ class StudyStore:
     # -- reading ----------------------------------------------------------------------------
 
     def trial(self, trial_id: str) -> TrialRow:
-        row = self._conn.execute("SELECT * FROM trials WHERE trial_id=?", (trial_id,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT * FROM trials WHERE trial_id=?", (trial_id,))
+        if not rows:
             raise StoreError(f"no trial {trial_id} in {self.path}", fix="check the trial id")
-        return self._row(row)
+        row = self._row(rows[0])
+        if row is None:
+            raise StoreError(
+                f"trial {trial_id} in {self.path} cannot be read: {self.warnings[-1]}",
+                fix="run the study into a new --out, or delete that row",
+            )
+        return row
 
     def trials(self, status: str | None = None) -> list[TrialRow]:
+        """The readable trials in store order; unreadable rows are named in :attr:`warnings`."""
         if status is None:
-            rows = self._conn.execute("SELECT * FROM trials ORDER BY position").fetchall()
+            rows = self._read("SELECT * FROM trials ORDER BY position")
         else:
-            rows = self._conn.execute(
-                "SELECT * FROM trials WHERE status=? ORDER BY position", (status,)
-            ).fetchall()
-        return [self._row(r) for r in rows]
+            rows = self._read("SELECT * FROM trials WHERE status=? ORDER BY position", (status,))
+        return [t for r in rows for t in [self._row(r)] if t is not None]
+
+    def trial_ids(self) -> list[str]:
+        """Every trial id in the store, readable rows or not."""
+        return [str(r[0]) for r in self._read("SELECT trial_id FROM trials ORDER BY position")]
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        for status, n in self._conn.execute(
-            "SELECT status, COUNT(*) FROM trials GROUP BY status"
-        ).fetchall():
+        for status, n in self._read("SELECT status, COUNT(*) FROM trials GROUP BY status"):
             counts[str(status)] = int(n)
         return counts
 
     def epochs(self, trial_id: str) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
-            "SELECT record_json FROM epochs WHERE trial_id=? AND attempt=("
+        if "epochs" not in self._tables:
+            return []
+        rows = self._read(
+            "SELECT epoch, record_json FROM epochs WHERE trial_id=? AND attempt=("
             "SELECT attempts FROM trials WHERE trial_id=?) ORDER BY epoch",
             (trial_id, trial_id),
-        ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        )
+        out = []
+        for row in rows:
+            record = _json_object(row[1])
+            if record is None:
+                self._warn(
+                    f"trial {trial_id}, epoch {row[0]}: the epoch record is not a JSON "
+                    "object; left out"
+                )
+                continue
+            out.append(record)
+        return out
 
     def latest_spec(self) -> dict[str, Any] | None:
-        row = self._conn.execute(
-            "SELECT spec_json FROM specs ORDER BY rowid DESC LIMIT 1"
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+        if "specs" not in self._tables:
+            return None
+        for row in self._read("SELECT rowid, spec_json FROM specs ORDER BY rowid DESC"):
+            spec = _json_object(row[1])
+            if spec is not None:
+                return spec
+            self._warn(f"saved spec #{row[0]} is not a JSON object; left out")
+        return None
 
     def meta(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in self._conn.execute("SELECT key, value FROM meta")}
+        return {str(k): str(v) for k, v in self._read("SELECT key, value FROM meta")}
 
-    @staticmethod
-    def _row(row: sqlite3.Row) -> TrialRow:
+    def _row(self, row: sqlite3.Row) -> TrialRow | None:
+        """A trial row, or None (and a warning naming it) when it cannot be read."""
+        trial_id = row["trial_id"]
+        name = f"trial {trial_id}" + (f" ({row['label']})" if isinstance(row["label"], str) else "")
+        problem: str | None = None
+        definition = _json_object(row["definition_json"])
+        result: dict[str, Any] | None = None
+        if definition is None:
+            problem = "its definition is not a JSON object"
+        elif row["result_json"]:
+            result = _json_object(row["result_json"])
+            if result is None:
+                problem = "its result is not a JSON object"
+            else:
+                bad = [k for k, v in result.items() if _numeric_key(k) and not _is_number(v)]
+                if bad:
+                    problem = "its result has a non-numeric " + ", ".join(
+                        f"{k}={result[k]!r}"[:60] for k in bad
+                    )
+        if problem is None:
+            for column, kind in _ROW_TYPES.items():
+                value = row[column]
+                if value is not None and not isinstance(value, kind):
+                    problem = f"its column {column} holds {value!r}"[:120]
+                    break
+        if problem is None and row["status"] not in STATUSES:
+            problem = f"its status {row['status']!r} is not one of {', '.join(STATUSES)}"
+        if problem is not None or definition is None:
+            self._warn(f"{self.path.name}: {name} cannot be read ({problem}); left out")
+            return None
         return TrialRow(
-            trial_id=row["trial_id"],
+            trial_id=str(trial_id),
             position=row["position"],
             label=row["label"],
-            definition=json.loads(row["definition_json"]),
+            definition=definition,
             status=row["status"],
             attempts=row["attempts"],
             error=row["error"],
-            result=json.loads(row["result_json"]) if row["result_json"] else None,
+            result=result,
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             log_path=row["log_path"],
         )
+
+
+#: SQLite types a trial row's columns must hold (SQLite itself does not enforce them).
+_ROW_TYPES: dict[str, type | tuple[type, ...]] = {
+    "trial_id": str,
+    "position": int,
+    "label": str,
+    "attempts": int,
+    "error": str,
+    "started_at": str,
+    "finished_at": str,
+    "log_path": str,
+}
+
+_NUMERIC_SUFFIXES = ("_j", "_s", "_g", "_kwh", "_bytes", "_params", "_per_s", "_per_kwh")
+_NUMERIC_KEYS = frozenset(
+    {"accuracy", "balanced_accuracy", "auc", "f1", "params", "flops_per_sample", "epochs", "pue"}
+)
+
+
+def _numeric_key(key: str) -> bool:
+    return key in _NUMERIC_KEYS or key.endswith(_NUMERIC_SUFFIXES)
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _json_object(text: Any) -> dict[str, Any] | None:
+    if not isinstance(text, str | bytes):
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _store_error(path: Path, exc: BaseException, doing: str) -> StoreError:
+    """One line for an SQLite failure, with the fix that fits it."""
+    text = str(exc)
+    lowered = text.lower()
+    if "full" in lowered:
+        fix = (
+            "free disk space, then run the same command again: the store keeps every "
+            "result written before, and unfinished trials run again"
+        )
+    elif "locked" in lowered or "busy" in lowered:
+        fix = "another frugalml process holds the store; wait for it, or stop it, and retry"
+    elif "readonly" in lowered or "read-only" in lowered:
+        fix = "write access is needed to run; read it with 'frugalml study status/export'"
+    elif "no such table" in lowered:
+        fix = "the store is damaged; run the study into a new --out directory"
+    else:
+        fix = "check the disk and run the same command again to resume"
+    return StoreError(f"could not {doing} the study store {path}: {text}", fix=fix)
