@@ -20,6 +20,17 @@ Importing this package loads neither torch nor timm.
 
 from __future__ import annotations
 
+from frugalml.parallel._data_parallel import (
+    Backend,
+    EpochSchedule,
+    ParallelConfig,
+    RankRun,
+    calibrate_shares,
+    epoch_schedule,
+    spawn,
+    train_uneven,
+)
+from frugalml.parallel._energy import CombinedEnergy, RankEnergy, combine_energy, rank_meter
 from frugalml.parallel._network import (
     LayerKind,
     LayerSpec,
@@ -40,22 +51,38 @@ from frugalml.parallel._planner import (
     plan_comm_only,
     search_level,
 )
+from frugalml.parallel._shares import normalise_shares, shares_from_throughput, split_counts
 
 __all__ = [
     "COMM_ONLY_STRATEGIES",
     "STRATEGIES",
+    "Backend",
+    "CombinedEnergy",
     "DeviceSpec",
+    "EpochSchedule",
     "LayerKind",
     "LayerSpec",
     "LevelPlan",
     "Network",
+    "ParallelConfig",
     "PartitionType",
     "Plan",
+    "RankEnergy",
+    "RankRun",
     "Strategy",
     "accpar_resnet",
+    "calibrate_shares",
+    "combine_energy",
+    "epoch_schedule",
     "network_from_model",
+    "normalise_shares",
     "plan",
     "plan_comm_only",
+    "rank_meter",
     "read_accpar_network",
     "search_level",
+    "shares_from_throughput",
+    "spawn",
+    "split_counts",
+    "train_uneven",
 ]
