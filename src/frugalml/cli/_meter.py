@@ -44,6 +44,16 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="also write the measurement as JSON to PATH (parent folders are created)",
     )
+    measure.add_argument(
+        "--log",
+        metavar="FILE.csv",
+        type=Path,
+        help="also append one row to the CSV log FILE.csv (CodeCarbon-like layout: "
+        "timestamp, project, duration_s, energy_kwh, co2_g, country_iso_code, provenance, ...)",
+    )
+    measure.add_argument(
+        "--project", default="frugalml", help="the project column of --log (default frugalml)"
+    )
     _add_carbon_options(measure)
     measure.add_argument("cmd", nargs=argparse.REMAINDER, help="the command and its arguments")
     measure.set_defaults(handler=run_measure)
@@ -159,6 +169,19 @@ def format_measurement(m: Measurement) -> str:
     return "\n".join(lines)
 
 
+def _append_log(args: argparse.Namespace, m: Measurement) -> int:
+    from frugalml.errors import FrugalError
+    from frugalml.meter import append_log, resolve_carbon
+
+    try:
+        country = resolve_carbon(_config(args).carbon).country
+        append_log(args.log, m, project=args.project, country=country)
+    except FrugalError as exc:
+        _err(f"frugalml: error: {exc}; nothing was logged (use --json PATH to keep it)")
+        return 2
+    return 0
+
+
 def run_measure(args: argparse.Namespace) -> int:
     from frugalml.errors import ConfigError
     from frugalml.meter import measure_command
@@ -170,11 +193,16 @@ def run_measure(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no command to measure", fix="frugalml measure [options] -- CMD [ARGS...]"
         )
+    if args.log is not None:
+        from frugalml.meter import check_log
+
+        check_log(args.log)  # refuse a wrong file before the command runs
     result = measure_command(cmd, _config(args))
     if result.measurement is None:
         _err(f"frugalml: error: {result.error}")
         return result.returncode
     _err(format_measurement(result.measurement))
+    log_code = 0 if args.log is None else _append_log(args, result.measurement)
     if args.json is not None:
         text = result.measurement.to_json()
         try:
@@ -187,4 +215,4 @@ def run_measure(args: argparse.Namespace) -> int:
             )
             _err(text)
             return result.returncode or 2
-    return result.returncode
+    return result.returncode or log_code

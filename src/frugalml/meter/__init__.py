@@ -20,6 +20,7 @@ Modules:
 - ``_predict``: :func:`predict_total`, :class:`Budget`, :class:`BudgetGuard`.
 - ``_env``: :func:`describe_environment` (``frugalml env``).
 - ``_command``: :func:`measure_command` (``frugalml measure``).
+- ``_log``: :func:`append_log`, the CSV log of runs (``frugalml measure --log``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from frugalml.meter._command import CommandResult, measure_command
 from frugalml.meter._config import GpuSelection, MeterConfig, parse_gpu_selection
 from frugalml.meter._env import CounterStatus, EnvironmentReport, describe_environment
 from frugalml.meter._estimate import CpuPowerModel, EstimateBackend, cpu_power_model
+from frugalml.meter._log import LOG_COLUMNS, append_log, check_log, log_row, read_log
 from frugalml.meter._meter import Meter, Window, build_backends
 from frugalml.meter._nvml import NvmlBackend, NvmlProbe, probe_nvml
 from frugalml.meter._predict import (
@@ -54,6 +56,7 @@ from frugalml.meter._rapl import RaplBackend, RaplDiscovery, discover_rapl
 from frugalml.meter._types import ComponentEnergy, Kind, Measurement, Provenance
 
 __all__ = [
+    "LOG_COLUMNS",
     "WORLD_INTENSITY_G_PER_KWH",
     "Budget",
     "BudgetDecision",
@@ -85,15 +88,19 @@ __all__ = [
     "RaplDiscovery",
     "ResolvedCarbon",
     "Window",
+    "append_log",
     "build_backends",
     "carbon_intensity_table",
+    "check_log",
     "co2_g",
     "cpu_power_model",
     "describe_environment",
     "discover_rapl",
+    "log_row",
     "measure_command",
     "parse_gpu_selection",
     "predict_total",
     "probe_nvml",
+    "read_log",
     "resolve_carbon",
 ]

@@ -173,6 +173,8 @@ class Meter:
     ``meter.end(window)`` and ``@meter.measure("step")`` record one :class:`Measurement`
     each into :attr:`measurements`; windows nest, and one that ends with an exception is
     still recorded (its ``error`` field says what happened) before the exception goes on.
+    A meter that closes without any window having been opened records one measurement,
+    ``"total"``, for the whole time it was started (CodeCarbon's ``with`` habit).
 
     ``backends``, ``process`` and ``clock`` are for tests and special callers; by default
     the backends come from :func:`build_backends`.
@@ -203,6 +205,7 @@ class Meter:
         self._thread: threading.Thread | None = None
         self._started = False
         self._closed = False
+        self._whole: Window | None = None  # the "total" of a block that opens no window
         self._tick_failures = 0
         self._has_gpu = any(isinstance(b, NvmlBackend) for b in self._backends)
         self._estimates_cpu = any(isinstance(b, EstimateBackend) for b in self._backends)
@@ -216,6 +219,8 @@ class Meter:
             raise MeterError("this meter is closed", fix="create a new Meter for a new measurement")
         if not self._started:
             self._started = True
+            snap = self._snapshot()
+            self._whole = Window("total", None, snap, peak_rss_bytes=snap.process.rss_bytes)
             self._thread = threading.Thread(
                 target=self._run, name="frugalml-meter-poller", daemon=True
             )
@@ -227,6 +232,11 @@ class Meter:
         if self._closed:
             return
         self._closed = True
+        if self._whole is not None and not self._measurements and not self._open:
+            # ``with Meter() as m: work()`` without windows still measures the whole block
+            total = self._measure(self._whole, self._snapshot(), None)
+            with self._lock:
+                self._measurements.append(total)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
@@ -336,7 +346,7 @@ class Meter:
         return _Snapshot(self._clock(), datetime.now(timezone.utc), process, readings)
 
     def _update_peaks(self, rss_bytes: int, gpu_peak: int | None) -> None:
-        for window in self._open:
+        for window in (*self._open, *((self._whole,) if self._whole else ())):
             window.peak_rss_bytes = max(window.peak_rss_bytes, rss_bytes)
             if gpu_peak is not None:
                 window.peak_gpu_mem_bytes = max(window.peak_gpu_mem_bytes or 0, gpu_peak)
