@@ -44,7 +44,9 @@ class PowercapTree:
         name: str,
         energy_uj: int | str = 0,
         max_range_uj: int | None = 262_143_328_850,
+        constraints: dict[str, int | str] | None = None,
     ) -> Path:
+        """A zone; ``constraints`` maps file names (``constraint_0_max_power_uw``) to values."""
         parts = zone_id.split(":")
         if len(parts) == 3:  # a sub-zone lives inside its parent, linked from the root
             parent = self.root / f"{parts[0]}:{parts[1]}"
@@ -58,6 +60,8 @@ class PowercapTree:
         (path / "energy_uj").write_text(f"{energy_uj}\n")
         if max_range_uj is not None:
             (path / "max_energy_range_uj").write_text(f"{max_range_uj}\n")
+        for file_name, value in (constraints or {}).items():
+            (path / file_name).write_text(f"{value}\n")
         return path
 
     def set(self, zone_id: str, energy_uj: int | str) -> None:
@@ -91,6 +95,8 @@ class FakeGpu:
     name: str = "NVIDIA Test GPU"
     energy_mj: int | None = 0
     power_mw: int | None = 100_000
+    enforced_limit_mw: int | None = 300_000
+    management_limit_mw: int | None = 300_000
 
 
 @dataclass
@@ -135,6 +141,16 @@ def install_fake_nvml(monkeypatch: pytest.MonkeyPatch, fake: FakeNvml) -> FakeNv
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return h.power_mw
 
+    def enforced_limit(h: FakeGpu) -> int:
+        if h.enforced_limit_mw is None:
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return h.enforced_limit_mw
+
+    def management_limit(h: FakeGpu) -> int:
+        if h.management_limit_mw is None:
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return h.management_limit_mw
+
     impls = {
         "nvmlInit": init,
         "nvmlShutdown": shutdown,
@@ -144,6 +160,8 @@ def install_fake_nvml(monkeypatch: pytest.MonkeyPatch, fake: FakeNvml) -> FakeNv
         "nvmlDeviceGetName": lambda h: h.name,
         "nvmlDeviceGetTotalEnergyConsumption": energy,
         "nvmlDeviceGetPowerUsage": power,
+        "nvmlDeviceGetEnforcedPowerLimit": enforced_limit,
+        "nvmlDeviceGetPowerManagementLimit": management_limit,
         "nvmlSystemGetDriverVersion": lambda: "999.99",
     }
     for name, impl in impls.items():
@@ -170,6 +188,22 @@ def meter_no_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
 UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 UUID_B = "GPU-bbbbbbbb-5555-6666-7777-888888888888"
 UUID_C = "GPU-bbbbcccc-9999-0000-aaaa-bbbbbbbbbbbb"
+
+
+# -- machine load ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def meter_idle_load(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
+    """The 1-minute load average the meter reads, set by the test (idle by default).
+
+    Tests change ``loads[0]``; the meter reads it wherever it would call os.getloadavg().
+    """
+    from frugalml.meter import _meter
+
+    loads: list[float | None] = [0.0]
+    monkeypatch.setattr(_meter, "load_avg_1m", lambda: loads[0])
+    return loads
 
 
 # -- logging ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from meter_fixtures import UUID_A, UUID_B, UUID_C, FakeClock, FakeGpu, FakeNvml
 
 meter_caplog = meter_fixtures.meter_caplog
 meter_fake_nvml = meter_fixtures.meter_fake_nvml
+meter_idle_load = meter_fixtures.meter_idle_load
 meter_no_nvml = meter_fixtures.meter_no_nvml
 meter_no_powercap = meter_fixtures.meter_no_powercap
 
@@ -68,15 +69,20 @@ def test_driver_reload_never_counts_negative_energy(
 ) -> None:
     gpu = FakeGpu(UUID_A, energy_mj=5_000)
     meter_fake_nvml.gpus.append(gpu)
-    backend = _open()
+    clock = FakeClock()
+    backend = _open(clock)
     with meter_caplog.at_level(logging.WARNING):
         for value in (7_000, 300, 800):  # the driver reloads between 7000 and 300
+            clock.advance(1.0)
             gpu.energy_mj = value
             backend.poll()
     [reading] = backend.read()
-    assert reading.energy_j == pytest.approx((2_000 + 300 + 500) / 1000)
-    assert any("driver reloaded" in n for n in reading.notes)
-    assert "decreased" in meter_caplog.text
+    # The interval with the reload (1 s) is not booked; the raw 300 mJ is never added.
+    assert reading.energy_j == pytest.approx((2_000 + 500) / 1000)
+    assert reading.unmeasured_s == pytest.approx(1.0)
+    [fault] = reading.faults
+    assert "driver reload" in fault.note and "stepped back 6.7 J" in fault.note
+    assert "stepped back" in meter_caplog.text
 
 
 def test_reading_failure_mid_run_is_noted(meter_fake_nvml: FakeNvml) -> None:
@@ -194,7 +200,7 @@ def test_gpu_without_any_reading_is_skipped(meter_fake_nvml: FakeNvml) -> None:
 
 
 def test_meter_with_gpu_notes_short_windows(
-    meter_fake_nvml: FakeNvml, meter_no_powercap: object
+    meter_fake_nvml: FakeNvml, meter_no_powercap: object, meter_idle_load: list[float | None]
 ) -> None:
     gpu = FakeGpu(UUID_A, energy_mj=0)
     meter_fake_nvml.gpus.append(gpu)
@@ -204,8 +210,8 @@ def test_meter_with_gpu_notes_short_windows(
             gpu.energy_mj += 10_000
             clock.advance(0.2)
         with meter.window("long") as long:
+            clock.advance(3.0)  # time passes before the GPU can spend 300 J
             gpu.energy_mj += 300_000
-            clock.advance(3.0)
     assert short.measurement is not None and long.measurement is not None
     gpu_short = next(c for c in short.measurement.components if c.component == "gpu:0")
     assert gpu_short.energy_j == pytest.approx(10.0)

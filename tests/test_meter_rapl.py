@@ -90,10 +90,12 @@ def test_missing_max_range_warns_and_cannot_correct(
     with meter_caplog.at_level(logging.WARNING, logger="frugalml.meter._rapl"):
         backend = RaplBackend(found.selected)
     assert "wraps cannot be corrected" in meter_caplog.text
-    meter_powercap.set("intel-rapl:0", 100)  # a decrease: counted from 0, never negative
+    meter_powercap.set("intel-rapl:0", 100)  # a decrease: not booked, never the raw counter
     reading = backend.read()[0]
-    assert reading.energy_j == pytest.approx(100e-6)
-    assert any("unknown max_energy_range_uj" in n for n in reading.notes)
+    assert reading.energy_j == 0.0
+    assert any("max_energy_range_uj unknown" in n for n in reading.notes)
+    [fault] = reading.faults
+    assert "max_energy_range_uj is unknown: a wrap cannot be corrected" in fault.note
 
 
 def test_parent_and_children_are_not_double_counted(meter_powercap: PowercapTree) -> None:
@@ -175,7 +177,12 @@ def test_garbage_in_energy_uj_is_noted_and_skipped(meter_powercap: PowercapTree)
     assert reading.energy_j == 0.0
     assert any("not a counter value" in n for n in reading.notes)
     meter_powercap.set("intel-rapl:0", 1_500_000)
-    assert backend.read()[0].energy_j == pytest.approx(0.5)
+    # No baseline across the garbage: the next good reading starts a new interval.
+    assert backend.read()[0].energy_j == 0.0
+    meter_powercap.set("intel-rapl:0", 2_000_000)
+    reading = backend.read()[0]
+    assert reading.energy_j == pytest.approx(0.5)
+    assert len(reading.faults) == 1 and "not a counter value" in reading.faults[0].note
 
 
 def test_garbage_at_start_falls_back_to_estimate(

@@ -8,10 +8,13 @@ CPU time, peak memory.
 Modules:
 
 - ``_types``: :class:`Measurement` and :class:`ComponentEnergy` (JSON round trip).
-- ``_backend``: the backend interface (cumulative, monotonic joules per component).
+- ``_backend``: the backend interface (cumulative, monotonic joules per component), the
+  power bound every counter delta must pass (:class:`PowerBound`) and the intervals a
+  counter could not measure (:class:`CounterFault`).
 - ``_nvml``: NVIDIA GPUs via NVML: total-energy counter, power sampling where unsupported,
   ``CUDA_VISIBLE_DEVICES`` mapping.
-- ``_rapl``: CPU packages and DRAM via Linux powercap RAPL, wrap-corrected.
+- ``_rapl``: CPU packages and DRAM via Linux powercap RAPL, wrap-corrected, each delta
+  checked against the zone's maximum power.
 - ``_estimate``: stated CPU (TDP x utilisation) and DRAM (W per GB of RSS) estimates.
 - ``_process``: CPU time and RSS of a process tree.
 - ``_carbon``: intensity table (``carbon_intensity.csv``), PUE, ``co2_g``.
@@ -25,7 +28,13 @@ Modules:
 
 from __future__ import annotations
 
-from frugalml.meter._backend import ComponentReading, EnergyBackend, NullBackend
+from frugalml.meter._backend import (
+    ComponentReading,
+    CounterFault,
+    EnergyBackend,
+    NullBackend,
+    PowerBound,
+)
 from frugalml.meter._carbon import (
     WORLD_INTENSITY_G_PER_KWH,
     CarbonConfig,
@@ -66,6 +75,7 @@ __all__ = [
     "CommandResult",
     "ComponentEnergy",
     "ComponentReading",
+    "CounterFault",
     "CounterStatus",
     "CountryIntensity",
     "CpuPowerModel",
@@ -80,6 +90,7 @@ __all__ = [
     "NullBackend",
     "NvmlBackend",
     "NvmlProbe",
+    "PowerBound",
     "Prediction",
     "ProcessTreeSampler",
     "Projection",

@@ -18,7 +18,7 @@ from frugalml.meter._estimate import (
     cpu_power_model,
 )
 from frugalml.meter._nvml import probe_nvml
-from frugalml.meter._rapl import RAPL_PERMISSION_FIX, discover_rapl
+from frugalml.meter._rapl import RAPL_PERMISSION_FIX, RaplZone, discover_rapl
 
 __all__ = ["CounterStatus", "EnvironmentReport", "describe_environment"]
 
@@ -61,6 +61,11 @@ class EnvironmentReport:
         return asdict(self)
 
 
+def _rapl_bound(zone: RaplZone) -> str:
+    bound = zone.power_bound()
+    return f", deltas checked against {bound.max_power_w:g} W ({bound.source})"
+
+
 def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport:
     """Probe NVML and powercap (read-only, no network) and settle the carbon settings.
 
@@ -87,6 +92,8 @@ def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport
             else f"not measurable: {g.problem}"
         )
         + ("" if g.ordinal is not None else "; not visible to this process")
+        + f"; deltas checked against {g.power_bound.max_power_w:g} W "
+        + f"({g.power_bound.source})"
         + ")"
         for g in nvml.gpus
     )
@@ -119,6 +126,7 @@ def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport
             if z.max_energy_range_uj is not None
             else ", max_energy_range_uj unknown"
         )
+        + _rapl_bound(z)
         + (" [counted]" if z in rapl.selected else "")
         for z in rapl.zones
     )

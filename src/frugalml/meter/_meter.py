@@ -5,6 +5,12 @@ a poller thread keeps those figures correct between windows (RAPL wraps, NVML dr
 reloads, GPU power integration, process-tree RSS for the DRAM estimate). A window is the
 difference of two snapshots, so windows nest and overlap freely and opening one costs a few
 counter reads.
+
+Backends book only physically possible counter deltas and keep the intervals they could
+not measure (:class:`~frugalml.meter._backend.CounterFault`, cumulative unmeasured
+seconds); a window reports the part of those inside it, per component, so a fault between
+two polls loses only that interval. Each window also records the machine's load (the
+highest 1-minute load average seen), its logical CPUs and torch's thread count.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 import threading
 import time
@@ -21,7 +28,13 @@ from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
 
 from frugalml.errors import MeterError
-from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend, NullBackend
+from frugalml.meter._backend import (
+    Clock,
+    ComponentReading,
+    CounterFault,
+    EnergyBackend,
+    NullBackend,
+)
 from frugalml.meter._carbon import ResolvedCarbon, resolve_carbon
 from frugalml.meter._config import MeterConfig
 from frugalml.meter._estimate import EstimateBackend, cpu_power_model
@@ -38,7 +51,34 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MIN_POLL_INTERVAL_S = 0.01
+_MAX_FAULT_NOTES = 5
 _rapl_permission_warned = False
+
+
+def load_avg_1m() -> float | None:
+    """The 1-minute load average, or None where the OS has none."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def torch_threads() -> int | None:
+    """torch's intra-op thread count if torch is already imported (never imports it)."""
+    torch = sys.modules.get("torch")
+    get = getattr(torch, "get_num_threads", None) if torch is not None else None
+    if not callable(get):
+        return None
+    try:
+        return int(get())
+    except Exception:
+        return None
+
+
+def _max_opt(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
 
 
 def _gpu_fix(probe: NvmlProbe) -> str:
@@ -147,6 +187,7 @@ class _Snapshot:
     wall: datetime
     process: ProcessSample
     readings: dict[str, ComponentReading]
+    load_avg_1m: float | None = None
 
 
 @dataclass(eq=False)
@@ -158,6 +199,7 @@ class Window:
     _start: _Snapshot = field(repr=False)
     peak_rss_bytes: int = 0
     peak_gpu_mem_bytes: int | None = None
+    peak_load_avg_1m: float | None = None
     measurement: Measurement | None = None
 
     @property
@@ -282,8 +324,14 @@ class Meter:
         snap = self._snapshot()
         with self._lock:
             parent = self._open[-1].name if self._open else None
-            self._update_peaks(snap.process.rss_bytes, gpu_peak)
-            window = Window(name, parent, snap, peak_rss_bytes=snap.process.rss_bytes)
+            self._update_peaks(snap.process.rss_bytes, gpu_peak, snap.load_avg_1m)
+            window = Window(
+                name,
+                parent,
+                snap,
+                peak_rss_bytes=snap.process.rss_bytes,
+                peak_load_avg_1m=snap.load_avg_1m,
+            )
             if gpu_peak is not None:
                 window.peak_gpu_mem_bytes = 0
             self._open.append(window)
@@ -305,7 +353,7 @@ class Meter:
                     f"window {window.name!r} was not opened by this meter",
                     fix="end a window with the meter that began it",
                 )
-            self._update_peaks(snap.process.rss_bytes, gpu_peak)
+            self._update_peaks(snap.process.rss_bytes, gpu_peak, snap.load_avg_1m)
             self._open.remove(window)
         measurement = self._measure(window, snap, error)
         window.measurement = measurement
@@ -343,32 +391,32 @@ class Meter:
     def _snapshot(self) -> _Snapshot:
         readings = {r.component: r for b in self._backends for r in b.read()}
         process = self._process.latest() if self._estimates_cpu else self._process.sample()
-        return _Snapshot(self._clock(), datetime.now(timezone.utc), process, readings)
+        return _Snapshot(
+            self._clock(), datetime.now(timezone.utc), process, readings, load_avg_1m()
+        )
 
-    def _update_peaks(self, rss_bytes: int, gpu_peak: int | None) -> None:
+    def _update_peaks(
+        self, rss_bytes: int, gpu_peak: int | None, load: float | None = None
+    ) -> None:
         for window in (*self._open, *((self._whole,) if self._whole else ())):
             window.peak_rss_bytes = max(window.peak_rss_bytes, rss_bytes)
             if gpu_peak is not None:
                 window.peak_gpu_mem_bytes = max(window.peak_gpu_mem_bytes or 0, gpu_peak)
+            window.peak_load_avg_1m = _max_opt(window.peak_load_avg_1m, load)
 
     def _measure(self, window: Window, end: _Snapshot, error: str | None) -> Measurement:
         start = window._start
-        components = []
-        for component, reading in end.readings.items():
-            before = start.readings.get(component)
-            energy_j = max(0.0, reading.energy_j - (before.energy_j if before else 0.0))
-            components.append(
-                ComponentEnergy(
-                    component=component,
-                    energy_j=energy_j,
-                    source=reading.source,
-                    kind=reading.kind,
-                    device=reading.device,
-                    notes=reading.notes,
-                )
-            )
         duration_s = max(0.0, end.t - start.t)
-        notes = []
+        notes: list[str] = []
+        if end.t < start.t:
+            notes.append(
+                f"the clock went back {start.t - end.t:.3g} s within the window: duration "
+                "booked as 0 s"
+            )
+        components = [
+            _component(reading, start.readings.get(name), start.t, end.t, duration_s)
+            for name, reading in end.readings.items()
+        ]
         if duration_s < self.config.min_trusted_window_s and any(
             c.source == COUNTER_SOURCE for c in components
         ):
@@ -377,13 +425,36 @@ class Meter:
                 " s: the NVML energy counter updates about every 100 ms, so the GPU figure "
                 "may be off by up to ~0.1 s of GPU power; measure longer windows to trust it"
             )
+        notes.extend(
+            f"{c.component}: {c.unmeasured_s:.3g} s of the {duration_s:.3g} s window not "
+            "measured (a counter reading the hardware could not have produced, see its "
+            "notes); its energy_j covers the rest of the window only"
+            for c in components
+            if c.unmeasured_s > 0
+        )
+        cpu_s = end.process.cpu_s - start.process.cpu_s
+        if cpu_s < 0:
+            notes.append(
+                f"the process tree's CPU time went back {-cpu_s:.3g} s (a process left the "
+                "tree): cpu_time_s booked as 0 s"
+            )
+        logical_cpus = os.cpu_count()
+        peak_load = _max_opt(window.peak_load_avg_1m, end.load_avg_1m)
+        estimated = [c.component for c in components if c.kind == "estimated"]
+        if peak_load is not None and logical_cpus and peak_load > logical_cpus and estimated:
+            notes.append(
+                f"the 1-minute load average reached {peak_load:.2f} on {logical_cpus} logical "
+                f"CPUs: the machine was oversubscribed, so the estimated figures "
+                f"({', '.join(estimated)}) are inflated by contention (the same work takes "
+                "more CPU time and memory-seconds)"
+            )
         energy_j = sum(c.energy_j for c in components)
         return Measurement(
             name=window.name,
             parent=window.parent,
             started_at=start.wall.isoformat(timespec="microseconds"),
             duration_s=duration_s,
-            cpu_time_s=max(0.0, end.process.cpu_s - start.process.cpu_s),
+            cpu_time_s=max(0.0, cpu_s),
             energy_j=energy_j,
             components=tuple(components),
             co2_g=self.carbon.co2_g(energy_j),
@@ -395,6 +466,9 @@ class Meter:
             devices=self.devices,
             error=error,
             notes=tuple(notes),
+            peak_load_avg_1m=peak_load,
+            logical_cpus=logical_cpus,
+            torch_threads=torch_threads(),
         )
 
     def _run(self) -> None:
@@ -404,8 +478,9 @@ class Meter:
     def _tick(self) -> None:
         try:
             sample = self._process.poll()
+            load = load_avg_1m()
             with self._lock:
-                self._update_peaks(sample.rss_bytes, None)
+                self._update_peaks(sample.rss_bytes, None, load)
         except Exception:  # the poller must never take the training down
             self._tick_failures += 1
             if self._tick_failures == 1:
@@ -450,3 +525,51 @@ class Meter:
             logger.debug("reading CUDA peak memory failed: %s", exc)
             return None
         return peak
+
+
+def _component(
+    reading: ComponentReading,
+    before: ComponentReading | None,
+    start_t: float,
+    end_t: float,
+    duration_s: float,
+) -> ComponentEnergy:
+    """One component's share of a window: the difference of two cumulative readings, and
+    the faults of its counter that fall inside the window."""
+    notes = list(reading.notes)
+    energy_j = reading.energy_j - (before.energy_j if before else 0.0)
+    if energy_j < 0:
+        notes.append(
+            f"the cumulative reading went back {-energy_j:.6g} J within the window (a "
+            "backend fault): booked as 0 J"
+        )
+        energy_j = 0.0
+    unmeasured_s = reading.unmeasured_s - (before.unmeasured_s if before else 0.0)
+    unmeasured_s = min(duration_s, max(0.0, unmeasured_s))
+    inside = [f for f in reading.faults if f.end_t > start_t and f.start_t < end_t]
+    intervals = tuple(
+        (max(f.start_t, start_t) - start_t, min(f.end_t, end_t) - start_t) for f in inside
+    )
+    shown = zip(inside[:_MAX_FAULT_NOTES], intervals[:_MAX_FAULT_NOTES], strict=True)
+    notes.extend(_fault_note(f, a, b) for f, (a, b) in shown)
+    if len(inside) > _MAX_FAULT_NOTES:
+        notes.append(f"and {len(inside) - _MAX_FAULT_NOTES} more intervals not booked")
+    bound = reading.power_bound
+    return ComponentEnergy(
+        component=reading.component,
+        energy_j=energy_j,
+        source=reading.source,
+        kind=reading.kind,
+        device=reading.device,
+        notes=tuple(notes),
+        unmeasured_s=unmeasured_s,
+        unmeasured_intervals_s=intervals,
+        power_bound_w=None if bound is None else bound.max_power_w,
+    )
+
+
+def _fault_note(fault: CounterFault, start_s: float, end_s: float) -> str:
+    return (
+        f"not booked: {start_s:.3f}-{end_s:.3f} s into the window ({end_s - start_s:.3g} s): "
+        f"{fault.note}"
+    )

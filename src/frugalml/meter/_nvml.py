@@ -1,11 +1,19 @@
 """NVIDIA GPU energy through NVML (the ``nvidia-ml-py`` package, imported as ``pynvml``).
 
 Where the GPU supports it (Volta and newer), the backend reads the total-energy counter
-(``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver loaded). A decrease means the
-driver reloaded: the reading after it is counted from 0 and the energy between the last
-read and the reload (at most one poll interval) is lost, never subtracted. Elsewhere it
-samples ``nvmlDeviceGetPowerUsage`` (mW) in the meter's poller thread and integrates it
-with the trapezoid rule on a monotonic clock.
+(``nvmlDeviceGetTotalEnergyConsumption``, mJ since the driver loaded; it never wraps).
+Elsewhere it samples ``nvmlDeviceGetPowerUsage`` (mW) in the meter's poller thread and
+integrates it with the trapezoid rule on a monotonic clock.
+
+Every delta must be physically possible: at most the GPU's enforced power limit
+(``nvmlDeviceGetEnforcedPowerLimit``, mW; else ``nvmlDeviceGetPowerManagementLimit``; else
+the stated ceiling :data:`NVML_CEILING_W`) x :data:`~frugalml.meter._backend.POWER_SLACK` x
+(the time between the reads + 0.1 s, the counter's update period); a sampled power at most
+the limit x the slack. The limit is read again before a delta is refused (an administrator
+may have raised it). A decrease (a driver reload or a counter fault) and an increase above
+the bound are not booked: that interval is lost, the reading after it is the next baseline,
+and the measurement says which interval it could not measure. A failed read leaves the GPU
+without a baseline until the next good one; the time in between is not booked.
 
 The GPUs measured by default are those this process can see: ``CUDA_VISIBLE_DEVICES``
 entries (indices, full UUIDs with or without the ``GPU-`` prefix, or unique UUID prefixes)
@@ -24,10 +32,18 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Literal
 
-from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend
+from frugalml.meter._backend import (
+    POWER_SLACK,
+    Clock,
+    ComponentReading,
+    CounterLedger,
+    EnergyBackend,
+    PowerBound,
+)
 
 __all__ = [
     "COUNTER_SOURCE",
+    "NVML_CEILING_W",
     "SAMPLING_SOURCE",
     "NvmlBackend",
     "NvmlGpuInfo",
@@ -43,6 +59,11 @@ COUNTER_SOURCE = "nvml:total_energy_counter"
 SAMPLING_SOURCE = "nvml:power_usage_integral"
 NvmlStatus = Literal["ok", "no_nvml", "no_driver", "no_gpus", "none_visible"]
 _UNSET = object()
+#: The stated ceiling for a GPU whose power limit NVML cannot report: no NVIDIA GPU sold up
+#: to 2025 has a board power limit above 1,200 W (GB200).
+NVML_CEILING_W = 1500.0
+#: The total-energy counter updates about every 100 ms.
+NVML_UPDATE_SLACK_S = 0.1
 
 
 def _import_pynvml() -> ModuleType:
@@ -115,6 +136,19 @@ class NvmlGpuInfo:
     energy_counter: bool
     power_usage: bool
     problem: str | None = None
+    power_limit_w: float | None = None
+    power_limit_source: str = ""
+
+    @property
+    def power_bound(self) -> PowerBound:
+        """What this GPU's deltas are checked against (the ceiling without a limit)."""
+        if self.power_limit_w is None:
+            return PowerBound(
+                NVML_CEILING_W,
+                "stated ceiling: NVML reports no power limit",
+                NVML_UPDATE_SLACK_S,
+            )
+        return PowerBound(self.power_limit_w, self.power_limit_source, NVML_UPDATE_SLACK_S)
 
 
 @dataclass(frozen=True)
@@ -143,6 +177,19 @@ def _supports(call: Any, handle: Any, nvml: ModuleType) -> tuple[bool, str | Non
     return True, None
 
 
+def _power_limit(nvml: ModuleType, handle: Any) -> tuple[float | None, str]:
+    """The GPU's enforced power limit in W and which call gave it (None: unknown)."""
+    for call in ("nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetPowerManagementLimit"):
+        try:
+            milliwatts = float(getattr(nvml, call)(handle))
+        except Exception as exc:  # NVMLError, or a binding without the call
+            logger.debug("%s failed: %s", call, exc)
+            continue
+        if milliwatts > 0:
+            return milliwatts / 1000.0, f"{call}"
+    return None, ""
+
+
 def _enumerate(
     nvml: ModuleType, visible: str | None
 ) -> tuple[list[NvmlGpuInfo], list[Any], list[str]]:
@@ -160,6 +207,7 @@ def _enumerate(
                 f"neither the energy counter ({counter_problem}) nor power readings "
                 f"({power_problem}) are available"
             )
+        limit_w, limit_source = _power_limit(nvml, handle)
         gpus.append(
             NvmlGpuInfo(
                 nvml_index=i,
@@ -169,6 +217,8 @@ def _enumerate(
                 energy_counter=counter,
                 power_usage=power,
                 problem=problem,
+                power_limit_w=limit_w,
+                power_limit_source=limit_source,
             )
         )
     names = {g.name for g in gpus if g.ordinal is not None}
@@ -257,13 +307,16 @@ class _GpuState:
     ordinal: int
     handle: Any
     counter: bool
+    bound: PowerBound
     last_mj: int = 0
     total_mj: int = 0
     last_power_w: float = 0.0
     last_t: float = 0.0
+    last_before_t: float = 0.0
     total_j: float = 0.0
     read_failures: int = 0
     notes: list[str] = field(default_factory=list)
+    ledger: CounterLedger = field(default_factory=CounterLedger)
 
 
 class NvmlBackend(EnergyBackend):
@@ -286,13 +339,15 @@ class NvmlBackend(EnergyBackend):
         self._sample_interval_s = sample_interval_s
         self._counter_interval_s = counter_interval_s
         self._notes = tuple(notes)
-        now = self._clock()
         self._states: list[_GpuState] = []
         for info, handle in gpus:
-            state = _GpuState(info, info.ordinal or 0, handle, counter=info.energy_counter)
-            state.last_t = now
+            state = _GpuState(
+                info, info.ordinal or 0, handle, counter=info.energy_counter, bound=info.power_bound
+            )
+            state.last_before_t = self._clock()
             if state.counter:
                 state.last_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+                state.notes.append(f"every delta checked against {state.bound.describe()}")
             else:
                 state.last_power_w = float(nvml.nvmlDeviceGetPowerUsage(handle)) / 1000.0
                 state.notes.append(
@@ -301,6 +356,11 @@ class NvmlBackend(EnergyBackend):
                     "integrated with the trapezoid rule on a monotonic clock; some drivers "
                     "report power averaged over up to 1 s"
                 )
+                state.notes.append(
+                    f"every sample checked against {state.bound.max_power_w:g} W "
+                    f"({state.bound.source}) x {POWER_SLACK:g} slack"
+                )
+            state.last_t = self._clock()
             self._states.append(state)
 
     @property
@@ -322,42 +382,92 @@ class NvmlBackend(EnergyBackend):
     def ordinals(self) -> tuple[int, ...]:
         return tuple(s.ordinal for s in self._states)
 
+    @property
+    def power_bounds(self) -> dict[str, PowerBound]:
+        """The bound every delta of each component is checked against."""
+        return {f"gpu:{s.ordinal}": s.bound for s in self._states}
+
     def _poll(self) -> None:
-        now = self._clock()
         for state in self._states:
+            before = self._clock()
             try:
                 if state.counter:
-                    self._poll_counter(state)
+                    raw = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(state.handle))
+                    self._poll_counter(state, raw, before, self._clock())
                 else:
-                    self._poll_power(state, now)
+                    power_w = float(self._nvml.nvmlDeviceGetPowerUsage(state.handle)) / 1000.0
+                    self._poll_power(state, power_w, before, self._clock())
             except self._nvml.NVMLError as exc:
                 state.read_failures += 1
+                state.ledger.lose(state.last_t, f"NVML reading failed ({exc})")
                 if state.read_failures == 1:
-                    state.notes.append(f"NVML reading failed ({exc}); such readings skipped")
+                    state.notes.append(
+                        f"NVML reading failed ({exc}); such readings skipped and the time "
+                        "until the next good reading is not booked"
+                    )
                     logger.warning("GPU %d: NVML reading failed: %s", state.ordinal, exc)
 
-    def _poll_counter(self, state: _GpuState) -> None:
-        raw = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(state.handle))
-        if raw >= state.last_mj:
-            state.total_mj += raw - state.last_mj
-        else:
-            state.total_mj += raw
-            state.notes.append(
-                "the energy counter decreased (driver reloaded): counted from 0 after the "
-                "reload; the energy between the last read and the reload is lost"
-            )
-            logger.warning("GPU %d: NVML energy counter decreased (driver reload)", state.ordinal)
-        state.last_mj = raw
+    def _refresh_bound(self, state: _GpuState) -> None:
+        """Read the power limit again (it may have been raised since the start)."""
+        limit_w, source = _power_limit(self._nvml, state.handle)
+        if limit_w is not None and limit_w > state.bound.max_power_w:
+            state.bound = PowerBound(limit_w, source, NVML_UPDATE_SLACK_S)
+            state.notes.append(f"power limit raised during the run to {limit_w:g} W ({source})")
 
-    def _poll_power(self, state: _GpuState, now: float) -> None:
-        power_w = float(self._nvml.nvmlDeviceGetPowerUsage(state.handle)) / 1000.0
-        dt = now - state.last_t
-        if dt > 0:
-            state.total_j += 0.5 * (state.last_power_w + power_w) * dt
+    def _poll_counter(self, state: _GpuState, raw: int, before: float, now: float) -> None:
+        if state.ledger.lost:
+            state.ledger.regain(now)
+        else:
+            fault = self._counter_fault(state, raw, now - state.last_before_t)
+            if fault is None:
+                state.total_mj += raw - state.last_mj
+            else:
+                state.ledger.skip(state.last_t, now, fault)
+                logger.warning("GPU %d: %s; interval not booked", state.ordinal, fault)
+        state.last_mj, state.last_t, state.last_before_t = raw, now, before
+
+    def _counter_fault(self, state: _GpuState, raw: int, elapsed_s: float) -> str | None:
+        delta_mj = raw - state.last_mj
+        if delta_mj < 0:
+            return (
+                f"the energy counter stepped back {-delta_mj / 1000:.6g} J "
+                f"({state.last_mj} -> {raw} mJ): a driver reload or a counter fault"
+            )
+        if delta_mj / 1000 > state.bound.allowed_j(elapsed_s):
+            self._refresh_bound(state)
+            allowed_j = state.bound.allowed_j(elapsed_s)
+            if delta_mj / 1000 > allowed_j:
+                return (
+                    f"the energy counter jumped {delta_mj / 1000:.6g} J ({state.last_mj} -> "
+                    f"{raw} mJ), more than the GPU can draw (the bound is {allowed_j:.3g} J "
+                    f"for {elapsed_s:.3g} s at {state.bound.max_power_w:g} W): a counter fault"
+                )
+        return None
+
+    def _poll_power(self, state: _GpuState, power_w: float, before: float, now: float) -> None:
+        limit_w = state.bound.max_power_w * POWER_SLACK
+        if power_w > limit_w:
+            self._refresh_bound(state)
+            limit_w = state.bound.max_power_w * POWER_SLACK
+        if not 0 <= power_w <= limit_w:
+            state.ledger.lose(
+                state.last_t,
+                f"sampled power {power_w:g} W is outside 0-{limit_w:g} W "
+                f"({state.bound.max_power_w:g} W, {state.bound.source}, x {POWER_SLACK:g})",
+            )
+            logger.warning("GPU %d: implausible power sample %g W skipped", state.ordinal, power_w)
+            return
+        if state.ledger.lost:
+            state.ledger.regain(now)
+        else:
+            dt = now - state.last_t
+            if dt > 0:
+                state.total_j += 0.5 * (state.last_power_w + power_w) * dt
         state.last_power_w = power_w
-        state.last_t = now
+        state.last_t, state.last_before_t = now, before
 
     def _readings(self) -> list[ComponentReading]:
+        now = self._clock()
         return [
             ComponentReading(
                 component=f"gpu:{s.ordinal}",
@@ -366,6 +476,9 @@ class NvmlBackend(EnergyBackend):
                 kind="measured",
                 device=f"GPU {s.ordinal}: {s.info.name} ({s.info.uuid})",
                 notes=(*self._notes, *s.notes),
+                faults=s.ledger.snapshot(now),
+                unmeasured_s=s.ledger.unmeasured_s(now),
+                power_bound=s.bound,
             )
             for s in self._states
         ]

@@ -10,10 +10,20 @@ duplicate the package counters and are skipped.
 
 ``energy_uj`` wraps to 0 at ``max_energy_range_uj``. The backend asks to be polled at least
 twice per shortest possible wrap period (range / a conservative maximum power), so every
-wrap is seen and corrected, however many happen in a long run. Without a readable range a
-decrease cannot be corrected: the energy after the wrap is counted from 0 and the notes say
-what was lost. A zone that disappears or returns garbage keeps what it measured and says so
-in its notes; reading problems never stop the training.
+wrap is seen and corrected, however many happen in a long run.
+
+Every delta must be physically possible: at most the zone's maximum power (the largest of
+its ``constraint_*_max_power_uw`` and ``constraint_*_power_limit_uw`` files, else the
+stated ceiling :data:`RAPL_CEILING_W`) x :data:`~frugalml.meter._backend.POWER_SLACK` x
+(the time between the reads + 10 ms). A decrease is booked as a wrap only if the wrapped
+delta passes that bound; any other decrease is a counter fault or reset, and so is an
+increase above the bound: that interval is not booked, and the new reading is the next
+baseline. A reading above ``max_energy_range_uj`` (outside the counter's stated range), a
+non-integer or an unreadable file is not a reading: the counter has no baseline until the
+next good one, and the time in between is not booked. Without a readable (non-zero) range a
+wrap cannot be corrected: an interval with a decrease is not booked (the raw counter is
+never added). What was not booked is kept as fault intervals and unmeasured seconds (see
+:class:`~frugalml.meter._backend.CounterLedger`); reading problems never stop the training.
 
 RAPL counts the whole package: every process on the machine, not only the measured tree.
 """
@@ -28,11 +38,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend
+from frugalml.meter._backend import (
+    Clock,
+    ComponentReading,
+    CounterLedger,
+    EnergyBackend,
+    PowerBound,
+)
 
 __all__ = [
     "DEFAULT_POWERCAP_ROOT",
     "POWERCAP_ROOT_ENV",
+    "RAPL_CEILING_W",
     "RAPL_PERMISSION_FIX",
     "RaplBackend",
     "RaplDiscovery",
@@ -54,7 +71,13 @@ RAPL_PERMISSION_FIX = (
     '/sys%p/energy_uj" to make it permanent'
 )
 _ZONE_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
+_CONSTRAINT_RE = re.compile(r"^constraint_\d+_(max_power|power_limit)_uw$")
 _MIN_INTERVAL_S = 0.01
+#: The stated ceiling for a zone that states no maximum power: no x86 package sold up to
+#: 2025 is rated above 500 W (AMD EPYC 9005, Intel Xeon 6), twice that per zone.
+RAPL_CEILING_W = 1000.0
+#: RAPL updates its counters about every millisecond; ten times that as slack.
+RAPL_UPDATE_SLACK_S = 0.01
 
 RaplStatus = Literal["ok", "no_powercap", "no_zones", "permission_denied", "unreadable"]
 
@@ -90,6 +113,19 @@ class RaplZone:
     max_energy_range_uj: int | None
     readable: bool
     problem: str | None = None
+    max_power_w: float | None = None
+    max_power_files: tuple[str, ...] = ()
+
+    def power_bound(self, ceiling_w: float = RAPL_CEILING_W) -> PowerBound:
+        """The most power this zone can draw: its constraints, else ``ceiling_w``."""
+        if self.max_power_w is not None:
+            files = ", ".join(self.max_power_files)
+            return PowerBound(self.max_power_w, f"largest of {files}", RAPL_UPDATE_SLACK_S)
+        return PowerBound(
+            ceiling_w,
+            "stated ceiling: the zone states no constraint_*_max_power_uw",
+            RAPL_UPDATE_SLACK_S,
+        )
 
     @property
     def label(self) -> str:
@@ -142,7 +178,27 @@ def _probe_zone(path: Path, reader: Reader) -> RaplZone:
         readable, problem = False, f"energy_uj unreadable ({exc.strerror or exc})"
     except ValueError:
         readable, problem = False, "energy_uj does not hold an integer"
-    return RaplZone(path.name, name, path, parent, max_range, readable, problem)
+    max_power_w, files = _max_power(path, reader)
+    return RaplZone(path.name, name, path, parent, max_range, readable, problem, max_power_w, files)
+
+
+def _max_power(path: Path, reader: Reader) -> tuple[float | None, tuple[str, ...]]:
+    """The largest readable, positive ``constraint_*_{max_power,power_limit}_uw`` in watts."""
+    try:
+        names = sorted(p.name for p in path.iterdir() if _CONSTRAINT_RE.match(p.name))
+    except OSError:
+        return None, ()
+    best_uw = 0
+    used: list[str] = []
+    for name in names:
+        try:
+            value = int(reader(path / name))
+        except (OSError, ValueError):
+            continue
+        if value > 0:
+            used.append(name)
+            best_uw = max(best_uw, value)
+    return (best_uw / 1e6, tuple(used)) if best_uw > 0 else (None, ())
 
 
 def discover_rapl(
@@ -205,8 +261,9 @@ def discover_rapl(
     for z in usable:
         if z.max_energy_range_uj is None:
             notes.append(
-                f"{z.label}: max_energy_range_uj missing or unreadable; counter wraps cannot "
-                "be corrected (a decrease is counted from 0 and the energy before it is lost)"
+                f"{z.label}: max_energy_range_uj missing, unreadable or 0; counter wraps "
+                "cannot be corrected (an interval in which the counter decreases is not "
+                "booked)"
             )
     return RaplDiscovery(base, "ok", "readable", zones, usable, tuple(notes))
 
@@ -225,16 +282,23 @@ def _component_name(zone: RaplZone) -> str:
 class _ZoneState:
     zone: RaplZone
     component: str
+    bound: PowerBound
     last_uj: int
     last_t: float
+    last_before_t: float
     total_uj: int = 0
     gone: bool = False
     notes: list[str] = field(default_factory=list)
     garbage_reads: int = 0
+    ledger: CounterLedger = field(default_factory=CounterLedger)
 
 
 class RaplBackend(EnergyBackend):
-    """Cumulative, wrap-corrected joules per selected RAPL zone."""
+    """Cumulative, wrap-corrected joules per selected RAPL zone; only plausible deltas.
+
+    ``max_power_w`` sets the poll rate (with a zone's own stated maximum, if higher);
+    ``ceiling_w`` is the bound for zones that state no maximum power.
+    """
 
     name = "rapl"
 
@@ -243,6 +307,7 @@ class RaplBackend(EnergyBackend):
         zones: Sequence[RaplZone],
         *,
         max_power_w: float = 1000.0,
+        ceiling_w: float = RAPL_CEILING_W,
         reader: Reader | None = None,
         clock: Clock | None = None,
         notes: Sequence[str] = (),
@@ -258,18 +323,26 @@ class RaplBackend(EnergyBackend):
         )
         self._states: list[_ZoneState] = []
         for zone in zones:
+            before = self._clock()
             raw = self._read_uj(zone)
             if raw is None:
                 logger.warning("RAPL zone %s unreadable at start; not counted", zone.label)
                 continue
-            state = _ZoneState(zone, _component_name(zone), raw, self._t0)
+            bound = zone.power_bound(ceiling_w)
+            state = _ZoneState(zone, _component_name(zone), bound, raw, self._clock(), before)
+            state.notes.append(f"every delta checked against {bound.describe()}")
             if zone.max_energy_range_uj is None:
                 logger.warning(
                     "RAPL zone %s has no readable max_energy_range_uj: counter wraps cannot "
                     "be corrected",
                     zone.label,
                 )
-                state.notes.append("max_energy_range_uj unknown: counter wraps cannot be corrected")
+                state.notes.append(
+                    "max_energy_range_uj unknown or 0: counter wraps cannot be corrected; an "
+                    "interval in which the counter decreases is not booked"
+                )
+            elif raw > zone.max_energy_range_uj:
+                state.ledger.lose(state.last_t, self._outside_note(raw, zone))
             self._states.append(state)
 
     def _read_uj(self, zone: RaplZone) -> int | None:
@@ -278,15 +351,31 @@ class RaplBackend(EnergyBackend):
         except (OSError, ValueError):
             return None
 
+    @staticmethod
+    def _outside_note(raw: int, zone: RaplZone) -> str:
+        return (
+            f"energy_uj read {raw} uJ, above the counter's stated range "
+            f"(max_energy_range_uj {zone.max_energy_range_uj}): not a reading the counter "
+            "can produce, so no baseline until the next reading inside the range"
+        )
+
     @property
     def zone_count(self) -> int:
         return len(self._states)
 
     @property
+    def power_bounds(self) -> dict[str, PowerBound]:
+        """The bound every delta of each component is checked against."""
+        return {s.component: s.bound for s in self._states}
+
+    def _plan_power_w(self, state: _ZoneState) -> float:
+        return max(self._max_power_w, state.zone.max_power_w or 0.0)
+
+    @property
     def poll_interval_s(self) -> float:
         """Half the shortest time any zone could take to wrap at ``max_power_w``."""
         periods = [
-            s.zone.max_energy_range_uj / 1e6 / self._max_power_w
+            s.zone.max_energy_range_uj / 1e6 / self._plan_power_w(s)
             for s in self._states
             if s.zone.max_energy_range_uj is not None and not s.gone
         ]
@@ -299,24 +388,26 @@ class RaplBackend(EnergyBackend):
         return tuple(f"RAPL {s.zone.label}" for s in self._states)
 
     def _poll(self) -> None:
-        now = self._clock()
         for state in self._states:
             if not state.gone:
-                self._poll_zone(state, now)
+                self._poll_zone(state)
 
-    def _poll_zone(self, state: _ZoneState, now: float) -> None:
+    def _poll_zone(self, state: _ZoneState) -> None:
         zone = state.zone
-        elapsed = now - self._t0
+        before = self._clock()
         try:
             text = self._reader(zone.path / "energy_uj")
         except OSError as exc:
+            now = self._clock()
             state.gone = True
             state.notes.append(
-                f"zone disappeared or became unreadable at +{elapsed:.1f} s "
+                f"zone disappeared or became unreadable at +{now - self._t0:.1f} s "
                 f"({exc.strerror or exc}); energy after its last reading is not counted"
             )
+            state.ledger.lose(state.last_t, "zone disappeared or became unreadable")
             logger.warning("RAPL zone %s became unreadable: %s", zone.label, exc)
             return
+        now = self._clock()
         try:
             raw = int(text)
             if raw < 0:
@@ -325,36 +416,76 @@ class RaplBackend(EnergyBackend):
             state.garbage_reads += 1
             if state.garbage_reads == 1:
                 state.notes.append(
-                    f"energy_uj held {text[:40]!r} (not a counter value) at +{elapsed:.1f} s; "
-                    "such readings are skipped"
+                    f"energy_uj held {text[:40]!r} (not a counter value) at "
+                    f"+{now - self._t0:.1f} s; such readings are skipped and the time until "
+                    "the next good reading is not booked"
                 )
                 logger.warning("RAPL zone %s: energy_uj held %r; skipped", zone.label, text[:40])
+            state.ledger.lose(state.last_t, f"energy_uj held {text[:40]!r}, not a counter value")
             return
         max_range = zone.max_energy_range_uj
+        if max_range is not None and raw > max_range:
+            if not state.ledger.lost:
+                logger.warning("RAPL zone %s: energy_uj %d above its range", zone.label, raw)
+            state.ledger.lose(state.last_t, self._outside_note(raw, zone))
+            return
+        if state.ledger.lost:
+            state.ledger.regain(now)
+        else:
+            self._book(state, raw, now, before)
+        state.last_uj = raw
+        state.last_t = now
+        state.last_before_t = before
+
+    def _book(self, state: _ZoneState, raw: int, now: float, before: float) -> None:
+        """Book the delta from the last reading to ``raw`` if it is physically possible."""
+        zone = state.zone
+        max_range = zone.max_energy_range_uj
+        gap_s = now - state.last_t
         if max_range is not None:
-            period_s = max_range / 1e6 / self._max_power_w
-            gap_s = now - state.last_t
+            period_s = max_range / 1e6 / self._plan_power_w(state)
             if gap_s > period_s and not any("may have been missed" in n for n in state.notes):
                 state.notes.append(
                     f"{gap_s:.1f} s between two reads exceeds the shortest wrap period "
-                    f"({period_s:.1f} s at {self._max_power_w:g} W): a wrap may have been missed"
+                    f"({period_s:.1f} s at {self._plan_power_w(state):g} W): a wrap may have "
+                    "been missed"
                 )
-        if raw >= state.last_uj:
-            delta = raw - state.last_uj
-        elif max_range is not None:
-            delta = max_range - state.last_uj + raw
-        else:
-            delta = raw
-            state.notes.append(
-                f"counter decreased at +{elapsed:.1f} s with unknown max_energy_range_uj: "
-                "counted from 0 after the wrap, the energy up to the wrap since the last "
-                "reading is lost"
+        elapsed_s = now - state.last_before_t
+        allowed_uj = state.bound.allowed_j(elapsed_s) * 1e6
+        limit = (
+            f"the bound is {allowed_uj / 1e6:.3g} J for {elapsed_s:.3g} s at "
+            f"{state.bound.max_power_w:g} W"
+        )
+        fault: str | None = None
+        delta = raw - state.last_uj
+        if raw < state.last_uj:
+            back_j = (state.last_uj - raw) / 1e6
+            if max_range is None:
+                fault = (
+                    f"energy_uj stepped back {back_j:.6g} J ({state.last_uj} -> {raw} uJ) and "
+                    "max_energy_range_uj is unknown: a wrap cannot be corrected"
+                )
+            else:
+                delta = max_range - state.last_uj + raw
+                if delta > allowed_uj:
+                    fault = (
+                        f"energy_uj stepped back {back_j:.6g} J ({state.last_uj} -> {raw} uJ): "
+                        f"not a plausible wrap (a wrap would mean {delta / 1e6:.6g} J; "
+                        f"{limit}): a counter fault or reset"
+                    )
+        elif delta > allowed_uj:
+            fault = (
+                f"energy_uj jumped {delta / 1e6:.6g} J ({state.last_uj} -> {raw} uJ), more "
+                f"than the hardware can draw ({limit}): a counter fault"
             )
-        state.total_uj += delta
-        state.last_uj = raw
-        state.last_t = now
+        if fault is None:
+            state.total_uj += delta
+            return
+        state.ledger.skip(state.last_t, now, fault)
+        logger.warning("RAPL zone %s: %s; interval not booked", zone.label, fault)
 
     def _readings(self) -> list[ComponentReading]:
+        now = self._clock()
         return [
             ComponentReading(
                 component=s.component,
@@ -363,6 +494,9 @@ class RaplBackend(EnergyBackend):
                 kind="measured",
                 device=f"RAPL {s.zone.label}",
                 notes=(*self._common_notes, *s.notes),
+                faults=s.ledger.snapshot(now),
+                unmeasured_s=s.ledger.unmeasured_s(now),
+                power_bound=s.bound,
             )
             for s in self._states
         ]

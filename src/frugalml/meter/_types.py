@@ -35,6 +35,12 @@ class ComponentEnergy:
     ``"estimate:tdp*utilisation"``), ``kind`` whether it was measured or estimated,
     ``device`` the hardware it belongs to, and ``notes`` the assumptions and anything that
     went wrong while measuring it.
+
+    A counter reading the hardware could not have produced is not booked: ``energy_j``
+    then covers only the rest of the window, ``unmeasured_s`` says how many seconds of the
+    window it misses and ``unmeasured_intervals_s`` which ones (``(start, end)`` seconds
+    from the window's start), with what happened in ``notes``. ``power_bound_w`` is the
+    maximum power every delta was checked against (None for estimates).
     """
 
     component: str
@@ -43,6 +49,9 @@ class ComponentEnergy:
     kind: Kind
     device: str = ""
     notes: tuple[str, ...] = ()
+    unmeasured_s: float = 0.0
+    unmeasured_intervals_s: tuple[tuple[float, float], ...] = ()
+    power_bound_w: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -55,6 +64,11 @@ class ComponentEnergy:
                 f"component {self.component!r}: energy_j must be a finite number >= 0, "
                 f"not {self.energy_j!r}"
             )
+        if not math.isfinite(self.unmeasured_s) or self.unmeasured_s < 0:
+            raise ConfigError(
+                f"component {self.component!r}: unmeasured_s must be a finite number >= 0, "
+                f"not {self.unmeasured_s!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +78,9 @@ class ComponentEnergy:
             "kind": self.kind,
             "device": self.device,
             "notes": list(self.notes),
+            "unmeasured_s": self.unmeasured_s,
+            "unmeasured_intervals_s": [list(i) for i in self.unmeasured_intervals_s],
+            "power_bound_w": self.power_bound_w,
         }
 
     @classmethod
@@ -76,6 +93,11 @@ class ComponentEnergy:
                 kind=cast(Kind, data["kind"]),
                 device=str(data.get("device", "")),
                 notes=tuple(str(n) for n in data.get("notes", ())),
+                unmeasured_s=float(data.get("unmeasured_s", 0.0)),
+                unmeasured_intervals_s=tuple(
+                    (float(a), float(b)) for a, b in data.get("unmeasured_intervals_s", ())
+                ),
+                power_bound_w=_opt_float(data.get("power_bound_w")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -93,6 +115,12 @@ class Measurement:
     measured process tree. ``peak_gpu_mem_bytes`` is None unless torch CUDA was in use.
     ``started_at`` is ISO-8601 in UTC. ``error`` holds the exception that ended the window,
     if one did.
+
+    The machine's state: ``peak_load_avg_1m`` is the highest 1-minute load average seen at
+    the window's edges and by the poller (None where the OS has none), ``logical_cpus``
+    the logical CPU count, ``torch_threads`` torch's intra-op thread count when torch was
+    already imported (None otherwise). When the load exceeds the logical CPUs and a part is
+    estimated, ``notes`` says the estimated figures are inflated by contention.
     """
 
     name: str
@@ -111,6 +139,23 @@ class Measurement:
     parent: str | None = None
     error: str | None = None
     notes: tuple[str, ...] = field(default=())
+    peak_load_avg_1m: float | None = None
+    logical_cpus: int | None = None
+    torch_threads: int | None = None
+
+    @property
+    def unmeasured_s(self) -> float:
+        """The most seconds of this window that any one counter could not measure."""
+        return max((c.unmeasured_s for c in self.components), default=0.0)
+
+    @property
+    def oversubscribed(self) -> bool:
+        """True when the load average exceeded the logical CPUs during the window."""
+        return (
+            self.peak_load_avg_1m is not None
+            and self.logical_cpus is not None
+            and self.peak_load_avg_1m > self.logical_cpus
+        )
 
     @property
     def energy_kwh(self) -> float:
@@ -163,6 +208,9 @@ class Measurement:
             "devices": list(self.devices),
             "error": self.error,
             "notes": list(self.notes),
+            "peak_load_avg_1m": self.peak_load_avg_1m,
+            "logical_cpus": self.logical_cpus,
+            "torch_threads": self.torch_threads,
         }
 
     @classmethod
@@ -191,6 +239,9 @@ class Measurement:
                 devices=tuple(str(d) for d in data.get("devices", ())),
                 error=None if data.get("error") is None else str(data["error"]),
                 notes=tuple(str(n) for n in data.get("notes", ())),
+                peak_load_avg_1m=_opt_float(data.get("peak_load_avg_1m")),
+                logical_cpus=_opt_int(data.get("logical_cpus")),
+                torch_threads=_opt_int(data.get("torch_threads")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -220,3 +271,7 @@ class Measurement:
 
 def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
