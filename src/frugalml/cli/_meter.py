@@ -163,6 +163,12 @@ def format_measurement(m: Measurement) -> str:
         lines.append(f"  peak RSS      {m.peak_rss_bytes / 2**20:.1f} MiB (process tree)")
     if m.peak_gpu_mem_bytes is not None:
         lines.append(f"  peak GPU mem  {m.peak_gpu_mem_bytes / 2**20:.1f} MiB")
+    if m.peak_load_avg_1m is not None:
+        threads = "" if m.torch_threads is None else f", torch threads {m.torch_threads}"
+        lines.append(
+            f"  load          {m.peak_load_avg_1m:.2f} peak 1-min load average on "
+            f"{m.logical_cpus} logical CPUs{threads}"
+        )
     if m.error:
         lines.append(f"  ended with    {m.error}")
     lines.extend(f"  note          {n}" for n in m.notes)

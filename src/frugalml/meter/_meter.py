@@ -262,7 +262,13 @@ class Meter:
         if not self._started:
             self._started = True
             snap = self._snapshot()
-            self._whole = Window("total", None, snap, peak_rss_bytes=snap.process.rss_bytes)
+            self._whole = Window(
+                "total",
+                None,
+                snap,
+                peak_rss_bytes=snap.process.rss_bytes,
+                peak_load_avg_1m=snap.load_avg_1m,
+            )
             self._thread = threading.Thread(
                 target=self._run, name="frugalml-meter-poller", daemon=True
             )
