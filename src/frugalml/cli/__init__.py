@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "frugalml.cli._report",
     "frugalml.cli._tune",
     "frugalml.cli._profile",
+    "frugalml.cli._compress",
     "frugalml.cli._parallel",
     "frugalml.cli._train",
 )

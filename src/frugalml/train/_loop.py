@@ -270,6 +270,8 @@ def train(
     pretrained: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     guard: BudgetGuard | None = None,
+    regulariser: Callable[[torch.nn.Module], torch.Tensor] | None = None,
+    on_step: Callable[[torch.nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` and evaluate it on validation and test after every epoch.
 
@@ -277,7 +279,9 @@ def train(
     ``on_epoch`` is called with each finished :class:`EpochRecord` (a study writes it to its
     store; a tuner may raise to prune). ``guard`` (a :class:`frugalml.meter.BudgetGuard`)
     stops training early when the predicted total would exceed its budget; the result then
-    says so in ``stop_reason``.
+    says so in ``stop_reason``. ``regulariser(model)`` (optional) is added to each batch's
+    loss (a sparsity term, :mod:`frugalml.compress`); ``on_step(model)`` runs after each
+    optimizer step (e.g. to keep pruned weights at zero).
     """
     import torch
 
@@ -332,9 +336,13 @@ def train(
                 for x, y in feeders["train"].batches(order):
                     with autocast():
                         loss = loss_fn(model(x), y)
+                        if regulariser is not None:
+                            loss = loss + regulariser(model)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    if on_step is not None:
+                        on_step(model)
                     loss_sum += loss.detach().float() * y.shape[0]
                     samples += int(y.shape[0])
                 mean_loss = float(loss_sum) / max(samples, 1)
