@@ -130,6 +130,20 @@ def test_cumulative_energy_is_non_negative_and_monotonic(case: Case) -> None:
     assert sum(previous.values()) > 0
 
 
+def test_unmeasured_time_and_power_bounds(case: Case) -> None:
+    previous = {r.component: r.unmeasured_s for r in case.backend.read()}
+    for _ in range(3):
+        case.drive()
+        for r in case.backend.read():
+            assert r.unmeasured_s >= previous[r.component] >= 0, r.component
+            assert all(f.end_t >= f.start_t and f.note for f in r.faults)
+            previous[r.component] = r.unmeasured_s
+            # every counter is checked against a bound; estimates have none
+            assert (r.power_bound is not None) == (r.kind == "measured"), r.component
+            if r.power_bound is not None:
+                assert r.power_bound.max_power_w > 0 and r.power_bound.source
+
+
 def test_close_is_idempotent_and_freezes(case: Case) -> None:
     case.drive()
     case.backend.close()

@@ -145,6 +145,19 @@ def test_a_reading_outside_the_stated_range_is_not_booked(meter_powercap: Powerc
     assert (fault.start_t, fault.end_t) == (pytest.approx(1000.0), pytest.approx(1002.0))
 
 
+def test_a_counter_outside_its_range_at_the_start_has_no_baseline(
+    meter_powercap: PowercapTree,
+) -> None:
+    meter_powercap.zone("intel-rapl:0", "package-0", energy_uj=2000 * J, max_range_uj=1000 * J)
+    clock = FakeClock()
+    backend = _rapl(meter_powercap, clock)
+    _step(meter_powercap, clock, backend, 1.5, 10 * J)  # the first reading inside the range
+    _step(meter_powercap, clock, backend, 1.0, 40 * J)
+    [reading] = backend.read()
+    assert reading.energy_j == pytest.approx(30.0)
+    assert reading.unmeasured_s == pytest.approx(1.5)
+
+
 def test_zero_max_range_never_adds_the_raw_counter(meter_powercap: PowercapTree) -> None:
     meter_powercap.zone("intel-rapl:0", "package-0", energy_uj=100 * J, max_range_uj=0)
     found = discover_rapl(meter_powercap.root)

@@ -433,8 +433,8 @@ class Meter:
             )
         notes.extend(
             f"{c.component}: {c.unmeasured_s:.3g} s of the {duration_s:.3g} s window not "
-            "measured (a counter reading the hardware could not have produced, see its "
-            "notes); its energy_j covers the rest of the window only"
+            "measured (its counter gave readings the hardware could not have produced, or "
+            "none; see the component's notes): its energy_j covers the rest of the window only"
             for c in components
             if c.unmeasured_s > 0
         )
