@@ -15,7 +15,9 @@ import frugalml
 from frugalml.analysis import (
     MEMORY_COLUMN,
     PEPR_VARIANTS,
+    ColumnFallbackWarning,
     MissingDataWarning,
+    MixedSettingsWarning,
     pepr,
     prepare_variants,
     rank,
@@ -205,7 +207,13 @@ def study_table() -> pd.DataFrame:
 
 
 def test_score_study_all_variants() -> None:
-    out = score_study(study_table())
+    # A table written before trials recorded the split: E, C and T fall back, with a warning.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = score_study(study_table())
+    fallbacks = [str(w.message) for w in caught if w.category is ColumnFallbackWarning]
+    assert len(fallbacks) == 3  # E, C and T; M has no training-only column to miss
+    assert "scoring energy_j" in fallbacks[0]
     for column in ("energy_j", "co2_g", MEMORY_COLUMN, "duration_s", "params"):
         assert f"pepr_{column}" in out.columns
     assert "pepr_flops_per_sample" in out.columns
@@ -227,7 +235,8 @@ def test_score_study_all_variants() -> None:
 
 def test_score_study_equals_pepr_on_the_same_columns() -> None:
     table = study_table()
-    out = score_study(table, variants=("E", "C"))
+    with pytest.warns(ColumnFallbackWarning):
+        out = score_study(table, variants=("E", "C"))
     direct = pepr(
         table,
         performance="accuracy",
@@ -238,7 +247,7 @@ def test_score_study_equals_pepr_on_the_same_columns() -> None:
 
 
 def test_score_study_errors() -> None:
-    with pytest.raises(ConfigError, match=r"unknown PePR variant 'X'.*E \(energy_j\)"):
+    with pytest.raises(ConfigError, match=r"unknown PePR variant 'X'.*E \(train_energy_j\)"):
         score_study(study_table(), variants=("X",))
     table = study_table().drop(columns=["peak_rss_bytes", "peak_gpu_mem_bytes"])
     with pytest.raises(ConfigError, match="PePR-M needs column"):
@@ -246,10 +255,12 @@ def test_score_study_errors() -> None:
 
 
 def test_variant_names() -> None:
-    assert PEPR_VARIANTS["E"] == "energy_j"
-    assert PEPR_VARIANTS["C"] == "co2_g"
-    assert PEPR_VARIANTS["T"] == "duration_s"
-    assert score_label("pepr_energy_j") == "PePR-E"
+    # PePR-E, -C and -T score the training alone, as the PePR paper measured.
+    assert PEPR_VARIANTS["E"] == "train_energy_j"
+    assert PEPR_VARIANTS["C"] == "train_co2_g"
+    assert PEPR_VARIANTS["T"] == "train_duration_s"
+    assert score_label("pepr_train_energy_j") == "PePR-E"
+    assert score_label("pepr_energy_j") == "PePR-E"  # the fallback is named alike
     assert score_label("pepr_peak_mem_bytes") == "PePR-M"
     assert score_label("pepr_params") == "PePR (params)"
     assert score_label("accuracy") == "accuracy"
@@ -280,3 +291,78 @@ def test_import_does_not_load_scipy_or_matplotlib() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def split_table() -> pd.DataFrame:
+    """Energy split per trial: setup dominates energy_j, so the two rankings differ.
+
+    train_energy_j 10, 30, 20 (min 10, max 30) vs energy_j 100, 60, 80 (min 60, max 100).
+    """
+    table = study_table().iloc[:3].copy()
+    table["train_energy_j"] = [10.0, 30.0, 20.0]
+    table["eval_energy_j"] = [1.0, 1.0, 1.0]
+    table["setup_energy_j"] = [89.0, 29.0, 59.0]
+    table["energy_j"] = [100.0, 60.0, 80.0]
+    table["train_co2_g"] = [0.1, 0.3, 0.2]
+    table["train_duration_s"] = [1.0, 3.0, 2.0]
+    table["train_peak_rss_bytes"] = [50.0, 150.0, 100.0]
+    table["train_peak_gpu_mem_bytes"] = [NAN, NAN, NAN]
+    table["peak_gpu_mem_bytes"] = [NAN, NAN, NAN]
+    return table
+
+
+def test_pepr_e_scores_the_training_energy() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback: the table has the split
+        out = score_study(split_table(), variants=("E", "C", "T", "M"))
+    # train_energy_j 10, 30, 20 -> E_n 0, 1, 0.5 -> 0.9, 0.8/2 = 0.4, 0.6/1.5 = 0.4
+    np.testing.assert_allclose(out["pepr_train_energy_j"], [0.9, 0.4, 0.4], atol=1e-12)
+    assert "pepr_energy_j" not in out.columns
+    # Had energy_j (100, 60, 80) been scored: E_n 1, 0, 0.5 -> 0.45, 0.8, 0.4: b would lead.
+    direct = pepr(split_table(), performance="accuracy", resource="energy_j")
+    np.testing.assert_allclose(direct["pepr_energy_j"], [0.45, 0.8, 0.4], atol=1e-12)
+    # Training memory 50, 150, 100 -> 0, 1, 0.5, as for energy.
+    assert out["peak_mem_source"].tolist() == ["train_peak_rss_bytes"] * 3
+    np.testing.assert_allclose(out["pepr_peak_mem_bytes"], [0.9, 0.4, 0.4], atol=1e-12)
+    np.testing.assert_allclose(out["pepr_train_co2_g"], [0.9, 0.4, 0.4], atol=1e-12)
+    np.testing.assert_allclose(out["pepr_train_duration_s"], [0.9, 0.4, 0.4], atol=1e-12)
+
+
+def test_an_empty_training_column_falls_back_with_a_warning() -> None:
+    # A store written before the split: load_results adds the column, every value missing.
+    table = split_table()
+    table["train_energy_j"] = NAN
+    with pytest.warns(ColumnFallbackWarning, match=r"PePR-E uses the training alone"):
+        _, columns = prepare_variants(table, ["E"])
+    assert columns == ["energy_j"]
+
+
+@pytest.mark.parametrize("column", ["energy_j", "co2_g"])
+def test_negative_resources_are_refused_naming_rows_and_column(column: str) -> None:
+    table = hand_table()
+    table.loc[[1, 5], column] = [-5.0, -1.0]
+    with pytest.raises(DataError, match=rf"'{column}' has negative values at rows 1, 5"):
+        pepr(table, performance="accuracy", resource=column, group="dataset")
+
+
+def test_negative_variant_columns_are_refused() -> None:
+    table = split_table()
+    table.loc[2, "params"] = -3.0
+    with pytest.raises(DataError, match=r"'params' has negative values at row 2"):
+        score_study(table, variants=("E", "params"))
+
+
+def test_zero_resources_are_fine() -> None:
+    table = pd.DataFrame({"p": [0.5, 0.6], "r": [0.0, 2.0]})
+    out = pepr(table, performance="p", resource="r")
+    np.testing.assert_allclose(out["pepr_r"], [0.5, 0.3], atol=1e-12)
+
+
+def test_no_group_over_several_settings_warns() -> None:
+    table = hand_table()
+    with pytest.warns(MixedSettingsWarning, match=r"dataset: 2 values.*group=\['dataset'\]"):
+        pepr(table.dropna(), performance="accuracy", resource="energy_j")
+    one = table[table["dataset"] == "a"].dropna()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pepr(one, performance="accuracy", resource="energy_j")

@@ -134,10 +134,12 @@ def test_variant_shortcut(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "b,0.6,20,300,",
     ]
     csv = write(tmp_path, "\n".join(rows) + "\n")
-    code, out, _ = run(
+    code, out, err = run(
         capsys, "pepr", str(csv), "--performance", "accuracy", "--variant", "E", "--variant", "M"
     )
     assert code == 0
+    # No train_energy_j: PePR-E falls back to energy_j and says so on one line.
+    assert err.count("\n") == 1 and "scoring energy_j" in err
     table = pd.read_csv(io.StringIO(out))
     # No GPU values: memory falls back to RSS 100, 300 -> 0, 1 -> 0.8, 0.3
     np.testing.assert_allclose(table["pepr_peak_mem_bytes"], [0.8, 0.3], atol=1e-12)
@@ -158,6 +160,13 @@ def test_variant_shortcut(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         ("model,acc,e\n", [], ["no data rows"]),
         ("model,acc,e\na,0.8,1\n", ["--group", "dataset"], ["group column 'dataset'"]),
         ("model,acc,e\na,0.8,1\n", ["--variant", "X"], ["unknown PePR variant 'X'"]),
+        # A negative cost would rank first: refused, naming the column and the rows.
+        (
+            "model,acc,e\na,0.8,1\nb,0.7,-5\nc,0.6,-1\n",
+            [],
+            ["'e' has negative values at data rows 2, 3", "correct or remove those rows"],
+        ),
+        ("model,acc,e\na,0.8,1\n", ["--no-group", "--group", "model"], ["contradict"]),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(
@@ -206,3 +215,60 @@ def test_empty_group_warns_and_scores_nan(
     np.testing.assert_allclose(table["pepr_e"], [0.8, 0.3, NAN], atol=1e-12)
     assert err.count("\n") == 1
     assert "1 group with no scorable row: dataset='y'" in err
+
+
+SETTINGS_CSV = """\
+model,dataset,fraction,acc,e
+a,x,1.0,0.8,10
+b,x,1.0,0.6,30
+a,x,0.1,0.5,1
+b,x,0.1,0.4,3
+"""
+
+
+def test_several_settings_are_grouped_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = write(tmp_path, SETTINGS_CSV)
+    code, out, err = run(capsys, "pepr", str(csv), "--performance", "acc", "--resource", "e")
+    assert code == 0
+    table = pd.read_csv(io.StringIO(out))
+    # Per fraction: 10, 30 -> 0, 1 and 1, 3 -> 0, 1: 0.8, 0.3, 0.5, 0.2.
+    # (Over the whole table, 1..30: b at 1.0 would be 0.6 / 2 = 0.3 but a at 1.0 would get
+    # R_n = 9/29 and 0.8 / (1 + 9/29) = 0.6105.)
+    np.testing.assert_allclose(table["pepr_e"], [0.8, 0.3, 0.5, 0.2], atol=1e-12)
+    assert err.count("\n") == 1
+    assert "normalising within each setting of fraction (2 values of fraction)" in err
+    assert "--no-group" in err
+
+
+def test_no_group_normalises_the_whole_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = write(tmp_path, SETTINGS_CSV)
+    code, out, err = run(
+        capsys, "pepr", str(csv), "--performance", "acc", "--resource", "e", "--no-group"
+    )
+    assert code == 0
+    table = pd.read_csv(io.StringIO(out))
+    # min 1, max 30: a@1.0 R_n = 9/29, b@1.0 1, a@0.1 0, b@0.1 2/29.
+    expected = [0.8 / (1 + 9 / 29), 0.3, 0.5, 0.4 / (1 + 2 / 29)]
+    np.testing.assert_allclose(table["pepr_e"], expected, atol=1e-12)
+    assert "mixes several settings" in err  # the library's warning, on one line
+
+
+def test_variant_e_uses_the_training_energy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        "model,accuracy,train_energy_j,energy_j",
+        "a,0.8,10,90",
+        "b,0.6,20,30",
+    ]
+    csv = write(tmp_path, "\n".join(rows) + "\n")
+    code, out, err = run(capsys, "pepr", str(csv), "--performance", "accuracy", "--variant", "E")
+    assert code == 0 and err == ""
+    table = pd.read_csv(io.StringIO(out))
+    # training 10, 20 -> 0, 1 -> 0.8, 0.3 (energy_j 90, 30 would have given 0.4, 0.6)
+    np.testing.assert_allclose(table["pepr_train_energy_j"], [0.8, 0.3], atol=1e-12)
+    assert "pepr_energy_j" not in table.columns

@@ -91,7 +91,8 @@ def test_leaderboard_csv_has_the_hand_computed_scores(tmp_path: Path) -> None:
     assert board["rank"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(board["pepr_energy_j"], [0.90, 0.80 / 1.5, 0.95 / 2.0])
     np.testing.assert_allclose(board["energy_j"], [100.0, 300.0, 500.0])
-    np.testing.assert_allclose(board["energy_wh"], [100 / 3600, 300 / 3600, 500 / 3600])
+    # A table without train_energy_j (written before the split): PePR-E on energy_j.
+    assert board["pepr_e_column"].tolist() == ["energy_j"] * 3
     np.testing.assert_allclose(board["accuracy"], [0.90, 0.80, 0.95])
     # a's two seeds are averaged and counted; sample sd of 0.88, 0.92 = 0.02 * sqrt(2)
     assert board["n_trials"].tolist() == [2, 1, 1]
@@ -169,9 +170,13 @@ def test_tuning_trials_are_ranked_per_configuration_and_pruned_ones_only_listed(
     ]
     np.testing.assert_allclose(board["pepr_energy_j"], [0.7, 0.45])
     assert board["n_trials"].tolist() == [1, 1]
-    page = report.html_path.read_text()
-    assert "pruned by the tuner" in page
+    page = html.unescape(report.html_path.read_text())
+    # One state, "pruned", with the accuracy and energy of the epoch it stopped at.
+    assert "<h3>Pruned (1)</h3>" in page
+    assert "0.300" in page and "5.00 J" in page
+    assert "without accuracy or energy" not in page
     assert "65.0 J" in page  # the pruned trial's 5 J count in the study's total
+    assert (report.n_trials, report.n_scored) == (3, 2)
 
 
 # -- totals and provenance ---------------------------------------------------------------------
@@ -270,11 +275,15 @@ def test_pretrained_vs_scratch_is_tested_on_pairs(tmp_path: Path) -> None:
         build_report(pd.DataFrame(rows), tmp_path, plots=False).html_path.read_text()
     )
     assert "Pretrained vs from scratch" in page
-    sentence = next(
-        line for line in page.splitlines() if "All settings: accuracy, pretrained minus" in line
-    )
-    assert "median difference +0.100 over 3 pairs" in sentence
-    assert "p = 0.250" in sentence
+    # One setting besides the factor: its test is the test over all pairs, said once.
+    assert "All settings: accuracy" not in page
+    sentences = [
+        line for line in page.splitlines() if "accuracy, pretrained minus from scratch" in line
+    ]
+    assert len(sentences) == 1
+    assert "Digits, 100% of the training data: accuracy" in sentences[0]
+    assert "median difference +0.100 over 3 pairs" in sentences[0]
+    assert "p = 0.250" in sentences[0]
 
 
 def test_full_vs_reduced_data_appears_only_with_both_levels(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ pandas DataFrame, so a study's own results and published tables are scored alike
 Modules (private; use the names re-exported here):
 
 - ``_pepr``: :func:`pepr` (PePR = P / (1 + R_n), R min-max normalised per group),
-  the named variants :data:`PEPR_VARIANTS` (E, C, M, T, params, flops),
+  the named variants :data:`PEPR_VARIANTS` (E, C, M, T, params, flops; PePR-E and PePR-T
+  score the training alone, ``train_energy_j`` and ``train_duration_s``),
   :func:`score_study` for a study results table, and :func:`rank`.
 - ``_pareto``: :func:`pareto_front`, the rows no other row beats on both axes.
 - ``_stats``: :func:`small_vs_large` (Mann-Whitney U), :func:`paired_comparison`
@@ -22,10 +23,14 @@ from __future__ import annotations
 
 from frugalml.analysis._pareto import pareto_front
 from frugalml.analysis._pepr import (
+    FALLBACK_COLUMNS,
     MEMORY_COLUMN,
     PEPR_VARIANTS,
     SETTING_COLUMNS,
+    ColumnFallbackWarning,
     MissingDataWarning,
+    MixedSettingsWarning,
+    mixed_settings,
     pepr,
     prepare_variants,
     rank,
@@ -46,18 +51,22 @@ from frugalml.analysis._stats import (
 )
 
 __all__ = [
+    "FALLBACK_COLUMNS",
     "MANN_WHITNEY",
     "MEMORY_COLUMN",
     "PAPER_SIZE_THRESHOLD",
     "PEPR_VARIANTS",
     "SETTING_COLUMNS",
     "WILCOXON",
+    "ColumnFallbackWarning",
     "MissingDataWarning",
+    "MixedSettingsWarning",
     "PairedComparison",
     "SizeComparison",
     "axis_label",
     "comparison_table",
     "describe_test",
+    "mixed_settings",
     "paired_comparison",
     "pareto_front",
     "pareto_plot",

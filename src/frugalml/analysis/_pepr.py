@@ -31,10 +31,13 @@ from frugalml.analysis._table import (
 from frugalml.errors import ConfigError, DataError
 
 __all__ = [
+    "FALLBACK_COLUMNS",
     "MEMORY_COLUMN",
     "PEPR_VARIANTS",
     "SETTING_COLUMNS",
+    "ColumnFallbackWarning",
     "MissingDataWarning",
+    "MixedSettingsWarning",
     "pepr",
     "prepare_variants",
     "rank",
@@ -55,25 +58,48 @@ MEMORY_SOURCE_COLUMN = "peak_mem_source"
 #: PePR variants by name, each mapped to the study-table column it normalises.
 #: ``E``, ``C``, ``M`` and ``T`` are the paper's PePR-E (energy), PePR-C (CO2), PePR-M
 #: (memory) and PePR-T (time); ``params`` and ``flops`` score the counted model costs.
-#: ``M`` uses :data:`MEMORY_COLUMN`, which :func:`prepare_variants` fills per setting from
-#: ``peak_gpu_mem_bytes`` where the setting has GPU measurements, else ``peak_rss_bytes``.
+#: PePR-E, -C and -T use the training alone, as the paper measured: ``train_energy_j``,
+#: ``train_co2_g`` and ``train_duration_s`` (the epochs' training windows; setup and
+#: evaluation are separate columns). ``M`` uses :data:`MEMORY_COLUMN`, which
+#: :func:`prepare_variants` fills per setting from the training's own peak,
+#: ``train_peak_gpu_mem_bytes`` where the setting has GPU measurements, else
+#: ``train_peak_rss_bytes`` (the process's ``peak_*`` columns in tables without them).
 PEPR_VARIANTS: Mapping[str, str] = MappingProxyType(
     {
-        "E": "energy_j",
-        "C": "co2_g",
+        "E": "train_energy_j",
+        "C": "train_co2_g",
         "M": MEMORY_COLUMN,
-        "T": "duration_s",
+        "T": "train_duration_s",
         "params": "params",
         "flops": "flops_per_sample",
     }
 )
 
+#: The whole trial's column that stands in for a training-only column in tables written
+#: before trials recorded the split (with a :class:`ColumnFallbackWarning`).
+FALLBACK_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {"train_energy_j": "energy_j", "train_co2_g": "co2_g", "train_duration_s": "duration_s"}
+)
+
 _GPU_MEMORY = "peak_gpu_mem_bytes"
 _RSS_MEMORY = "peak_rss_bytes"
+_TRAIN_GPU_MEMORY = "train_peak_gpu_mem_bytes"
+_TRAIN_RSS_MEMORY = "train_peak_rss_bytes"
 
 
 class MissingDataWarning(UserWarning):
     """Some rows could not be scored because they lack the performance or the resource."""
+
+
+class ColumnFallbackWarning(UserWarning):
+    """A variant's column is absent, and the whole trial's column was scored instead."""
+
+
+class MixedSettingsWarning(UserWarning):
+    """Rows of several settings were normalised together (no group was given)."""
+
+
+_OWN_WARNINGS = (MissingDataWarning, ColumnFallbackWarning, MixedSettingsWarning)
 
 
 def pepr(
@@ -100,11 +126,13 @@ def pepr(
     Rows missing P or R get NaN in both new columns and are left out of their group's min
     and max; a :class:`MissingDataWarning` counts them and names groups with no scorable
     row. If every scorable row of a group has the same R, R_n is 0 and PePR equals P.
+    Without ``group``, a table whose setting columns (:data:`SETTING_COLUMNS`) hold several
+    values is normalised as one group, with a :class:`MixedSettingsWarning`.
 
     Raises:
         ConfigError: a column is not in the table, or a column is named twice.
-        DataError: no rows; non-numeric or infinite values; P outside [0, 1] (values up to
-            100 are reported as a percentage).
+        DataError: no rows; non-numeric or infinite values; a negative resource (naming
+            the rows); P outside [0, 1] (values up to 100 are reported as a percentage).
     """
     df = check_table(table)
     resources = as_columns(resource, role="resource")
@@ -130,9 +158,21 @@ def pepr(
 
     p = performance_values(df, performance)
     codes = group_codes(df, groups)
+    values = {name: resource_values(df, name) for name in resources}
+    if not groups:
+        mixed = mixed_settings(df, exclude=[performance, *resources])
+        if mixed:
+            warnings.warn(
+                "PePR normalised over the whole table, which mixes several settings ("
+                + ", ".join(f"{c}: {n} values" for c, n in mixed.items())
+                + "); group by them to compare models within a setting, e.g. group="
+                + repr(list(mixed)),
+                MixedSettingsWarning,
+                stacklevel=2,
+            )
     out = df.copy()
     for name in resources:
-        r = numeric_column(df, name, role="resource")
+        r = values[name]
         norm, score = _normalise_and_score(p, r, codes)
         out[f"{name}_norm"] = norm
         out[f"pepr_{name}"] = score
@@ -163,6 +203,36 @@ def performance_values(table: pd.DataFrame, column: str) -> FloatArray:
             fix=f"divide {column!r} by 100",
         )
     return p
+
+
+def resource_values(table: pd.DataFrame, column: str) -> FloatArray:
+    """A resource column as floats (NaN where missing), refused if any value is negative.
+
+    A negative energy, time, memory or count is not a cost a model could have: it would
+    rank first and lower every total, so it is an error naming the rows, not a score.
+    """
+    r = numeric_column(table, column, role="resource")
+    negative: BoolArray = r < 0
+    if negative.any():
+        raise DataError(
+            f"resource column {column!r} has negative values at {row_names(table, negative)} "
+            f"(first {r[int(np.argmax(negative))]:g}); a resource cannot be negative",
+            fix=f"correct or remove those rows (a meter never records a negative {column}); "
+            "a negative value would rank first and lower the totals",
+        )
+    return r
+
+
+def mixed_settings(table: pd.DataFrame, *, exclude: Sequence[str] = ()) -> dict[str, int]:
+    """The setting columns (:data:`SETTING_COLUMNS`) of ``table`` with several distinct
+    values, mapped to how many: the columns a PePR without groups would mix."""
+    out: dict[str, int] = {}
+    for column in SETTING_COLUMNS:
+        if column in table.columns and column not in exclude:
+            n = int(table[column].nunique(dropna=False))
+            if n > 1:
+                out[column] = n
+    return out
 
 
 def _normalise_and_score(
@@ -224,9 +294,13 @@ def prepare_variants(
     Args:
         table: a study results table (see ``docs/architecture.md``).
         variants: keys of :data:`PEPR_VARIANTS`, e.g. ``("E", "M")``.
-        group: the setting columns; for ``M`` each setting uses ``peak_gpu_mem_bytes`` if
-            any of its rows has it, else ``peak_rss_bytes`` (GPU and host memory are never
-            mixed within one normalisation).
+        group: the setting columns; for ``M`` each setting uses the GPU peak if any of
+            its rows has it, else the host RSS peak (GPU and host memory are never mixed
+            within one normalisation).
+
+    A training-only column the table lacks (:data:`FALLBACK_COLUMNS`: tables written
+    before trials recorded the split) is replaced by the whole trial's column, with a
+    :class:`ColumnFallbackWarning`.
 
     Returns:
         The table (a copy with :data:`MEMORY_COLUMN` and ``peak_mem_source`` added when
@@ -240,28 +314,59 @@ def prepare_variants(
     df = check_table(table)
     if "M" in names:
         df = _with_peak_memory(df, as_columns(group, role="group"))
-    return df, [PEPR_VARIANTS[v] for v in names]
+    columns = []
+    for variant in names:
+        column = PEPR_VARIANTS[variant]
+        stand_in = FALLBACK_COLUMNS.get(column)
+        if stand_in is not None and not _has_values(df, column) and stand_in in df.columns:
+            warnings.warn(
+                f"PePR-{variant} uses the training alone ({column}), which this table does "
+                f"not have (written before trials recorded it?); scoring {stand_in}, the whole "
+                "trial's figure with setup and evaluation included, instead",
+                ColumnFallbackWarning,
+                stacklevel=2,
+            )
+            column = stand_in
+        columns.append(column)
+    return df, columns
+
+
+def _has_values(table: pd.DataFrame, column: str) -> bool:
+    return column in table.columns and bool(table[column].notna().any())
 
 
 def _with_peak_memory(table: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
-    """Add the memory column: GPU peak where a setting measured it, host RSS otherwise."""
-    have = [c for c in (_GPU_MEMORY, _RSS_MEMORY) if c in table.columns]
+    """Add the memory column: the training's own peak where recorded (GPU where a setting
+    measured it, host RSS otherwise), else the process's peak with a warning."""
+    own = [c for c in (_TRAIN_GPU_MEMORY, _TRAIN_RSS_MEMORY) if _has_values(table, c)]
+    gpu_column, rss_column = (
+        (_TRAIN_GPU_MEMORY, _TRAIN_RSS_MEMORY) if own else (_GPU_MEMORY, _RSS_MEMORY)
+    )
+    have = [c for c in (gpu_column, rss_column) if c in table.columns]
     if not have:
         raise ConfigError(
             f"PePR-M needs column {_GPU_MEMORY!r} or {_RSS_MEMORY!r}; available columns: "
             + ", ".join(str(c) for c in table.columns),
             fix="score a study results table, or pass the memory column as a resource",
         )
+    if not own and (_TRAIN_RSS_MEMORY in table.columns or _TRAIN_GPU_MEMORY in table.columns):
+        warnings.warn(
+            f"PePR-M uses the training's own peak memory ({_TRAIN_RSS_MEMORY}, "
+            f"{_TRAIN_GPU_MEMORY}), which this table does not have; scoring the process's "
+            "peak (the runtime's baseline included) instead",
+            ColumnFallbackWarning,
+            stacklevel=3,
+        )
     require_columns(table, groups, role="group")
     n = len(table.index)
     gpu = (
-        numeric_column(table, _GPU_MEMORY, role="memory")
-        if _GPU_MEMORY in table.columns
+        numeric_column(table, gpu_column, role="memory")
+        if gpu_column in table.columns
         else np.full(n, np.nan)
     )
     rss = (
-        numeric_column(table, _RSS_MEMORY, role="memory")
-        if _RSS_MEMORY in table.columns
+        numeric_column(table, rss_column, role="memory")
+        if rss_column in table.columns
         else np.full(n, np.nan)
     )
     codes = group_codes(table, groups)
@@ -269,7 +374,7 @@ def _with_peak_memory(table: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
     use_gpu = group_has_gpu.to_numpy(dtype=bool)
     out = table.copy()
     out[MEMORY_COLUMN] = np.where(use_gpu, gpu, rss)
-    out[MEMORY_SOURCE_COLUMN] = np.where(use_gpu, _GPU_MEMORY, _RSS_MEMORY)
+    out[MEMORY_SOURCE_COLUMN] = np.where(use_gpu, gpu_column, rss_column)
     return out
 
 
@@ -285,14 +390,14 @@ def score_study(
     resource columns: adds ``<resource>_norm`` and ``pepr_<resource>`` per variant, e.g.
     ``pepr_energy_j`` for ``E`` and ``pepr_peak_mem_bytes`` for ``M``.
     """
-    table, resources = prepare_variants(df, variants, group)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MissingDataWarning)
+        warnings.simplefilter("always", UserWarning)
+        table, resources = prepare_variants(df, variants, group)
         scored = pepr(table, performance=performance, resource=resources, group=group)
     for warning in caught:
         # Re-issued so that they point at the caller of score_study, not at this module.
-        if issubclass(warning.category, MissingDataWarning):
-            warnings.warn(str(warning.message), MissingDataWarning, stacklevel=2)
+        if issubclass(warning.category, _OWN_WARNINGS):
+            warnings.warn(str(warning.message), warning.category, stacklevel=2)
         else:
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
@@ -301,11 +406,15 @@ def score_study(
 
 
 def score_label(column: str) -> str:
-    """A readable name for a score column: ``pepr_energy_j`` -> ``PePR-E``."""
+    """A readable name for a score column: ``pepr_train_energy_j`` -> ``PePR-E``.
+
+    The whole trial's stand-ins (:data:`FALLBACK_COLUMNS`) are named alike
+    (``pepr_energy_j`` -> ``PePR-E``); the text around a score says which column it used.
+    """
     if column.startswith("pepr_"):
         resource = column[len("pepr_") :]
         for key, name in PEPR_VARIANTS.items():
-            if name == resource and len(key) == 1:
+            if resource in (name, FALLBACK_COLUMNS.get(name)) and len(key) == 1:
                 return f"PePR-{key}"
         return f"PePR ({resource})"
     return column
@@ -313,7 +422,7 @@ def score_label(column: str) -> str:
 
 def rank(
     df: pd.DataFrame,
-    by: str = "pepr_energy_j",
+    by: str = "pepr_train_energy_j",
     group: str | Sequence[str] | None = None,
     *,
     ascending: bool = False,

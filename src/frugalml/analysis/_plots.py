@@ -38,12 +38,19 @@ _KNOWN_LABELS = {
     "balanced_accuracy": "balanced accuracy (0-1)",
     "auc": "AUC (0-1)",
     "f1": "F1 score (0-1)",
-    "energy_j": "training energy (J)",
+    "train_energy_j": "training energy (J)",
+    "eval_energy_j": "evaluation energy (J)",
+    "setup_energy_j": "setup energy (J)",
+    "energy_j": "whole-trial energy (J)",
+    "train_co2_g": "CO$_2$ of the training (g)",
     "co2_g": "CO$_2$ emitted (g)",
-    "duration_s": "training time (s)",
+    "train_duration_s": "training time (s)",
+    "duration_s": "trial time (s)",
     "peak_mem_bytes": "peak memory (bytes)",
     "peak_gpu_mem_bytes": "peak GPU memory (bytes)",
     "peak_rss_bytes": "peak host memory, RSS (bytes)",
+    "train_peak_rss_bytes": "training's peak host memory, RSS (bytes)",
+    "train_peak_gpu_mem_bytes": "training's peak GPU memory (bytes)",
     "params": "parameters (count)",
     "trainable_params": "trainable parameters (count)",
     "flops_per_sample": "FLOPs per sample",
@@ -123,7 +130,7 @@ def pepr_profile_plot(
     else:
         wanted = {str(v) for v in labels}
         chosen = np.flatnonzero(shown & np.array([n in wanted for n in names], dtype=bool))
-    _annotate(ax, r, p, names, chosen)
+    _annotate(ax, r, p, names, chosen, points=(r[shown], p[shown]))
     return _save(fig, path)
 
 
@@ -137,17 +144,36 @@ def pareto_plot(
     max_labels: int = 8,
     log_x: bool | None = None,
     title: str | None = None,
+    label_all: bool = False,
 ) -> Path:
     """Performance against a resource with the Pareto front marked.
 
     Pass the rows of one setting: the front is computed over all rows given. The x axis is
     logarithmic when ``log_x`` is True, or, by default, when every resource is positive and
     the largest is at least 100 times the smallest. The front's rows are labelled (at most
-    ``max_labels`` of them, the best performing).
+    ``max_labels`` of them, the best performing); with ``label_all`` every point is, the
+    front first. Labels never overlap each other, a point or the legend; a label that
+    finds no free place is left out.
 
     Returns:
         The path written.
     """
+    fig = _pareto_figure(
+        df, performance, resource, label_column, max_labels, log_x, title, label_all
+    )
+    return _save(fig, path)
+
+
+def _pareto_figure(
+    df: pd.DataFrame,
+    performance: str,
+    resource: str,
+    label_column: str,
+    max_labels: int,
+    log_x: bool | None,
+    title: str | None,
+    label_all: bool,
+) -> Figure:
     table, p, r, shown, names = _plot_inputs(df, performance, resource, label_column)
     front = pareto_front(table, performance, resource).to_numpy(dtype=bool)
 
@@ -166,9 +192,12 @@ def pareto_plot(
     ax.set_title(title or f"{performance} vs {_base(resource)}: Pareto front")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", framealpha=0.8)
-    best = order[np.argsort(-p[order], kind="stable")][:max_labels]
-    _annotate(ax, r, p, names, best)
-    return _save(fig, path)
+    best = [int(i) for i in order[np.argsort(-p[order], kind="stable")][:max_labels]]
+    if label_all:
+        others = np.flatnonzero(rest)
+        best += [int(i) for i in others[np.argsort(-p[others], kind="stable")]]
+    _annotate(ax, r, p, names, best, points=(r[shown], p[shown]))
+    return fig
 
 
 def size_plot(
@@ -180,16 +209,32 @@ def size_plot(
     threshold: float | None = None,
     hue: str | None = None,
     title: str | None = None,
+    label_column: str | None = None,
 ) -> Path:
     """A score against model size (log x), as in the PePR paper's Figure 5d.
 
-    With ``threshold`` a dashed line marks the small/large split and a short horizontal
-    line each side's median score. ``hue`` colours the points by a column (e.g.
-    ``dataset``) with a legend, for up to ten distinct values.
+    With ``threshold`` a dashed line marks the small/large split (named in the legend) and
+    a short horizontal line each side's median score. ``hue`` colours the points by a
+    column (e.g. ``dataset``) with a legend, for up to ten distinct values. With
+    ``label_column`` every point is labelled with its name, best score first, without
+    overlaps (a label with no free place is left out).
 
     Returns:
         The path written.
     """
+    fig = _size_figure(df, score, size, threshold, hue, title, label_column)
+    return _save(fig, path)
+
+
+def _size_figure(
+    df: pd.DataFrame,
+    score: str,
+    size: str,
+    threshold: float | None,
+    hue: str | None,
+    title: str | None,
+    label_column: str | None,
+) -> Figure:
     table = check_table(df)
     require_columns(table, [score, size] + ([hue] if hue else []), role="plot")
     values = numeric_column(table, score, role="score")
@@ -207,17 +252,14 @@ def size_plot(
     if bool((sizes[shown] > 0).all()):
         ax.set_xscale("log")
     if threshold is not None and math.isfinite(threshold):
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1.0)
         ymin, ymax = ax.get_ylim()
-        to_axes = ax.transData + ax.transAxes.inverted()
-        at = float(to_axes.transform((threshold, ymax))[0])
-        ax.text(
+        # Named in the legend, not written on the plot: a text at the edge was clipped.
+        ax.axvline(
             threshold,
-            ymax,
-            f" small: <= {human_count(threshold)} {size} ",
-            va="top",
-            ha="right" if at > 0.5 else "left",
-            fontsize=8,
+            color="black",
+            linestyle="--",
+            linewidth=1.0,
+            label=f"small/large split: small <= {human_count(threshold)} {size}",
         )
         x_lo, x_hi = float(sizes[shown].min()), float(sizes[shown].max())
         label = "median of each side"
@@ -235,8 +277,12 @@ def size_plot(
     ax.set_title(title or f"{score_label(score)} against model size")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[1]:
-        ax.legend(loc="best", fontsize=8)
-    return _save(fig, path)
+        ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    if label_column is not None:
+        names = _names(table, label_column)
+        order = np.flatnonzero(shown)[np.argsort(-values[shown], kind="stable")]
+        _annotate(ax, sizes, values, names, order, points=(sizes[shown], values[shown]))
+    return fig
 
 
 def _figure(size: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -287,45 +333,112 @@ def _base(column: str) -> str:
     return column[: -len("_norm")] if column.endswith("_norm") else column
 
 
-_LABEL_GAP = 0.045  # the least vertical distance between two labels, in axes fraction
+_LABEL_FONT = 7.5
+_MARKER_PX = 5.0  # half the side of the square a point's marker is kept clear in, pixels
+_LABEL_PAD_PX = 2.0
+#: Offsets tried for a label, in points from its point, nearest first; each with the
+#: alignment that puts the text on that side of the point.
+_OFFSETS: tuple[tuple[float, float, str, str], ...] = tuple(
+    (dx * radius, dy * radius, ha, va)
+    for radius in (6.0, 12.0, 20.0, 30.0, 42.0, 56.0, 72.0)
+    for dx, dy, ha, va in (
+        (1.0, 0.0, "left", "center"),
+        (-1.0, 0.0, "right", "center"),
+        (0.0, 1.0, "center", "bottom"),
+        (0.0, -1.0, "center", "top"),
+        (0.7, 0.7, "left", "bottom"),
+        (-0.7, 0.7, "right", "bottom"),
+        (0.7, -0.7, "left", "top"),
+        (-0.7, -0.7, "right", "top"),
+    )
+)
 
 
 def _annotate(
-    ax: Axes, x: FloatArray, y: FloatArray, names: list[str], rows: Sequence[int] | Any
-) -> None:
-    """Label a handful of points without overlap.
+    ax: Axes,
+    x: FloatArray,
+    y: FloatArray,
+    names: list[str],
+    rows: Sequence[int] | Any,
+    *,
+    points: tuple[FloatArray, FloatArray] | None = None,
+) -> list[int]:
+    """Label points with their names so that no two labels overlap.
 
-    Call after the axes' scales and limits are final. Labels sit beside their point (to
-    the left for points in the right quarter), spread apart vertically and kept inside the
-    axes, with a thin line to the point when they had to move.
+    Greedy placement, in the order of ``rows`` (most important first): each label takes
+    the nearest of :data:`_OFFSETS` where its box lies inside the axes and clear of every
+    label placed before, every point of ``points`` (default: the labelled ones) and the
+    legend; a thin line joins a label to its point when it sits further out. A label with
+    no free place is left out. Call after the axes' scales, limits and legend are final.
+
+    Returns:
+        The rows left without a label.
     """
+    from matplotlib.transforms import Bbox, ScaledTranslation
+
     picked = [int(i) for i in rows]
     if not picked:
-        return
-    to_axes = ax.transData + ax.transAxes.inverted()
-    points = to_axes.transform(np.column_stack([x[picked], y[picked]]))
-    order = np.argsort(points[:, 1], kind="stable")
-    label_y = points[order, 1].copy()
-    for k in range(1, len(label_y)):
-        label_y[k] = max(label_y[k], label_y[k - 1] + _LABEL_GAP)
-    overflow = label_y[-1] - 0.97
-    if overflow > 0:
-        label_y -= overflow
-    for k in range(len(label_y) - 2, -1, -1):  # pushing down may have crowded the bottom
-        label_y[k] = min(label_y[k], label_y[k + 1] - _LABEL_GAP)
-    for slot, k in enumerate(order):
-        i = picked[int(k)]
-        px = float(points[int(k), 0])
-        right = px < 0.75
-        ax.annotate(
-            names[i],
-            (float(x[i]), float(y[i])),
-            xytext=(px + (0.03 if right else -0.03), float(label_y[slot])),
-            textcoords="axes fraction",
-            ha="left" if right else "right",
-            va="center",
-            fontsize=8,
-            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
-            arrowprops={"arrowstyle": "-", "color": "0.3", "linewidth": 0.6},
-            zorder=4,
-        )
+        return []
+    root = ax.get_figure(root=True)
+    if root is None:  # axes made by _figure always have one
+        return picked
+    canvas = root.canvas
+    canvas.draw()  # settles the constrained layout, so pixel positions stay valid
+    renderer = canvas.get_renderer()  # type: ignore[attr-defined]
+    frame = ax.get_window_extent(renderer)
+    px, py = points if points is not None else (x[picked], y[picked])
+    centres = ax.transData.transform(np.column_stack([px, py]))
+    blocked = [
+        Bbox.from_extents(cx - _MARKER_PX, cy - _MARKER_PX, cx + _MARKER_PX, cy + _MARKER_PX)
+        for cx, cy in centres
+    ]
+    legend = ax.get_legend()
+    if legend is not None:
+        blocked.append(legend.get_window_extent(renderer))
+    left_out: list[int] = []
+    for i in picked:
+        placed = False
+        for dx, dy, ha, va in _OFFSETS:
+            offset = ScaledTranslation(dx / 72.0, dy / 72.0, root.dpi_scale_trans)
+            text = ax.text(
+                float(x[i]),
+                float(y[i]),
+                names[i],
+                transform=ax.transData + offset,
+                ha=ha,
+                va=va,
+                fontsize=_LABEL_FONT,
+                zorder=5,
+                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
+            text.set_in_layout(False)
+            box = text.get_window_extent(renderer).padded(_LABEL_PAD_PX)
+            inside = (
+                box.x0 >= frame.x0
+                and box.x1 <= frame.x1
+                and box.y0 >= frame.y0
+                and box.y1 <= frame.y1
+            )
+            if inside and not any(_overlap(box, other) for other in blocked):
+                blocked.append(box)
+                placed = True
+                if math.hypot(dx, dy) > 12.0:
+                    leader = ax.annotate(
+                        "",
+                        (float(x[i]), float(y[i])),
+                        xytext=(dx, dy),
+                        textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "color": "0.35", "linewidth": 0.6},
+                        zorder=4,
+                    )
+                    leader.set_in_layout(False)
+                break
+            text.remove()
+        if not placed:
+            left_out.append(i)
+    return left_out
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether two boxes share any area (touching edges do not count)."""
+    return bool(a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1)

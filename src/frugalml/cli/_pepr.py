@@ -6,7 +6,10 @@
 The output is the input table (every row and column, same order) plus ``<resource>_norm``
 and ``pepr_<resource>`` per resource, on stdout or in ``-o OUT.csv``. Rows that cannot be
 scored are counted in one warning line on stderr; errors in the input name the column and
-the data row (counted from 1 after the header).
+the data row (counted from 1 after the header). Without ``--group``, a table whose setting
+columns (dataset, pretrained, fraction) hold several values is normalised per setting, and
+a line on stderr says so (``--no-group``: the whole table as one group). A negative
+resource is refused, naming its rows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ _DESCRIPTION = """\
 Score every row of a results table by PePR = P / (1 + R_n) (Selvan et al., NLDL 2025),
 where R_n is the resource min-max normalised over the rows of one group. P must be a
 fraction in [0, 1]. The table comes back with <resource>_norm and pepr_<resource> added.
+Without --group, the setting columns present with several values (dataset, pretrained,
+fraction) make the groups. PePR-E (--variant E) uses training energy, train_energy_j: the
+epochs' training windows; setup and evaluation are reported separately (a table without
+train_energy_j falls back to energy_j, with a warning).
 """
 
 
@@ -58,9 +65,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="append",
         default=[],
         metavar="NAME",
-        help="a named PePR variant of a study table: E (energy_j), C (co2_g), "
-        "M (GPU peak memory, else host RSS), T (duration_s), params, flops "
-        "(flops_per_sample); repeat for several",
+        help="a named PePR variant of a study table: E (train_energy_j), C (train_co2_g), "
+        "M (the training's GPU peak memory, else host RSS), T (train_duration_s), params, "
+        "flops (flops_per_sample); a table without the train_ columns falls back to "
+        "energy_j, co2_g, duration_s and the process's peaks; repeat for several",
     )
     parser.add_argument(
         "--group",
@@ -68,10 +76,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[],
         metavar="COL",
         help="column that defines a setting (normalise within each); repeat for several, "
-        "e.g. --group dataset --group pretrained --group fraction",
+        "e.g. --group dataset --group pretrained --group fraction (default: the setting "
+        "columns dataset, pretrained, fraction that hold several values)",
     )
     parser.add_argument(
-        "-o", "--output", metavar="OUT.csv", type=Path, help="write here instead of stdout"
+        "--no-group",
+        action="store_true",
+        help="normalise over the whole table as one group, even across settings",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        "--out",
+        dest="output",
+        metavar="OUT.csv",
+        type=Path,
+        help="write here instead of stdout",
     )
     parser.set_defaults(handler=_run)
 
@@ -84,8 +104,15 @@ def _run(args: argparse.Namespace) -> int:
             "no resource to score",
             fix="give --resource COL (e.g. --resource energy_j) or --variant E",
         )
+    if args.no_group and args.group:
+        raise ConfigError(
+            "--no-group and --group contradict each other",
+            fix="give --group COL to normalise per setting, or --no-group for the whole table",
+        )
     table = _read_csv(args.csv)
     group = list(args.group) or None
+    if group is None and not args.no_group:
+        group = _setting_groups(table, args.performance, args.resource) or None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         resources: list[str] = []
@@ -102,6 +129,21 @@ def _run(args: argparse.Namespace) -> int:
         scored.to_csv(args.output, index=False)
         logger.info("wrote %d rows to %s", len(scored.index), args.output)
     return 0
+
+
+def _setting_groups(table: pd.DataFrame, performance: str, resources: list[str]) -> list[str]:
+    """The setting columns to normalise within, said on stderr: those with several values."""
+    from frugalml.analysis import mixed_settings
+
+    mixed = mixed_settings(table, exclude=[performance, *resources])
+    if mixed:
+        logger.info(
+            "normalising within each setting of %s (%s); --group COL to choose the columns, "
+            "--no-group to normalise over the whole table",
+            ", ".join(mixed),
+            ", ".join(f"{n} values of {c}" for c, n in mixed.items()),
+        )
+    return list(mixed)
 
 
 def _read_csv(source: str) -> pd.DataFrame:

@@ -3,6 +3,7 @@
     frugalml report runs/quickstart                   # -> runs/quickstart/report/report.html
     frugalml report runs/quickstart -o derma.html     # the HTML there, the rest beside it
     frugalml report --csv results.csv -o out/report.html
+    frugalml report runs/quickstart --energy-column energy_j   # PePR-E on the whole trial
 
 Exit codes: 0 when the report ranks at least one model; 1 when the study has trials but
 none complete with accuracy and energy (the report is still written and lists the failures
@@ -24,7 +25,9 @@ as PNG files, and the leaderboards by PePR-E as Markdown and CSV. Per setting (d
 pretrained, fraction): leaderboard, accuracy-energy Pareto front, PePR-E against size,
 small-vs-large test; for the study: paired pretrained/scratch and full/reduced-data tests,
 the PePR profile, total energy and CO2 with their provenance, and the failed trials.
-Trials of one model in one setting (seeds) are averaged before scoring.
+Trials of one model in one setting (seeds) are averaged before scoring. PePR-E uses
+training energy, train_energy_j: the epochs' training windows; setup and evaluation are
+reported separately (studies run before trials recorded it fall back to energy_j).
 """
 
 
@@ -44,13 +47,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--csv",
+        "--from-csv",
+        dest="csv",
         metavar="RESULTS.csv",
         type=Path,
-        help="report on a results table instead ('frugalml study export' writes one)",
+        help="input: report on a results table instead of DIR ('frugalml study export "
+        "--csv' writes one)",
     )
     parser.add_argument(
         "-o",
         "--output",
+        "--out",
+        dest="output",
         metavar="REPORT.html",
         type=Path,
         help="where the HTML goes; the PNGs and leaderboards go beside it "
@@ -63,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PARAMS",
         help="parameter count splitting small from large models in the tests "
         "(default: the median of the study's models; the PePR paper used 24.6e6)",
+    )
+    parser.add_argument(
+        "--energy-column",
+        metavar="COL",
+        help="the energy PePR-E, the ranking and the Pareto front use (default: "
+        "train_energy_j, the training alone; energy_j: the whole trial; eval_energy_j, "
+        "setup_energy_j)",
     )
     parser.add_argument(
         "--no-plots", action="store_true", help="leave out the figures (quicker; numbers only)"
@@ -100,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         energy_notes=notes,
         size_threshold=args.size_threshold,
         plots=not args.no_plots,
+        energy_column=args.energy_column,
     )
     print(f"report: {report.html_path}")
     print(f"leaderboards: {report.markdown_path}, {report.csv_path}")

@@ -31,7 +31,6 @@ from frugalml.report._format import plain_text
 from frugalml.report._html import Figure, render_html
 from frugalml.report._input import load_study
 from frugalml.report._prepare import (
-    ENERGY,
     LABEL,
     PERFORMANCE,
     SETTING,
@@ -41,6 +40,7 @@ from frugalml.report._prepare import (
     prepare,
 )
 from frugalml.report._tables import (
+    energy_words,
     leaderboard_frame,
     leaderboard_markdown,
     scoring_sentence,
@@ -91,6 +91,7 @@ def build_report(
     energy_notes: Mapping[str, Sequence[str]] | None = None,
     size_threshold: float | None = None,
     plots: bool = True,
+    energy_column: str | None = None,
 ) -> Report:
     """Write the report of a study's results table.
 
@@ -107,6 +108,9 @@ def build_report(
             (default: the median over the study's models).
         plots: ``False`` leaves out the figures (no PNGs, no matplotlib): quicker, for
             a look at the numbers only.
+        energy_column: the energy PePR-E, the ranking and the Pareto front use; default
+            ``train_energy_j`` (the epochs' training windows, as the PePR paper measured),
+            or ``energy_j`` (with a note) for a table written before trials recorded it.
 
     Only complete trials with accuracy and energy are scored; several trials of one model
     in one setting (seeds) are averaged first, and ``n`` says how many. A table whose
@@ -122,7 +126,7 @@ def build_report(
             f"size threshold must be a positive parameter count, got {size_threshold!r}",
             fix="pass e.g. 24.6e6 (the PePR paper's split), or leave it out for the median",
         )
-    prepared = prepare(results)
+    prepared = prepare(results, energy_column=energy_column)
     findings = significance(prepared, size_threshold=size_threshold) if prepared.settings else None
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -173,6 +177,7 @@ def report_study(
     title: str | None = None,
     html_path: Path | None = None,
     size_threshold: float | None = None,
+    energy_column: str | None = None,
 ) -> Report:
     """Report on a study directory, with the energy assumptions recorded in its store.
 
@@ -187,6 +192,7 @@ def report_study(
         html_path=html_path,
         energy_notes=study.energy_notes,
         size_threshold=size_threshold,
+        energy_column=energy_column,
     )
 
 
@@ -232,18 +238,21 @@ def _draw(
 def _pareto_figure(setting: Setting, folder: Path) -> Figure:
     short = plain_text(setting.label, limit=60)
     kind = _kind_words(setting.table)
+    words = energy_words(setting.energy_column)
     path = pareto_plot(
         setting.table,
         PERFORMANCE,
-        ENERGY,
+        setting.energy_column,
         folder / f"{setting.slug}-pareto-energy.png",
         label_column=LABEL,
-        title=f"{short}\naccuracy vs training energy{kind}",
+        label_all=True,
+        title=f"{short}\ntest accuracy vs {words}{kind}",
     )
     return Figure(
         path,
-        caption=f"Accuracy against training energy{kind}; red: the Pareto front, the models "
-        "no other model beats on both.",
+        caption=f"Test accuracy after the last epoch against {words} "
+        f"({setting.energy_column}){kind}; red: the Pareto front, the models no other model "
+        "beats on both.",
         alt=f"accuracy against energy, {short}",
         setting=setting.index,
     )
@@ -253,10 +262,11 @@ def _size_figure(setting: Setting, folder: Path, threshold: float | None) -> Fig
     short = plain_text(setting.label, limit=60)
     path = size_plot(
         setting.table,
-        f"pepr_{ENERGY}",
+        setting.score_column,
         "params",
         folder / f"{setting.slug}-pepr-e-vs-size.png",
         threshold=threshold,
+        label_column=LABEL,
         title=f"{short}\nPePR-E against model size",
     )
     return Figure(
@@ -278,7 +288,7 @@ def _profile_figure(prepared: PreparedStudy, folder: Path) -> Figure:
     path = pepr_profile_plot(
         scored,
         PERFORMANCE,
-        f"{ENERGY}_norm",
+        f"{prepared.energy_column}_norm",
         folder / PROFILE_NAME,
         label_column=_POINT,
         title="PePR-E profile: accuracy vs energy normalised per setting",

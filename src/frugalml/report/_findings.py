@@ -1,7 +1,8 @@
 """What a prepared study says, in sentences: the choice per setting and the tests.
 
 - :func:`decision`: per setting, the best model by PePR-E, how the most accurate model
-  compares with it, and which models are on the accuracy-energy Pareto front.
+  compares with it, which models are on the accuracy-energy Pareto front, and whether
+  the top two differ by more than the test set's sampling noise (:func:`noise_sentence`).
 - :func:`significance`: small vs large models (two-sided Mann-Whitney U on PePR-E, per
   setting and over all models, each model averaged over its settings for the latter) and,
   where the study has both levels, pretrained vs from scratch and full vs reduced data
@@ -39,7 +40,6 @@ from frugalml.report._format import (
     plain_text,
 )
 from frugalml.report._prepare import (
-    ENERGY,
     LABEL,
     PARETO,
     PERFORMANCE,
@@ -49,15 +49,16 @@ from frugalml.report._prepare import (
     has_values,
     setting_label,
 )
+from frugalml.report._tables import energy_words
 
 __all__ = [
     "PairedSection",
     "Significance",
     "decision",
+    "noise_sentence",
     "significance",
 ]
 
-_SCORE = f"pepr_{ENERGY}"
 _ALPHA = 0.05
 _EXACT_LIMIT = 8  # scipy's Mann-Whitney U is exact when one side has at most 8 (no ties)
 
@@ -89,11 +90,13 @@ def decision(setting: Setting) -> list[str]:
     table = setting.table
     if not len(table.index):
         return []
+    energy = setting.energy_column
     best = table.iloc[0]
     kind = _kind(best)
     sentences = [
-        f"Best PePR-E: {best[LABEL]}, accuracy {fmt_fixed(float(best[PERFORMANCE]))} for "
-        f"{fmt_energy(float(best[ENERGY]))} of training energy{kind}."
+        f"Best PePR-E: {best[LABEL]}, test accuracy after the last epoch "
+        f"{fmt_fixed(float(best[PERFORMANCE]))} for {fmt_energy(float(best[energy]))} of "
+        f"{energy_words(energy)}{kind}."
     ]
     if len(table.index) > 1:
         top = int(np.argmax(table[PERFORMANCE].to_numpy(dtype=np.float64)))
@@ -102,20 +105,92 @@ def decision(setting: Setting) -> list[str]:
             sentences.append("It is also the most accurate model of this setting.")
         else:
             gain = float(accurate[PERFORMANCE]) - float(best[PERFORMANCE])
-            ratio = float(accurate[ENERGY]) / float(best[ENERGY]) if best[ENERGY] > 0 else math.nan
+            ratio = float(accurate[energy]) / float(best[energy]) if best[energy] > 0 else math.nan
             times = f"{ratio:.2g} times the energy" if math.isfinite(ratio) else "more energy"
             sentences.append(
                 f"The most accurate, {accurate[LABEL]}, gains {gain:+.3f} accuracy "
                 f"({fmt_fixed(float(accurate[PERFORMANCE]))}) for {times} "
-                f"({fmt_joules(float(accurate[ENERGY]))})."
+                f"({fmt_joules(float(accurate[energy]))})."
             )
-        front = table[table[PARETO].astype(bool)].sort_values(ENERGY, kind="stable")
+        front = table[table[PARETO].astype(bool)].sort_values(energy, kind="stable")
         names = ", ".join(str(n) for n in front[LABEL])
         sentences.append(
             f"On the accuracy-energy Pareto front (no other model is both more accurate and "
             f"cheaper): {names}."
         )
+        noise = noise_sentence(setting)
+        if noise:
+            sentences.append(noise)
     return sentences
+
+
+def noise_sentence(setting: Setting) -> str:
+    """Whether the top two models by PePR-E differ in accuracy beyond sampling noise.
+
+    The bound is the binomial standard error of the difference of two accuracies on the
+    test set, sqrt(p1 (1 - p1) / N + p2 (1 - p2) / N) with N test images (``test_samples``);
+    a difference within two of them is called within noise. Per-sample predictions, which
+    a McNemar test would need, are not recorded. With several seeds the seeds' spread is
+    reported beside it; with one seed each, the sentence says so.
+    """
+    table = setting.table
+    if len(table.index) < 2:
+        return ""
+    first, second = table.iloc[0], table.iloc[1]
+    p1, p2 = float(first[PERFORMANCE]), float(second[PERFORMANCE])
+    if not (math.isfinite(p1) and math.isfinite(p2)):
+        return ""
+    names = f"The top two by PePR-E, {first[LABEL]} and {second[LABEL]},"
+    diff = abs(p1 - p2)
+    n_test = _test_samples(first, second)
+    seeds = min(int(first["n_trials"]), int(second["n_trials"]))
+    seed_text = (
+        f" (means over {seeds} or more seeds each)"
+        if seeds > 1
+        else " (one seed each, n = 1: how much a rerun would move them is not measured)"
+    )
+    if n_test is None:
+        if diff == 0:
+            return f"{names} have the same test accuracy{seed_text}: their order rests on energy."
+        return (
+            f"{names} differ in test accuracy by {diff:.3f}{seed_text}; the test set's size "
+            "is not recorded, so no noise bound is given."
+        )
+    bound = 2.0 * math.sqrt(p1 * (1.0 - p1) / n_test + p2 * (1.0 - p2) / n_test)
+    images = round(diff * n_test)
+    if diff == 0:
+        return (
+            f"{names} have the same test accuracy ({fmt_fixed(p1)} on {n_test} test "
+            f"images){seed_text}: their order rests on energy alone."
+        )
+    within = diff <= bound
+    return (
+        f"{names} differ in test accuracy by {diff:.3f} ({images} of {n_test} test images)"
+        f"{seed_text}; "
+        + (
+            f"that is within noise (two binomial standard errors of the difference: "
+            f"{bound:.3f}), so their order rests on energy, not on accuracy."
+            if within
+            else f"more than two binomial standard errors of the difference ({bound:.3f})."
+        )
+    )
+
+
+def _test_samples(*rows: pd.Series[Any]) -> int | None:
+    """The test set size of the rows compared, if recorded and the same for all."""
+    sizes = set()
+    for row in rows:
+        value = row.get("test_samples")
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(number) or number < 1:
+            return None
+        sizes.add(round(number))
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 def _kind(row: pd.Series[Any]) -> str:
@@ -126,6 +201,7 @@ def _kind(row: pd.Series[Any]) -> str:
 def significance(prepared: PreparedStudy, *, size_threshold: float | None = None) -> Significance:
     """Run the small-vs-large and paired tests the study's design allows."""
     scored = prepared.scored
+    score = prepared.score_column
     notes: list[str] = []
     threshold, source = _threshold(scored, size_threshold)
     size_overall: SizeComparison | None = None
@@ -135,12 +211,12 @@ def significance(prepared: PreparedStudy, *, size_threshold: float | None = None
     elif len(scored.index):
         try:
             size_overall = small_vs_large(
-                scored, score=_SCORE, size="params", threshold=threshold, average_by=LABEL
+                scored, score=score, size="params", threshold=threshold, average_by=LABEL
             )[0]
             for setting in prepared.settings:
                 if has_values(setting.table, "params"):
                     result = small_vs_large(
-                        setting.table, score=_SCORE, size="params", threshold=threshold
+                        setting.table, score=score, size="params", threshold=threshold
                     )[0]
                     by_setting[setting.index] = replace(result, setting=setting.key)
         except FrugalError as exc:
@@ -181,9 +257,9 @@ def _paired(prepared: PreparedStudy, notes: list[str]) -> list[PairedSection]:
     for factor, title, levels in plans:
         others = [c for c in prepared.setting_columns if c != factor]
         results: dict[str, list[PairedComparison]] = {}
-        for value in (PERFORMANCE, _SCORE):
+        for value in (PERFORMANCE, prepared.score_column):
             try:
-                results[value] = paired_comparison(
+                found = paired_comparison(
                     scored,
                     factor=factor,
                     value=value,
@@ -193,6 +269,12 @@ def _paired(prepared: PreparedStudy, notes: list[str]) -> list[PairedSection]:
                 )
             except FrugalError as exc:
                 notes.append(f"{title}, {value}: no test ({exc})")
+                continue
+            per_setting = [r for r in found if r.setting]
+            if len(per_setting) == 1 and len(found) == 2:
+                # One setting: its test is the test over all pairs; say it once, by name.
+                found = per_setting
+            results[value] = found
         if results:
             sections.append(PairedSection(title, factor, levels, results))
     return sections

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from frugalml import __version__
 from frugalml.report._findings import (
     Significance,
@@ -33,8 +35,8 @@ from frugalml.report._format import (
     plain_text,
 )
 from frugalml.report._input import CARBON_KEY
-from frugalml.report._prepare import ENERGY, PreparedStudy, Setting, trial_name
-from frugalml.report._tables import display_table, provenance_text, totals_sentences
+from frugalml.report._prepare import ENERGY, TRAIN_ENERGY, PreparedStudy, Setting, trial_name
+from frugalml.report._tables import display_table, provenance_text
 
 __all__ = ["Figure", "figure_html", "html_page", "paragraph_html", "render_html", "table_html"]
 
@@ -181,24 +183,53 @@ def _subtitle(prepared: PreparedStudy, generated_at: str) -> str:
 
 
 def _summary(prepared: PreparedStudy, scoring: str) -> str:
+    """The study in cards (each figure once; no sentences repeating them), then the rule."""
     totals = prepared.totals
+    unscored = totals.n_complete - totals.n_scored
+    states = [
+        *([f"{totals.n_pruned} pruned"] if totals.n_pruned else []),
+        f"{totals.n_failed} failed",
+        f"{totals.n_unfinished} unfinished",
+    ]
+    trials_detail = f"of {totals.n_trials}; " + ", ".join(states)
+    if unscored:
+        trials_detail += f"; {unscored} complete without accuracy or energy"
+    energy_detail = provenance_text(totals) if totals.n_with_energy else ""
+    if totals.n_with_energy:
+        failed = totals.n_failed_with_energy
+        energy_detail += f"; over {totals.n_with_energy} trials" + (
+            f", {failed} failed {'trial' if failed == 1 else 'trials'} included" if failed else ""
+        )
     cards = [
-        (
-            "Trials",
-            f"{totals.n_complete} complete",
-            f"of {totals.n_trials}; {totals.n_failed} failed, {totals.n_unfinished} unfinished",
-        ),
+        ("Trials", f"{totals.n_complete} complete", trials_detail),
         (
             "Study energy",
             fmt_energy(totals.energy_j) if totals.n_with_energy else "not recorded",
-            provenance_text(totals) if totals.n_with_energy else "",
+            energy_detail,
         ),
+    ]
+    if totals.parts_j:
+        of = (
+            ""
+            if totals.n_with_parts == totals.n_with_energy
+            else f" ({totals.n_with_parts} trials)"
+        )
+        cards.append(
+            (
+                "Training energy",
+                fmt_energy(totals.parts_j.get(TRAIN_ENERGY, math.nan)),
+                f"of it{of}; evaluation "
+                f"{fmt_joules(totals.parts_j.get('eval_energy_j', math.nan))}, setup "
+                f"{fmt_joules(totals.parts_j.get('setup_energy_j', math.nan))}",
+            )
+        )
+    cards += [
         (
             "CO₂-equivalent",
             fmt_co2(totals.co2_g),
             "from the energy, carbon intensity and PUE below",
         ),
-        ("Trial time", fmt_duration(totals.duration_s), "training and evaluation, summed"),
+        ("Trial time", fmt_duration(totals.duration_s), "setup, training and evaluation, summed"),
     ]
     html_cards = "".join(
         f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div>'
@@ -206,7 +237,6 @@ def _summary(prepared: PreparedStudy, scoring: str) -> str:
         for k, v, d in cards
     )
     out = [f'<div class="cards">{html_cards}</div>']
-    out += [f"<p>{_e(s)}</p>" for s in totals_sentences(totals)]
     if not prepared.settings:
         out.append(
             '<p class="warn"><strong>No complete trial with accuracy and energy: there is '
@@ -305,9 +335,19 @@ def _energy_caption(setting: Setting) -> str:
             f"Energy figures of this setting: {counts}. PePR-E compares them as if alike, "
             "so read the ranking with care"
         )
+    source = (
+        plain_text(table["peak_mem_source"].iloc[0])
+        if "peak_mem_source" in table.columns and len(table.index)
+        else ""
+    )
+    memory = (
+        "Memory is the training's own peak, above the process's baseline after imports"
+        if source.startswith("train_")
+        else "Memory is the peak of the trial process, the torch runtime included"
+    )
     text += (
-        "; see “Where the energy numbers come from”. Memory is the peak of the training process "
-        "(GPU memory where measured, else host RSS); 1 MB = 10^6 bytes."
+        f"; see “Where the energy numbers come from”. {memory} (GPU memory where measured, "
+        "else host RSS); 1 MB = 10^6 bytes."
     )
     return f'<p class="sub">{_e(text)}</p>'
 
@@ -427,7 +467,8 @@ def _energy_section(
 
 def _failed_section(prepared: PreparedStudy) -> str:
     failed, unscored, unfinished = prepared.failed, prepared.unscored, prepared.unfinished
-    if not (len(failed.index) or len(unscored.index) or len(unfinished.index)):
+    pruned = prepared.pruned
+    if not (len(failed.index) or len(unscored.index) or len(unfinished.index) or len(pruned)):
         return ""
     out = ['<section id="failed">', "<h2>Trials not on the leaderboard</h2>"]
     if len(failed.index):
@@ -444,6 +485,8 @@ def _failed_section(prepared: PreparedStudy) -> str:
             '<div class="scroll"><table><thead><tr><th>trial</th><th class="num">energy spent'
             "</th><th>error</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
         )
+    if len(pruned.index):
+        out.append(_pruned_table(pruned))
     if len(unscored.index):
         out.append(f"<h3>Complete but not scored ({len(unscored.index)})</h3><ul>")
         for record in unscored.to_dict("records"):
@@ -461,6 +504,36 @@ def _failed_section(prepared: PreparedStudy) -> str:
         out.append("</ul>")
     out.append("</section>")
     return "\n".join(out)
+
+
+def _pruned_table(pruned: pd.DataFrame) -> str:
+    """Trials a tuner stopped early: the accuracy and energy of the epoch they stopped at."""
+    rows = []
+    for record in pruned.to_dict("records"):
+        epochs = record.get("epochs")
+        planned = record.get("epochs_planned")
+        ran = "" if is_missing(epochs) else f"{int(float(str(epochs)))}"
+        if ran and not is_missing(planned):
+            ran += f" of {int(float(str(planned)))}"
+        accuracy = record.get("accuracy")
+        shown = "" if is_missing(accuracy) else f"{float(str(accuracy)):.3f}"
+        energy = record.get(ENERGY)
+        spent = "" if is_missing(energy) else fmt_joules(float(str(energy)))
+        reason = plain_text(record.get("stop_reason"), limit=200) or "pruned by the tuner"
+        rows.append(
+            f"<tr><td>{_e(trial_name(record))}</td><td class='num'>{_e(ran)}</td>"
+            f"<td class='num'>{_e(shown)}</td><td class='num'>{_e(spent)}</td>"
+            f"<td>{_e(reason)}</td></tr>"
+        )
+    return (
+        f"<h3>Pruned ({len(pruned.index)})</h3>"
+        "<p>Stopped early by the tuner: accuracy and energy are those of the epoch each "
+        "stopped at, so they are listed, not ranked against trials that ran every epoch. "
+        "Their energy counts in the study's totals.</p>"
+        '<div class="scroll"><table><thead><tr><th>trial</th><th class="num">epochs</th>'
+        '<th class="num">test accuracy when stopped</th><th class="num">energy spent</th>'
+        "<th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
 
 
 def _error_cell(error: object) -> str:

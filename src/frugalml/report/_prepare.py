@@ -3,22 +3,29 @@
 The rules, applied in this order:
 
 1. Trials are sorted by ``status``: ``complete`` trials are candidates for scoring,
+   ``pruned`` ones (stopped early by a tuner: status ``pruned``, or a complete trial with
+   ``pruned`` true) are listed with the accuracy and energy of the epoch they stopped at,
    ``failed`` ones are listed with their error, ``pending``/``running`` ones are counted as
    unfinished. A table without a ``status`` column (a published table) is taken as all
    complete. A complete trial lacking accuracy or energy cannot be scored and is listed
-   with the reason.
+   with the reason. A negative energy, time, memory or count anywhere is refused.
 2. Seeds are averaged: within a setting (dataset, pretrained, fraction), the complete
    trials of one model (name plus ``model_args``) become one row whose numbers are the
    means over its trials; ``n_trials`` says how many, ``accuracy_std`` how much the
    accuracy varied (sample standard deviation; NaN for one trial). Scoring per model,
    not per trial, keeps a model with more seeds from taking more places on the
    leaderboard and from weighing more in the min-max normalisation.
-3. The averaged rows are scored with :func:`frugalml.analysis.score_study` (PePR-E and
-   every other variant whose resource column the table has), normalised per setting,
-   ranked by PePR-E, and marked on the accuracy-energy Pareto front of their setting.
+3. The averaged rows are scored with :func:`frugalml.analysis.pepr` (PePR-E and every
+   other variant whose resource column the table has), normalised per setting, ranked by
+   PePR-E, and marked on the accuracy-energy Pareto front of their setting.
 
-Totals (energy, CO2, time) are over every trial that recorded them, failed ones included:
-the energy a failed trial spent was spent.
+PePR-E uses the training energy, ``train_energy_j`` (the epochs' training windows; setup
+and evaluation are recorded apart), as the PePR paper measured; ``energy_column`` chooses
+another (e.g. ``energy_j``, the whole trial). A table without ``train_energy_j`` (a study
+run before trials recorded the split) falls back to ``energy_j``, with a note.
+
+Totals (energy, CO2, time) are over every trial that recorded them, failed and pruned ones
+included, and count the whole trial (``energy_j``): the energy a trial spent was spent.
 """
 
 from __future__ import annotations
@@ -36,10 +43,12 @@ import pandas as pd
 
 from frugalml.analysis import (
     SETTING_COLUMNS,
+    ColumnFallbackWarning,
     MissingDataWarning,
     pareto_front,
+    pepr,
+    prepare_variants,
     rank,
-    score_study,
 )
 from frugalml.errors import ConfigError, DataError
 from frugalml.report._format import fmt_percent, is_missing, plain_text
@@ -62,12 +71,16 @@ LABEL = "model_label"
 SETTING = "setting_index"
 #: The performance PePR is computed from.
 PERFORMANCE = "accuracy"
-#: The resource of the leaderboard's main score, PePR-E.
+#: The whole trial's energy (training, evaluation and setup): the study's totals.
 ENERGY = "energy_j"
+#: The default resource of the leaderboard's main score, PePR-E: the training alone.
+TRAIN_ENERGY = "train_energy_j"
+#: A trial's energy in its three parts (they sum to ``energy_j``).
+ENERGY_PARTS: tuple[str, str, str] = ("train_energy_j", "eval_energy_j", "setup_energy_j")
 #: Whether a row is on the accuracy-energy Pareto front of its setting.
 PARETO = "pareto_accuracy_energy"
 
-_REQUIRED = ("model", PERFORMANCE, ENERGY)
+_REQUIRED = ("model", PERFORMANCE)
 
 #: Columns that are numbers when present; averaged over seeds, summed in totals.
 NUMERIC_COLUMNS: tuple[str, ...] = (
@@ -75,14 +88,24 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "balanced_accuracy",
     "auc",
     "f1",
+    "train_energy_j",
+    "eval_energy_j",
+    "setup_energy_j",
     "energy_j",
     "measured_energy_j",
     "estimated_energy_j",
+    "train_co2_g",
     "co2_g",
     "intensity_g_per_kwh",
     "pue",
+    "train_duration_s",
+    "eval_duration_s",
+    "setup_duration_s",
     "duration_s",
     "cpu_time_s",
+    "train_peak_rss_bytes",
+    "train_peak_gpu_mem_bytes",
+    "baseline_rss_bytes",
     "peak_rss_bytes",
     "peak_gpu_mem_bytes",
     "params",
@@ -91,14 +114,30 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "weight_bytes",
     "samples_per_s",
     "epochs",
+    "test_samples",
 )
 
-#: PePR variants scored when their resource column has at least one value.
+#: Numeric columns that can never be negative (a cost, a count); a negative one is refused.
+_NON_NEGATIVE: tuple[str, ...] = tuple(
+    c for c in NUMERIC_COLUMNS if c not in ("accuracy", "balanced_accuracy", "auc", "f1")
+)
+
+#: Columns a user may score PePR-E on (``energy_column``), besides any other ``*_energy_j``.
+ENERGY_CHOICES: tuple[str, ...] = (*ENERGY_PARTS, ENERGY)
+
+#: PePR variants besides E, scored when their resource column has at least one value.
 _VARIANT_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("E", ("energy_j",)),
-    ("C", ("co2_g",)),
-    ("T", ("duration_s",)),
-    ("M", ("peak_gpu_mem_bytes", "peak_rss_bytes")),
+    ("C", ("train_co2_g", "co2_g")),
+    ("T", ("train_duration_s", "duration_s")),
+    (
+        "M",
+        (
+            "train_peak_gpu_mem_bytes",
+            "train_peak_rss_bytes",
+            "peak_gpu_mem_bytes",
+            "peak_rss_bytes",
+        ),
+    ),
     ("params", ("params",)),
     ("flops", ("flops_per_sample",)),
 )
@@ -109,7 +148,8 @@ class Setting:
     """One experiment setting: PePR's normalisation group.
 
     ``key`` maps the setting columns present in the table to their values; ``table`` holds
-    its scored models, best PePR-E first, one row per model.
+    its scored models, best PePR-E first, one row per model; ``energy_column`` is the
+    energy PePR-E was scored on (``train_energy_j`` unless chosen otherwise).
     """
 
     index: int
@@ -118,6 +158,11 @@ class Setting:
     slug: str
     table: pd.DataFrame
     n_trials: int
+    energy_column: str = TRAIN_ENERGY
+
+    @property
+    def score_column(self) -> str:
+        return f"pepr_{self.energy_column}"
 
     @property
     def n_models(self) -> int:
@@ -132,7 +177,9 @@ class Totals:
     ``unattributed_energy_j`` is energy of trials that say neither (no ``energy_kind``).
     ``sources`` lists each distinct ``energy_source`` line with its kind, the number of
     trials and their energy; ``carbon`` each distinct (intensity g/kWh, PUE) pair with
-    its number of trials.
+    its number of trials. ``parts_j`` sums ``train_energy_j``, ``eval_energy_j`` and
+    ``setup_energy_j`` over the trials that recorded the split (``n_with_parts``).
+    ``n_complete`` counts complete trials, ``n_pruned`` those a tuner stopped early.
     """
 
     n_trials: int
@@ -151,6 +198,9 @@ class Totals:
     kinds: dict[str, int]
     sources: list[tuple[str, str, int, float]]
     carbon: list[tuple[float, float, int]]
+    n_pruned: int = 0
+    parts_j: dict[str, float] = field(default_factory=dict)
+    n_with_parts: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,6 +216,14 @@ class PreparedStudy:
     totals: Totals
     studies: list[str]
     notes: list[str] = field(default_factory=list)
+    energy_column: str = TRAIN_ENERGY
+    energy_fallback: bool = False
+    pruned: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def score_column(self) -> str:
+        """The PePR-E column: ``pepr_<energy_column>``."""
+        return f"pepr_{self.energy_column}"
 
     @property
     def seeds_averaged(self) -> bool:
@@ -176,16 +234,31 @@ class PreparedStudy:
         return self.settings[index].label
 
 
-def prepare(results: pd.DataFrame) -> PreparedStudy:
+def prepare(results: pd.DataFrame, *, energy_column: str | None = None) -> PreparedStudy:
     """Sort, average, score and rank a study's results table (see the module docstring).
 
+    ``energy_column`` is the energy PePR-E, the ranking and the Pareto front use; by
+    default ``train_energy_j``, or ``energy_j`` for a table without the split (with a note).
+
     Raises:
-        ConfigError: ``results`` is not a DataFrame, or lacks ``model``, ``accuracy`` or
-            ``energy_j``.
-        DataError: the table has no rows, or a numeric column holds text.
+        ConfigError: ``results`` is not a DataFrame, lacks ``model`` or ``accuracy``, or
+            has no energy column (or not the one asked for).
+        DataError: the table has no rows, a numeric column holds text, or a cost (energy,
+            time, memory, a count) is negative.
     """
     table = _checked(results)
-    notes: list[str] = []
+    notes: list[str] = [
+        f"the study store has a row that could not be read, left out of this report: {w}"
+        for w in results.attrs.get("store_warnings") or []
+        if isinstance(w, str) and w
+    ]
+    energy, fallback = _energy_column(table, energy_column)
+    if fallback:
+        notes.append(
+            f"the table has no {TRAIN_ENERGY!r} (a study run before trials recorded their "
+            f"training energy apart): PePR-E uses {ENERGY!r}, the whole trial's energy, "
+            "setup and evaluation included"
+        )
     settings_present = [c for c in SETTING_COLUMNS if c in table.columns]
     missing_settings = [c for c in SETTING_COLUMNS if c not in table.columns]
     if missing_settings:
@@ -198,34 +271,22 @@ def prepare(results: pd.DataFrame) -> PreparedStudy:
 
     status = _status(table, notes)
     complete = table[status == "complete"]
+    pruned = table[status == "pruned"]
     failed = table[status == "failed"]
-    unfinished = table[~status.isin(["complete", "failed"])]
-    # A tuner stops unpromising trials early: their accuracy comes from fewer epochs, so
-    # they are listed (and their energy counted), not ranked against finished ones.
-    pruned = (
-        pd.Series([_truthy(v) for v in complete["pruned"]], index=complete.index, dtype=bool)
-        if "pruned" in complete.columns
-        else pd.Series(False, index=complete.index, dtype=bool)
-    )
-    scorable = complete[PERFORMANCE].notna() & complete[ENERGY].notna() & ~pruned
+    unfinished = table[~status.isin(["complete", "pruned", "failed"])]
+    scorable = complete[PERFORMANCE].notna() & complete[energy].notna()
     unscored = complete[~scorable].copy()
     unscored["reason"] = [
-        "pruned by the tuner (stopped early; its accuracy is from fewer epochs)"
-        if was_pruned
-        else _unscored_reason(row)
-        for row, was_pruned in zip(
-            unscored[[PERFORMANCE, ENERGY]].itertuples(index=False),
-            pruned[~scorable],
-            strict=True,
-        )
+        _unscored_reason(row, energy)
+        for row in unscored[[PERFORMANCE, energy]].itertuples(index=False)
     ]
 
-    averaged = _average_seeds(complete[scorable], settings_present)
+    averaged = _average_seeds(complete[scorable], settings_present, energy)
     settings: list[Setting] = []
     scored = averaged
     if len(averaged.index):
-        scored = _score(averaged, settings_present, notes)
-        settings = _settings(scored, settings_present, complete[scorable])
+        scored = _score(averaged, settings_present, notes, energy)
+        settings = _settings(scored, settings_present, energy)
 
     return PreparedStudy(
         setting_columns=settings_present,
@@ -234,9 +295,39 @@ def prepare(results: pd.DataFrame) -> PreparedStudy:
         failed=failed,
         unscored=unscored,
         unfinished=unfinished,
-        totals=_totals(table, status, n_scored=int(scorable.sum())),
+        totals=_totals(table, status, n_scored=int(scorable.sum()), scored_on=energy),
         studies=_distinct_text(table, "study"),
         notes=notes,
+        energy_column=energy,
+        energy_fallback=fallback,
+        pruned=pruned,
+    )
+
+
+def _energy_column(table: pd.DataFrame, asked: str | None) -> tuple[str, bool]:
+    """The energy PePR-E is scored on, and whether it is a fallback for ``train_energy_j``."""
+    if asked is not None:
+        if not isinstance(asked, str) or asked not in table.columns:
+            present = [c for c in table.columns if str(c).endswith("energy_j")]
+            raise ConfigError(
+                f"energy column {asked!r} is not in the table; its energy columns: "
+                + (", ".join(str(c) for c in present) or "none"),
+                fix="choose one of them, e.g. --energy-column energy_j (the whole trial)",
+            )
+        if not has_values(table, asked):
+            raise DataError(
+                f"energy column {asked!r} has no values (a study run before trials recorded it?)",
+                fix=f"choose another energy column, e.g. {ENERGY!r}",
+            )
+        return asked, False
+    if has_values(table, TRAIN_ENERGY):
+        return TRAIN_ENERGY, False
+    if ENERGY in table.columns:
+        return ENERGY, True
+    raise ConfigError(
+        f"the results table has neither {TRAIN_ENERGY!r} nor {ENERGY!r}; it has: "
+        + ", ".join(str(c) for c in table.columns[:40]),
+        fix="report on a study directory or a CSV written by 'frugalml study export'",
     )
 
 
@@ -252,6 +343,8 @@ def _checked(results: object) -> pd.DataFrame:
             fix="run the study first ('frugalml study run SPEC --out DIR')",
         )
     missing = [c for c in _REQUIRED if c not in results.columns]
+    if TRAIN_ENERGY not in results.columns and ENERGY not in results.columns:
+        missing.append(ENERGY)
     if missing:
         raise ConfigError(
             "the results table lacks column(s) "
@@ -264,6 +357,9 @@ def _checked(results: object) -> pd.DataFrame:
     for column in (*NUMERIC_COLUMNS, "fraction"):
         if column in table.columns:
             table[column] = _numbers(table, column)
+    for column in _NON_NEGATIVE:
+        if column in table.columns:
+            _refuse_negative(table, column)
     if "pretrained" in table.columns and not pd.api.types.is_bool_dtype(table["pretrained"]):
         table["pretrained"] = pd.Series(
             [_flag(v, position) for position, v in enumerate(table["pretrained"])],
@@ -314,20 +410,43 @@ def _numbers(table: pd.DataFrame, column: str) -> pd.Series[float]:
     return pd.Series(array, index=table.index, name=column)
 
 
-def _status(table: pd.DataFrame, notes: list[str]) -> pd.Series[str]:
-    if "status" not in table.columns:
-        notes.append("the table has no 'status' column: every row is taken as a complete trial")
-        return pd.Series("complete", index=table.index, dtype=object)
-    return pd.Series(
-        [plain_text(v).lower() or "unknown" for v in table["status"]],
-        index=table.index,
-        dtype=object,
+def _refuse_negative(table: pd.DataFrame, column: str) -> None:
+    """A negative cost would rank first and lower the totals: refuse it, naming the rows."""
+    negative = (table[column] < 0).to_numpy(dtype=bool)
+    if not negative.any():
+        return
+    positions = np.flatnonzero(negative)
+    rows = ", ".join(str(int(p) + 1) for p in positions[:5]) + (
+        ", ..." if len(positions) > 5 else ""
+    )
+    first = table.iloc[int(positions[0])].to_dict()
+    raise DataError(
+        f"column {column!r} has negative values at row{'s' if len(positions) > 1 else ''} "
+        f"{rows} of the table (first: {float(table[column].iloc[int(positions[0])]):g} for "
+        f"{trial_name(first)}); energy, time, memory and counts cannot be negative",
+        fix="correct or remove those rows (a meter never records a negative value; "
+        "'frugalml study export' writes the study's own table)",
     )
 
 
-def _unscored_reason(row: tuple[object, ...]) -> str:
+def _status(table: pd.DataFrame, notes: list[str]) -> pd.Series[str]:
+    """Each trial's state: the store's status, ``pruned`` for a trial a tuner stopped."""
+    if "status" not in table.columns:
+        notes.append("the table has no 'status' column: every row is taken as a complete trial")
+        return pd.Series("complete", index=table.index, dtype=object)
+    status = [plain_text(v).lower() or "unknown" for v in table["status"]]
+    if "pruned" in table.columns:
+        # Tuning stores written before "pruned" was a status of its own say "complete".
+        status = [
+            "pruned" if s == "complete" and _truthy(flag) else s
+            for s, flag in zip(status, table["pruned"], strict=True)
+        ]
+    return pd.Series(status, index=table.index, dtype=object)
+
+
+def _unscored_reason(row: tuple[object, ...], energy: str) -> str:
     lacking = [
-        name for name, value in zip((PERFORMANCE, ENERGY), row, strict=True) if is_missing(value)
+        name for name, value in zip((PERFORMANCE, energy), row, strict=True) if is_missing(value)
     ]
     return "no " + " and no ".join(lacking)
 
@@ -360,7 +479,7 @@ def _arg(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _average_seeds(complete: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
+def _average_seeds(complete: pd.DataFrame, settings: list[str], energy: str) -> pd.DataFrame:
     """One row per (setting, model): the mean of its complete trials."""
     table = complete.copy()
     args = table["model_args"] if "model_args" in table.columns else [None] * len(table.index)
@@ -379,6 +498,9 @@ def _average_seeds(complete: pd.DataFrame, settings: list[str]) -> pd.DataFrame:
     out = grouped[numeric].mean()
     out["n_trials"] = grouped.size()
     out["accuracy_std"] = grouped[PERFORMANCE].std(ddof=1)
+    out["accuracy_min"] = grouped[PERFORMANCE].min()
+    out["accuracy_max"] = grouped[PERFORMANCE].max()
+    out[f"{energy}_std"] = grouped[energy].std(ddof=1)
     for column in ("model", "model_args"):
         if column in table.columns:
             out[column] = grouped[column].first()
@@ -407,7 +529,9 @@ def _combine(values: pd.Series[Any]) -> str:
     return " | ".join(distinct)
 
 
-def _score(averaged: pd.DataFrame, settings: list[str], notes: list[str]) -> pd.DataFrame:
+def _score(
+    averaged: pd.DataFrame, settings: list[str], notes: list[str], energy: str
+) -> pd.DataFrame:
     variants = [
         name
         for name, columns in _VARIANT_COLUMNS
@@ -415,19 +539,21 @@ def _score(averaged: pd.DataFrame, settings: list[str], notes: list[str]) -> pd.
     ]
     group: list[str] | None = settings or None
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MissingDataWarning)
-        scored = score_study(averaged, variants=variants, group=group, performance=PERFORMANCE)
+        warnings.simplefilter("always", UserWarning)
+        table, others = prepare_variants(averaged, variants, group)
+        # PePR-E first: the leaderboard's score, on the energy column chosen.
+        resources = [energy, *(r for r in others if r != energy)]
+        scored = pepr(table, performance=PERFORMANCE, resource=resources, group=group)
     for warning in caught:
-        if issubclass(warning.category, MissingDataWarning):
+        if issubclass(warning.category, (MissingDataWarning, ColumnFallbackWarning)):
             notes.append(" ".join(str(warning.message).split()))
-    scored[PARETO] = pareto_front(scored, PERFORMANCE, ENERGY, group=group)
+    scored[PARETO] = pareto_front(scored, PERFORMANCE, energy, group=group)
     scored[SETTING] = scored.groupby(settings, sort=False, dropna=False).ngroup() if settings else 0
-    ranked = rank(scored, by=f"pepr_{ENERGY}", group=[SETTING])
-    ranked["energy_wh"] = ranked[ENERGY] / 3600.0
+    ranked = rank(scored, by=f"pepr_{energy}", group=[SETTING])
     return ranked.reset_index(drop=True)
 
 
-def _settings(scored: pd.DataFrame, settings: list[str], trials: pd.DataFrame) -> list[Setting]:
+def _settings(scored: pd.DataFrame, settings: list[str], energy: str) -> list[Setting]:
     out = []
     for index in range(int(scored[SETTING].max()) + 1):
         rows = scored[scored[SETTING] == index].reset_index(drop=True)
@@ -441,6 +567,7 @@ def _settings(scored: pd.DataFrame, settings: list[str], trials: pd.DataFrame) -
                 slug=_slug(index, key),
                 table=rows,
                 n_trials=n_trials,
+                energy_column=energy,
             )
         )
     return out
@@ -508,8 +635,11 @@ def _plain(value: object) -> object:
     return value
 
 
-def _totals(table: pd.DataFrame, status: pd.Series[str], *, n_scored: int) -> Totals:
-    energy = table[ENERGY]
+def _totals(
+    table: pd.DataFrame, status: pd.Series[str], *, n_scored: int, scored_on: str
+) -> Totals:
+    # The whole trial's energy where the table has it; else the energy scored on.
+    energy = table[ENERGY if ENERGY in table.columns else scored_on]
     has_energy = energy.notna()
     kind = (
         pd.Series([plain_text(v) for v in table["energy_kind"]], index=table.index)
@@ -550,6 +680,13 @@ def _totals(table: pd.DataFrame, status: pd.Series[str], *, n_scored: int) -> To
             carbon[pair] = carbon.get(pair, 0) + 1
 
     co2 = table["co2_g"] if "co2_g" in table.columns else pd.Series(math.nan, index=table.index)
+    present = [c for c in ENERGY_PARTS if c in table.columns]
+    with_parts = (
+        table[present].notna().all(axis=1)
+        if len(present) == len(ENERGY_PARTS)
+        else pd.Series(False, index=table.index)
+    )
+    parts = {c: float(table.loc[with_parts, c].sum()) for c in present} if with_parts.any() else {}
     time = (
         table["duration_s"]
         if "duration_s" in table.columns
@@ -560,7 +697,10 @@ def _totals(table: pd.DataFrame, status: pd.Series[str], *, n_scored: int) -> To
         n_complete=int((status == "complete").sum()),
         n_scored=n_scored,
         n_failed=int((status == "failed").sum()),
-        n_unfinished=int((~status.isin(["complete", "failed"])).sum()),
+        n_unfinished=int((~status.isin(["complete", "pruned", "failed"])).sum()),
+        n_pruned=int((status == "pruned").sum()),
+        parts_j=parts,
+        n_with_parts=int(with_parts.sum()),
         n_with_energy=int(has_energy.sum()),
         n_failed_with_energy=int((has_energy & (status == "failed")).sum()),
         energy_j=total,

@@ -25,13 +25,16 @@ from frugalml.report._format import (
 )
 from frugalml.report._prepare import (
     ENERGY,
+    ENERGY_PARTS,
     LABEL,
     PARETO,
     PERFORMANCE,
     SETTING,
+    TRAIN_ENERGY,
     PreparedStudy,
     Setting,
     Totals,
+    has_values,
     memory_kind,
     prepare,
     trial_name,
@@ -40,6 +43,7 @@ from frugalml.report._prepare import (
 __all__ = [
     "CSV_COLUMNS",
     "display_table",
+    "energy_words",
     "leaderboard_frame",
     "leaderboard_markdown",
     "leaderboard_text",
@@ -49,7 +53,9 @@ __all__ = [
     "totals_sentences",
 ]
 
-#: Columns of the CSV leaderboard, in order (those the table has).
+#: Columns of the CSV leaderboard, in order (those the table has). ``pepr_e`` and
+#: ``pepr_e_energy`` stand for ``pepr_<energy column>`` and the energy column PePR-E was
+#: scored on (``train_energy_j`` unless chosen otherwise); ``pepr_e_column`` names it.
 CSV_COLUMNS: tuple[str, ...] = (
     "setting",
     "setting_label",
@@ -64,20 +70,32 @@ CSV_COLUMNS: tuple[str, ...] = (
     "seeds",
     PERFORMANCE,
     "accuracy_std",
-    f"pepr_{ENERGY}",
+    "accuracy_min",
+    "accuracy_max",
+    "test_samples",
+    "pepr_e",
+    "pepr_e_column",
+    "pepr_e_energy",
+    "pepr_e_energy_std",
+    *ENERGY_PARTS,
     ENERGY,
-    "energy_wh",
     "energy_kind",
     "energy_source",
+    "train_co2_g",
     "co2_g",
+    "train_duration_s",
+    "eval_duration_s",
+    "setup_duration_s",
     "duration_s",
     "peak_mem_bytes",
     "peak_mem_source",
     "params",
     "flops_per_sample",
     PARETO,
-    f"{ENERGY}_norm",
+    "pepr_e_energy_norm",
+    "pepr_train_co2_g",
     "pepr_co2_g",
+    "pepr_train_duration_s",
     "pepr_duration_s",
     "pepr_peak_mem_bytes",
     "pepr_params",
@@ -89,34 +107,83 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _csv_columns(energy: str) -> list[str]:
+    """:data:`CSV_COLUMNS` with the PePR-E placeholders replaced, each column once."""
+    names = {
+        "pepr_e": f"pepr_{energy}",
+        "pepr_e_energy": energy,
+        "pepr_e_energy_std": f"{energy}_std",
+        "pepr_e_energy_norm": f"{energy}_norm",
+    }
+    return list(dict.fromkeys(names.get(c, c) for c in CSV_COLUMNS))
+
+
 def leaderboard_frame(prepared: PreparedStudy) -> pd.DataFrame:
     """Every scored model of every setting, best PePR-E first within each setting.
 
-    ``setting`` numbers the settings from 1 as the report does; numbers are unrounded.
+    ``setting`` numbers the settings from 1 as the report does; numbers are unrounded;
+    ``pepr_e_column`` names the energy column PePR-E was scored on.
     """
     table = prepared.scored.copy()
+    columns = _csv_columns(prepared.energy_column)
     if not len(table.index):
-        return pd.DataFrame(columns=[c for c in CSV_COLUMNS if c in ("setting", "rank", LABEL)])
+        return pd.DataFrame(columns=[c for c in columns if c in ("setting", "rank", LABEL)])
     table["setting"] = table[SETTING] + 1
     table["setting_label"] = [prepared.settings[int(i)].label for i in table[SETTING]]
-    return table[[c for c in CSV_COLUMNS if c in table.columns]]
+    table["pepr_e_column"] = prepared.energy_column
+    return table[[c for c in columns if c in table.columns]]
+
+
+def energy_words(column: str) -> str:
+    """An energy column in words: ``train_energy_j`` -> ``training energy``."""
+    return {
+        TRAIN_ENERGY: "training energy",
+        "eval_energy_j": "evaluation energy",
+        "setup_energy_j": "setup energy",
+        ENERGY: "whole-trial energy",
+    }.get(column, column)
+
+
+_ENERGY_HEADERS = {
+    TRAIN_ENERGY: "Training energy",
+    "eval_energy_j": "Evaluation",
+    "setup_energy_j": "Setup",
+    ENERGY: "Trial energy",
+}
 
 
 def display_table(setting: Setting) -> tuple[list[str], list[list[str]], list[bool]]:
-    """Headers, formatted rows and which columns are numeric (right-aligned)."""
+    """Headers, formatted rows and which columns are numeric (right-aligned).
+
+    The energy columns show the split (training, evaluation, setup, the whole trial) where
+    the table has it; the one PePR-E was scored on says so in its header.
+    """
     table = setting.table
     several = int(table["n_trials"].max()) > 1 if len(table.index) else False
     memory = memory_kind(table).replace("host ", "")
+    scored_on = setting.energy_column
+    energy_columns = [c for c in (*ENERGY_PARTS, ENERGY) if c == scored_on or has_values(table, c)]
+    if scored_on not in energy_columns:
+        energy_columns.insert(0, scored_on)
+    energy_cells: list[tuple[str, bool, str]] = [
+        (
+            _ENERGY_HEADERS.get(c, c) + (" (PePR-E)" if c == scored_on else ""),
+            True,
+            c,
+        )
+        for c in energy_columns
+    ]
+    time_column = "train_duration_s" if has_values(table, "train_duration_s") else "duration_s"
     columns: list[tuple[str, bool, str]] = [
         ("Rank", True, "rank"),
         ("Model", False, LABEL),
         ("n", True, "n_trials"),
-        ("Accuracy" + (" (mean ± sd)" if several else ""), True, PERFORMANCE),
-        ("PePR-E", True, f"pepr_{ENERGY}"),
-        ("Energy", True, ENERGY),
+        ("Test accuracy" + (" (mean ± sd, min-max)" if several else ""), True, PERFORMANCE),
+        ("PePR-E", True, setting.score_column),
+        *energy_cells,
         ("Energy is", False, "energy_kind"),
-        ("CO₂", True, "co2_g"),
-        ("Time", True, "duration_s"),
+        ("CO₂ (trial)", True, "co2_g"),
+        ("Training time" if time_column == "train_duration_s" else "Time", True, time_column),
         (f"Memory ({memory})" if memory else "Memory", True, "peak_mem_bytes"),
         ("Params", True, "params"),
         ("FLOPs/sample", True, "flops_per_sample"),
@@ -142,17 +209,20 @@ def _cell(column: str, record: Mapping[Hashable, Any]) -> str:
         text = fmt_fixed(number)
         spread = _float(record.get("accuracy_std"))
         if not math.isnan(spread):
+            low, high = _float(record.get("accuracy_min")), _float(record.get("accuracy_max"))
             text += f" ± {spread:.3f}"
+            if not (math.isnan(low) or math.isnan(high)):
+                text += f" ({low:.3f}-{high:.3f})"
         return text
     if column.startswith("pepr_"):
         return fmt_fixed(number)
-    if column == ENERGY:
+    if column.endswith("energy_j"):
         return fmt_energy(number)
     if column == "energy_kind":
         return plain_text(value) or "not stated"
     if column == "co2_g":
         return fmt_co2(number)
-    if column == "duration_s":
+    if column.endswith("duration_s"):
         return fmt_duration(number)
     if column == "peak_mem_bytes":
         return fmt_bytes(number)
@@ -177,16 +247,7 @@ def _float(value: object) -> float:
 
 def totals_sentences(totals: Totals) -> list[str]:
     """The study's own cost and trial counts, in sentences."""
-    counts = (
-        f"{totals.n_trials} trials: {totals.n_complete} complete"
-        + (
-            f" ({totals.n_complete - totals.n_scored} of them without accuracy or energy)"
-            if totals.n_complete != totals.n_scored
-            else ""
-        )
-        + f", {totals.n_failed} failed, {totals.n_unfinished} unfinished."
-    )
-    sentences = [counts]
+    sentences = [counts_sentence(totals)]
     if totals.n_with_energy == 0:
         sentences.append("No trial recorded its energy.")
         return sentences
@@ -200,14 +261,49 @@ def totals_sentences(totals: Totals) -> list[str]:
         f"The study used {fmt_energy(totals.energy_j)} of energy over the "
         f"{totals.n_with_energy} trials that recorded it{failed}; {provenance_text(totals)}."
     )
+    split = split_sentence(totals)
+    if split:
+        sentences.append(split)
     extra = []
     if not math.isnan(totals.co2_g):
         extra.append(f"{fmt_co2(totals.co2_g)} CO₂-equivalent")
     if not math.isnan(totals.duration_s):
-        extra.append(f"{fmt_duration(totals.duration_s)} of training and evaluation")
+        extra.append(
+            f"{fmt_duration(totals.duration_s)} of trial time (setup, training, evaluation)"
+        )
     if extra:
         sentences.append("That is " + " and ".join(extra) + ".")
     return sentences
+
+
+def counts_sentence(totals: Totals) -> str:
+    """``12 trials: 8 complete, 3 pruned (...), 1 failed, 0 unfinished.``"""
+    unscored = totals.n_complete - totals.n_scored
+    text = f"{totals.n_trials} trials: {totals.n_complete} complete" + (
+        f" ({unscored} of them without accuracy or energy)" if unscored else ""
+    )
+    if totals.n_pruned:
+        text += (
+            f", {totals.n_pruned} pruned (stopped early by the tuner; listed with the "
+            "accuracy and energy of the epoch they stopped at, not ranked)"
+        )
+    return text + f", {totals.n_failed} failed, {totals.n_unfinished} unfinished."
+
+
+def split_sentence(totals: Totals) -> str:
+    """Where the trials' energy went: training, evaluation, setup (``""`` without the split)."""
+    if not totals.parts_j or totals.n_with_parts == 0:
+        return ""
+    parts = ", ".join(
+        f"{words} {fmt_joules(totals.parts_j.get(column, math.nan))}"
+        for column, words in (
+            (TRAIN_ENERGY, "training"),
+            ("eval_energy_j", "evaluation"),
+            ("setup_energy_j", "setup"),
+        )
+    )
+    of = "" if totals.n_with_parts == totals.n_with_energy else f" of {totals.n_with_parts}"
+    return f"Split over the trials{of} that recorded it: {parts}."
 
 
 def provenance_text(totals: Totals) -> str:
@@ -260,9 +356,10 @@ def leaderboard_markdown(prepared: PreparedStudy, *, title: str) -> str:
 
 def scoring_sentence(prepared: PreparedStudy) -> str:
     text = (
-        "Ranked by PePR-E = accuracy / (1 + E_n), E_n the training energy min-max "
-        "normalised over the models of one setting (Selvan et al., NLDL 2025): the "
-        "cheapest model scores its accuracy, the dearest half of it."
+        "Ranked by PePR-E = test accuracy after the last epoch / (1 + E_n), E_n the energy "
+        "min-max normalised over the models of one setting (Selvan et al., NLDL 2025): the "
+        "cheapest model scores its accuracy, the dearest half of it. "
+        + energy_column_sentence(prepared)
     )
     if prepared.seeds_averaged:
         text += (
@@ -272,6 +369,22 @@ def scoring_sentence(prepared: PreparedStudy) -> str:
     else:
         text += " One trial per model and setting (n = 1)."
     return text
+
+
+def energy_column_sentence(prepared: PreparedStudy) -> str:
+    """Which energy PePR-E was scored on, in one sentence."""
+    column = prepared.energy_column
+    if column == TRAIN_ENERGY:
+        return (
+            "PePR-E uses training energy, train_energy_j: the epochs' training windows; "
+            "setup and evaluation are reported separately."
+        )
+    if prepared.energy_fallback:
+        return (
+            f"PePR-E uses {column}, the whole trial's energy (setup and evaluation included): "
+            f"this table has no {TRAIN_ENERGY} (a study run before trials recorded it)."
+        )
+    return f"PePR-E uses {column} ({energy_words(column)}), as chosen."
 
 
 def _md(text: str) -> str:
@@ -284,17 +397,21 @@ def _md(text: str) -> str:
     return safe
 
 
-def leaderboard_text(results: pd.DataFrame, top: int = 5) -> str:
+def leaderboard_text(
+    results: pd.DataFrame, top: int = 5, *, energy_column: str | None = None
+) -> str:
     """The top of the leaderboard per setting, by PePR-E, as plain text for a terminal.
 
     Args:
         results: a study results table (``frugalml.study.load_results``) or an exported
             CSV read with pandas: one row per trial.
         top: how many models to show per setting (all if ``top`` <= 0).
+        energy_column: the energy PePR-E is scored on (default ``train_energy_j``, or
+            ``energy_j`` for a table without it).
 
     Text from the table (model names) is stripped of control characters.
     """
-    prepared = prepare(results)
+    prepared = prepare(results, energy_column=energy_column)
     return text_for(prepared, top=top)
 
 
@@ -304,14 +421,18 @@ def text_for(prepared: PreparedStudy, *, top: int = 5) -> str:
     if not prepared.settings:
         lines.append(
             f"No complete trial to rank: {totals.n_failed} failed, "
-            f"{totals.n_unfinished} unfinished, "
+            + (f"{totals.n_pruned} pruned, " if totals.n_pruned else "")
+            + f"{totals.n_unfinished} unfinished, "
             f"{totals.n_complete - totals.n_scored} complete without accuracy or energy."
         )
     else:
-        heading = "Leaderboard by PePR-E = accuracy / (1 + energy min-max normalised per setting)"
+        heading = (
+            "Leaderboard by PePR-E = test accuracy / (1 + energy min-max normalised per setting)"
+        )
         if prepared.seeds_averaged:
             heading += "; trials of a model averaged (n)"
         lines.append(heading)
+        lines.append(energy_column_sentence(prepared))
     for setting in prepared.settings:
         lines.append("")
         shown = setting.n_models if top <= 0 else min(top, setting.n_models)
@@ -329,10 +450,22 @@ def text_for(prepared: PreparedStudy, *, top: int = 5) -> str:
 def _text_table(setting: Setting, shown: int) -> list[str]:
     table = setting.table.head(shown)
     several = int(setting.table["n_trials"].max()) > 1
-    header = ["rank", "model", *(["n"] if several else []), "accuracy", "PePR-E", "energy", "time"]
+    energy_header = {TRAIN_ENERGY: "training energy", ENERGY: "trial energy"}.get(
+        setting.energy_column, setting.energy_column
+    )
+    time_column = "train_duration_s" if has_values(table, "train_duration_s") else "duration_s"
+    header = [
+        "rank",
+        "model",
+        *(["n"] if several else []),
+        "accuracy",
+        "PePR-E",
+        energy_header,
+        "training time" if time_column == "train_duration_s" else "time",
+    ]
     rows: list[list[str]] = []
     for record in table.to_dict("records"):
-        energy = fmt_energy(_float(record.get(ENERGY)))
+        energy = fmt_energy(_float(record.get(setting.energy_column)))
         kind = plain_text(record.get("energy_kind"))
         rows.append(
             [
@@ -340,9 +473,9 @@ def _text_table(setting: Setting, shown: int) -> list[str]:
                 plain_text(record.get(LABEL), limit=44),
                 *([_cell("n_trials", record)] if several else []),
                 _cell(PERFORMANCE, record),
-                _cell(f"pepr_{ENERGY}", record),
+                _cell(setting.score_column, record),
                 f"{energy} {kind}".strip(),
-                _cell("duration_s", record),
+                _cell(time_column, record),
             ]
         )
     return _aligned(header, rows, right={0, 2, 3, 4} if several else {0, 2, 3})
