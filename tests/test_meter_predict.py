@@ -169,3 +169,27 @@ def test_guard_on_recorded_trace() -> None:
 def test_prediction_ignores_measurement_errors_field() -> None:
     epoch = replace(_epoch(5.0), error="ValueError: boom")
     assert predict_total([epoch, epoch], 4).energy_j.total == pytest.approx(20.0)
+
+
+def test_epochs_with_unmeasured_seconds_make_the_prediction_a_lower_bound() -> None:
+    import dataclasses
+
+    clean = _epoch(100.0)
+    gap = dataclasses.replace(
+        _epoch(80.0),
+        components=(
+            ComponentEnergy(
+                "cpu:0",
+                80.0,
+                "rapl:powercap",
+                "measured",
+                unmeasured_s=2.0,
+                unmeasured_intervals_s=((3.0, 5.0),),
+            ),
+        ),
+    )
+    prediction = predict_total([clean, gap], 4)
+    assert prediction.energy_j.total == pytest.approx(180.0 + 2 * 90.0)
+    assert "1 epoch(s) have seconds a counter could not measure" in prediction.method
+    assert "lower bounds" in prediction.method
+    assert "could not measure" not in predict_total([clean, clean], 4).method

@@ -142,6 +142,12 @@ def predict_total(
         )
         + (f"; first {skip} epoch(s) left out of the fit as warm-up" if skip else "")
     )
+    partial = sum(1 for m in epoch_measurements if m.unmeasured_s > 0)
+    if partial:
+        method += (
+            f"; {partial} epoch(s) have seconds a counter could not measure, so their energy "
+            "and the prediction are lower bounds"
+        )
     return Prediction(
         completed_epochs=k,
         planned_epochs=planned_epochs,
