@@ -30,8 +30,10 @@ class MeterConfig:
       logical CPUs sharing it (default: this machine's count), overriding the table.
     - ``dram_w_per_gb``: the DRAM estimate's watts per GB of resident memory.
     - ``use_rapl``, ``rapl_psys``, ``rapl_max_power_w``, ``powercap_root``: RAPL reading
-      (psys instead of packages + DRAM; the conservative power that sets the poll rate;
-      the sysfs root, default ``$FRUGALML_POWERCAP_ROOT`` or ``/sys/class/powercap``).
+      (psys instead of packages + DRAM; the conservative power that sets the poll rate,
+      raised to a zone's own stated maximum where that is higher; the sysfs root, default
+      ``$FRUGALML_POWERCAP_ROOT`` or ``/sys/class/powercap``). Counter deltas are checked
+      against each zone's stated maximum power or the 1,000 W ceiling, not this figure.
     - ``carbon``: intensity and PUE (see :class:`CarbonConfig`).
     - ``pid``: root of the process tree whose CPU time and memory are attributed to the
       measurement (default: this process).
