@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from frugalml.meter import Budget, BudgetGuard, Meter, MeterConfig, predict_total
+from frugalml.train import apply_threads
 
 
 class SmallCNN(nn.Module):
@@ -102,8 +103,13 @@ def main() -> None:
     parser.add_argument(
         "--budget-kwh", type=float, default=None, help="stop when the run would exceed this"
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default 1, as frugalml's)"
+    )
     args = parser.parse_args()
 
+    threads = apply_threads(args.threads, option="--threads")  # frugalml's one threads rule
+    print(f"torch threads: {threads}")
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     data = load_data(args.seed)

@@ -153,6 +153,7 @@ def test_profile_adds_up(digits: ImageDataset) -> None:
     model = _Mixed()
     before = [p.detach().clone() for p in model.parameters()]
     profile = profile_network(model, digits, FAST, model_name="mixed")
+    assert profile.threads == 1 and profile.to_dict()["threads"] == 1  # the one threads rule
 
     # parameters per layer sum to the model's
     assert sum(layer.params for layer in profile.layers) == profile.params

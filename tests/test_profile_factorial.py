@@ -45,6 +45,9 @@ def test_reduced_factorial_runs_end_to_end(factorial_dir: Path) -> None:
     assert len(cells) == 8
     assert all(r["train_energy_j"] > 0 and 0 <= r["accuracy"] <= 1 for r in result.rows)
     assert all(r["energy_j"] >= r["train_energy_j"] for r in result.rows)
+    for r in result.rows:  # training + evaluation + set-up is the trial's energy
+        parts = r["train_energy_j"] + r["eval_energy_j"] + r["setup_energy_j"]
+        assert parts == pytest.approx(r["energy_j"], rel=1e-9) and r["threads"] == 1
     # progress: every trial and epoch reported, energy only grows
     finished = [e for e in events if e.event == "trial_finished"]
     assert len(finished) == 8 and events[-1].trials_done == 8

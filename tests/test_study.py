@@ -115,7 +115,10 @@ def test_study_runs_records_and_exports(tmp_path: Path, capsys: Any) -> None:
     )
     with StudyStore(out) as store:
         for row in store.trials():
-            assert len(store.epochs(row.trial_id)) == 1
+            # epoch 0 is the set-up window (for booking a killed trial), then the epochs
+            records = store.epochs(row.trial_id)
+            assert [r["epoch"] for r in records] == [0, 1]
+            assert records[0]["phase"] == "setup" and records[0]["measurement"]["energy_j"] > 0
     csv_path = tmp_path / "x" / "results.csv"
     assert main(["study", "export", str(out), "--csv", str(csv_path)]) == 0
     exported = pd.read_csv(csv_path)

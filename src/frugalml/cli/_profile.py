@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     )
     profile.add_argument("--warmup", type=int, default=3, help="unmeasured steps first")
     profile.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    profile.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    profile.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
     profile.add_argument("--seed", type=int, default=0)
     profile.add_argument("--top", type=int, default=15, help="layers in the table (default 15)")
     profile.add_argument("--png", type=Path, default=None, help="write the bar chart here")
@@ -79,7 +79,9 @@ def register(subparsers: Any) -> None:
     factorial.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     factorial.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     factorial.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    factorial.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    factorial.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default 1)"
+    )
     factorial.add_argument("--no-warmup", action="store_true", help="skip the warm-up epoch")
     factorial.add_argument("--retry-failed", action="store_true", help="run failed trials again")
     factorial.add_argument(
@@ -107,13 +109,10 @@ def _stdout_console() -> Console:
 
 
 def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        raise ConfigError(f"--threads must be 1 or more, got {threads}", fix="e.g. --threads 1")
-    import torch
+    """The one threads rule (frugalml.train.apply_threads): 1 unless --threads says."""
+    from frugalml.train import apply_threads
 
-    torch.set_num_threads(threads)
+    apply_threads(threads, option="--threads")
 
 
 # -- profile --------------------------------------------------------------------------------
@@ -219,6 +218,7 @@ def _print_profile(console: Console, profile: NetworkProfile, top: int) -> None:
     console.print(
         f"[bold]{profile.model}[/bold] on {profile.dataset} ({shape}, {profile.num_classes} "
         f"classes), batch {profile.batch_size}, {profile.device}: {profile.params:,} parameters, "
+        threads=args.threads,
         f"{_fmt_count(profile.forward_flops / profile.batch_size)} forward FLOPs per sample"
     )
     console.print(
@@ -350,6 +350,7 @@ def _factorial(args: argparse.Namespace) -> int:
     _print_factorial(_stdout_console(), result)
     for name, path in result.files.items():
         err.print(f"{name}: {path}", highlight=False)
+        threads=args.threads,
     return 1 if result.failed else 0
 
 

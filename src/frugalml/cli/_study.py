@@ -161,8 +161,16 @@ def _validate(args: argparse.Namespace) -> int:
     print("  calibrating on this machine ...", file=sys.stderr)
     estimate = estimate_study(spec, calibration_cap_s=args.calibration_cap_s)
     print(
-        f"  predicted total: {fmt_energy(estimate.total_energy_j)} "
-        f"({estimate.power_provenance}), {fmt_time(estimate.total_duration_s)} of training",
+        f"  predicted training: {fmt_energy(estimate.total_train_energy_j)} "
+        f"({estimate.power_provenance}), {fmt_time(estimate.total_train_duration_s)} "
+        f"(the training steps, PePR's resource; {estimate.threads} torch thread(s))",
+        file=out,
+    )
+    print(
+        f"  predicted total: {fmt_energy(estimate.total_energy_j)}, "
+        f"{fmt_time(estimate.total_duration_s)} (with evaluation "
+        f"{fmt_energy(estimate.total_eval_energy_j)} and set-up "
+        f"{fmt_energy(estimate.total_setup_energy_j)}; what the budget counts)",
         file=out,
     )
     print(f"  how: {estimate.method}", file=out)

@@ -48,9 +48,7 @@ def register(subparsers: Any) -> None:
     tune.add_argument("--energy-kwh", type=float, default=None, help="override budget.energy_kwh")
     tune.add_argument("--co2-g", type=float, default=None, help="override budget.co2_g")
     tune.add_argument("--duration-s", type=float, default=None, help="override budget.duration_s")
-    tune.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
-    )
+    tune.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1)")
     tune.add_argument(
         "--validate", action="store_true", help="only check the spec and show the search space"
     )

@@ -12,6 +12,7 @@ Modules (private; everything public is re-exported here):
 - ``_energy``: who reads which counter across ranks, and the one all-reduce combining them.
 - ``_data_parallel``: uneven data parallel on ``torch.distributed`` (gloo/NCCL), losses
   weighted by share, ``Join`` for ranks that run out of batches first.
+- ``_run``: :func:`run_data_parallel`, one model over local processes (``frugalml train``).
 - ``_tensor``: experimental: types II and III executed for linear and conv layers with an
   uneven split (padded collectives).
 
@@ -51,6 +52,7 @@ from frugalml.parallel._planner import (
     plan_comm_only,
     search_level,
 )
+from frugalml.parallel._run import ParallelResult, run_data_parallel
 from frugalml.parallel._shares import normalise_shares, shares_from_throughput, split_counts
 
 __all__ = [
@@ -65,6 +67,7 @@ __all__ = [
     "LevelPlan",
     "Network",
     "ParallelConfig",
+    "ParallelResult",
     "PartitionType",
     "Plan",
     "RankEnergy",
@@ -80,6 +83,7 @@ __all__ = [
     "plan_comm_only",
     "rank_meter",
     "read_accpar_network",
+    "run_data_parallel",
     "search_level",
     "shares_from_throughput",
     "spawn",

@@ -22,16 +22,19 @@ environment, ``init_method="env://"``), which also covers several machines.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from frugalml.errors import ConfigError
+from frugalml.errors import ConfigError, FrugalError
 from frugalml.parallel._shares import normalise_shares, split_counts
 
 if TYPE_CHECKING:
@@ -85,7 +88,7 @@ class ParallelConfig:
     slowdown: tuple[float, ...] | None = None
     threads: tuple[int, ...] | None = None
     backend: Backend = "auto"
-    calibration_steps: int = 3
+    calibration_steps: int = 6
 
     def __post_init__(self) -> None:
         if isinstance(self.nproc, bool) or not isinstance(self.nproc, int) or self.nproc < 1:
@@ -288,7 +291,7 @@ def calibrate_shares(
     labels: torch.Tensor,
     batch_size: int,
     *,
-    steps: int = 3,
+    steps: int = 6,
     slowdown: float = 1.0,
 ) -> tuple[float, ...]:
     """Each rank times ``steps`` forward/backward passes of an even share of a batch (no
@@ -309,7 +312,7 @@ def calibrate_shares(
         loss.backward()
         times.append(time.perf_counter() - t0)
     model.zero_grad(set_to_none=True)
-    rate = torch.tensor([local / (sum(times[1:]) / len(times[1:]))], dtype=torch.float64)
+    rate = torch.tensor([local / statistics.median(times[1:])], dtype=torch.float64)
     if dist.get_backend() == "nccl":
         rate = rate.to(images.device)
     rates = [torch.zeros_like(rate) for _ in range(world)]
@@ -334,14 +337,17 @@ def _rank_main(
     args: tuple[Any, ...],
 ) -> None:
     import torch.distributed as dist
-
-    os.environ.setdefault("LOCAL_RANK", str(rank))
     from torch.distributed import FileStore  # type: ignore[attr-defined]
 
+    os.environ.setdefault("LOCAL_RANK", str(rank))
     store = FileStore(store_path, world)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world)
     try:
         fn(rank, world, *args)
+    except FrugalError as exc:  # hand the one-line message back to the launcher
+        error = {"type": type(exc).__name__, "message": exc.message, "fix": exc.fix}
+        Path(f"{store_path}.error{rank}").write_text(json.dumps(error), encoding="utf-8")
+        raise
     finally:
         dist.destroy_process_group()
 
@@ -356,10 +362,20 @@ def spawn(fn: Callable[..., None], nproc: int, *args: Any, backend: Backend = "g
         raise ConfigError(f"nproc must be >= 1, not {nproc}")
     with tempfile.TemporaryDirectory(prefix="frugalml-pg-") as folder:
         store_path = os.path.join(folder, "store")
-        start_processes(  # type: ignore[no-untyped-call]
-            _rank_main,
-            args=(fn, nproc, store_path, _resolve_backend(backend), args),
-            nprocs=nproc,
-            join=True,
-            start_method="spawn",
-        )
+        try:
+            start_processes(  # type: ignore[no-untyped-call]
+                _rank_main,
+                args=(fn, nproc, store_path, _resolve_backend(backend), args),
+                nprocs=nproc,
+                join=True,
+                start_method="spawn",
+            )
+        except Exception:
+            for rank in range(nproc):
+                path = Path(f"{store_path}.error{rank}")
+                if path.exists():
+                    error = json.loads(path.read_text(encoding="utf-8"))
+                    raise FrugalError(
+                        f"rank {rank}: {error['message']}", fix=error["fix"]
+                    ) from None
+            raise

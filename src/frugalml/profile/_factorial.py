@@ -13,8 +13,9 @@ and a Kruskal-Wallis test with epsilon-squared (see :mod:`._stats`). The paper f
 going from 4 conv layers to 1 cut energy by 49% (FashionMNIST) and 40% (CIFAR-10), while
 linear layers and ReLU changed it by a few percent.
 
-Energy is the sum of the per-epoch ``train`` windows (training steps only, as in the paper;
-evaluation and model building are in the trial's ``energy_j`` but not in the analysis).
+Energy is the sum of the per-epoch ``train`` windows (``train_energy_j``, training steps only,
+as in the paper; evaluation and model building are ``eval_energy_j`` and ``setup_energy_j``,
+in the trial's ``energy_j`` but not in the analysis: :func:`frugalml.study.energy_split`).
 Unlike the study worker, the trials run in this process and the dataset is loaded once for
 all of them, so no trial's ``energy_j`` includes loading data or starting Python.
 """
@@ -72,8 +73,9 @@ PLOT_PNG = "factorial.png"
 
 _TRIAL_COLUMNS = (
     "trial_id", "seed", "conv_layers", "linear_layers", "relu", "params", "flops_per_sample",
-    "epochs", "accuracy", "train_energy_j", "energy_j", "energy_kind", "energy_source",
-    "train_duration_s", "duration_s", "cpu_time_s", "status",
+    "epochs", "accuracy", "train_energy_j", "eval_energy_j", "setup_energy_j", "energy_j",
+    "train_energy_kind", "energy_kind", "energy_source", "train_duration_s", "duration_s",
+    "cpu_time_s", "train_peak_rss_bytes", "threads", "status",
 )  # fmt: skip
 
 
@@ -86,7 +88,9 @@ class FactorialConfig:
     and ``hidden`` are ``frugal_cnn``'s first conv channels and hidden units. Training is
     the study protocol (Adam) with ``epochs``, ``batch_size`` and ``lr``. ``warmup`` trains
     one unrecorded epoch first, so one-time costs (lazy imports, thread pools, allocator
-    growth) do not land on whichever cell happens to run first.
+    growth) do not land on whichever cell happens to run first. ``threads``: torch's
+    intra-op threads (default :data:`frugalml.train.DEFAULT_THREADS`, one, as for every
+    training frugalml runs; restored afterwards).
     """
 
     dataset: str = "digits"
@@ -103,8 +107,12 @@ class FactorialConfig:
     data_root: str | None = None
     download: bool | None = None
     warmup: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        from frugalml.train import check_threads
+
+        check_threads(self.threads, option="factorial threads")
         for name, low in (("epochs", 1), ("repeats", 1), ("first_seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -302,12 +310,17 @@ def _flat_row(
         "epochs": result.get("epochs"),
         "accuracy": result.get("accuracy"),
         "train_energy_j": result.get(ENERGY_KEY),
+        "eval_energy_j": result.get("eval_energy_j"),
+        "setup_energy_j": result.get("setup_energy_j"),
         "energy_j": result.get("energy_j"),
+        "train_energy_kind": result.get("train_energy_kind"),
         "energy_kind": result.get("energy_kind"),
         "energy_source": result.get("energy_source"),
         "train_duration_s": result.get("train_duration_s"),
         "duration_s": result.get("duration_s"),
         "cpu_time_s": result.get("cpu_time_s"),
+        "train_peak_rss_bytes": result.get("train_peak_rss_bytes"),
+        "threads": result.get("threads"),
         "status": status,
     }
 
@@ -358,7 +371,7 @@ class _TrialRunner:
         import torch
 
         from frugalml.models import count_costs, create_model
-        from frugalml.study import build_result
+        from frugalml.study import build_result, process_rss_bytes
         from frugalml.train import EpochRecord, train
 
         trial_id = trial.trial_id
@@ -374,18 +387,15 @@ class _TrialRunner:
         costs: Any = None
         train_result: Any = None
         error: str | None = None
-        train_energy_j = 0.0
-        train_duration_s = 0.0
+        records: list[EpochRecord] = []
 
         def on_epoch(record: EpochRecord) -> None:
-            nonlocal train_energy_j, train_duration_s
+            records.append(record)
             self.store.record_epoch(trial_id, record.epoch, record.to_dict())
             if record.train_measurement is not None:
-                train_energy_j += record.train_measurement.energy_j
                 self.energy_kind = _merge_kind(
                     self.energy_kind, record.train_measurement.provenance
                 )
-            train_duration_s += record.train_duration_s
             self.epochs_done += 1
             if record.measurement is not None:
                 self.current_j += record.measurement.energy_j
@@ -393,6 +403,7 @@ class _TrialRunner:
 
         self.emit("trial_started", label)
         window: Any = None
+        baseline_rss_bytes = process_rss_bytes()
         try:
             with self.meter.window(f"trial {trial.label}") as window:
                 torch.manual_seed(trial.seed)
@@ -421,12 +432,14 @@ class _TrialRunner:
             train_result=train_result,
             measurement=measurement,
             image_size=dataset.image_size,
+            epochs=records,
+            baseline_rss_bytes=baseline_rss_bytes,
+            threads=torch.get_num_threads(),
         )
         if measurement is not None:
             self.energy_j += measurement.energy_j
             self.energy_kind = _merge_kind(self.energy_kind, measurement.provenance)
-        result[ENERGY_KEY] = train_energy_j if train_result is not None else None
-        result["train_duration_s"] = train_duration_s if train_result is not None else None
+        train_energy_j = float(result.get(ENERGY_KEY) or 0.0)
         if error is None:
             self.store.finish(trial_id, "complete", result=result, only_if_running=True)
             self.trials_done += 1
@@ -498,11 +511,24 @@ def run_factorial(
         ConfigError / DataError: a bad design or dataset, before any trial runs.
         FrugalError: no trial of the design completed, so there is nothing to analyse.
     """
+    from frugalml.train import using_threads
+
+    config = config or FactorialConfig()
+    with using_threads(config.threads, option="factorial threads"):
+        return _run_factorial(config, Path(out_dir), meter_config, on_progress, retry_failed)
+
+
+def _run_factorial(
+    config: FactorialConfig,
+    out_dir: Path,
+    meter_config: MeterConfig | None,
+    on_progress: Callable[[FactorialProgress], None] | None,
+    retry_failed: bool,
+) -> FactorialResult:
     from frugalml.data import load_dataset
     from frugalml.meter import Meter, MeterConfig
     from frugalml.study import StudySpec, StudyStore
 
-    config = config or FactorialConfig()
     out = Path(out_dir)
     spec = StudySpec.from_mapping(config.spec_mapping(), source="<factorial>")
     trials = _ordered_trials(spec.trials(), config)

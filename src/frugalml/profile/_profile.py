@@ -78,7 +78,9 @@ class ProfileConfig:
     same number) are timed with hooks, after ``warmup_steps`` that are neither. The steps
     use Adam with ``lr`` on batches of ``batch_size`` drawn from the training split with
     ``seed``. ``statistic`` summarises each part's time over the hooked steps: ``median``
-    (default; robust to a step preempted by another process) or ``mean``.
+    (default; robust to a step preempted by another process) or ``mean``. ``threads``:
+    torch's intra-op threads while profiling (default :data:`frugalml.train.DEFAULT_THREADS`,
+    one, as for every training frugalml runs; restored afterwards).
     """
 
     batch_size: int = 32
@@ -89,8 +91,12 @@ class ProfileConfig:
     device: str = "auto"
     seed: int = 0
     statistic: str = "median"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        from frugalml.train import check_threads
+
+        check_threads(self.threads, option="profile threads")
         for name, low in (("batch_size", 1), ("steps", 1), ("warmup_steps", 0), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -202,6 +208,8 @@ class NetworkProfile:
     timed_step_s: float
     untimed_fraction: float
     notes: tuple[str, ...] = field(default=())
+    #: torch's intra-op threads while profiling.
+    threads: int | None = None
 
     @property
     def energy_j(self) -> float:
@@ -272,6 +280,7 @@ class NetworkProfile:
             "hooked_step_s": self.hooked_step_s,
             "timed_step_s": self.timed_step_s,
             "untimed_fraction": self.untimed_fraction,
+            "threads": self.threads,
             "by_type": [t.to_dict() for t in self.by_type()],
             "layers": [layer.to_dict() for layer in self.layers],
             "measurement": self.measurement.to_dict(),
@@ -401,12 +410,26 @@ def profile_network(
         ConfigError: a model without trainable parameters, a dataset too small for a step,
             or an input the model cannot take (the message says which shape was tried).
     """
+    from frugalml.train import using_threads
+
+    config = config or ProfileConfig()
+    with using_threads(config.threads, option="profile threads") as threads:
+        profile = _profile_network(model, dataset, config, meter, model_name)
+    return dataclasses.replace(profile, threads=threads)
+
+
+def _profile_network(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    config: ProfileConfig,
+    meter: Meter | None,
+    model_name: str | None,
+) -> NetworkProfile:
     import torch
 
     from frugalml.meter import Meter, MeterConfig
     from frugalml.train import resolve_device
 
-    config = config or ProfileConfig()
     name = model_name or type(model).__name__
     device = torch.device(resolve_device(config.device))
     torch.manual_seed(config.seed)

@@ -6,13 +6,21 @@
 - :mod:`._runner`: :func:`run_study`, one worker process per trial, budget and time-outs.
 - :mod:`._worker`: the process that trains and measures one trial.
 - :mod:`._results`: :func:`build_result` (one trial's row, for anything that writes
-  trials), :func:`load_results` and :func:`export_csv`, one row per trial.
+  trials; :func:`energy_split` into training, evaluation and set-up),
+  :func:`load_results` and :func:`export_csv`, one row per trial.
 - :mod:`._estimate`: :func:`estimate_study`, predicted energy and time before running.
 """
 
 from __future__ import annotations
 
-from frugalml.study._results import COLUMNS, build_result, export_csv, load_results
+from frugalml.study._results import (
+    COLUMNS,
+    build_result,
+    energy_split,
+    export_csv,
+    load_results,
+    process_rss_bytes,
+)
 from frugalml.study._runner import StudyEvent, StudyOutcome, StudyProgress, StudyRunner, run_study
 from frugalml.study._spec import ModelEntry, StudySpec, Trial, parse_budget
 from frugalml.study._store import STORE_FILENAME, StudyStore, TrialRow
@@ -30,8 +38,10 @@ __all__ = [
     "Trial",
     "TrialRow",
     "build_result",
+    "energy_split",
     "export_csv",
     "load_results",
     "parse_budget",
+    "process_rss_bytes",
     "run_study",
 ]

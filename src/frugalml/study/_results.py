@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,18 +38,32 @@ COLUMNS: tuple[str, ...] = (
     "best_val_epoch",
     "best_val_accuracy",
     "best_val_test_accuracy",
+    "train_energy_j",
+    "eval_energy_j",
+    "setup_energy_j",
     "energy_j",
+    "train_energy_kind",
+    "train_energy_source",
     "energy_kind",
     "energy_source",
+    "energy_note",
     "measured_energy_j",
     "estimated_energy_j",
+    "train_co2_g",
     "co2_g",
     "intensity_g_per_kwh",
     "pue",
+    "train_duration_s",
+    "eval_duration_s",
+    "setup_duration_s",
     "duration_s",
     "cpu_time_s",
+    "train_peak_rss_bytes",
+    "baseline_rss_bytes",
     "peak_rss_bytes",
+    "train_peak_gpu_mem_bytes",
     "peak_gpu_mem_bytes",
+    "threads",
     "device",
     "samples_per_s",
     "started_at",
@@ -62,6 +77,79 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def process_rss_bytes() -> int:
+    """This process's resident set size now: the baseline that ``train_peak_rss_bytes`` is
+    counted above (take it after the imports, before loading data and building the model)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _provenance(kinds: set[str]) -> str:
+    if not kinds:
+        return "none"
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def _window_sum(windows: list[Any], attr: str) -> float:
+    return float(sum(float(getattr(w, attr)) for w in windows))
+
+
+def energy_split(
+    measurement: Any, epochs: Sequence[Any], baseline_rss_bytes: int | None = None
+) -> dict[str, Any]:
+    """Split a trial's window into its training, evaluation and setup parts.
+
+    ``train_*`` sums the epochs' ``train`` windows (the training steps, PePR's resource),
+    ``eval_*`` their ``eval`` windows, ``setup_*`` is the rest of the trial window (data,
+    model, cost counting, the loop's own set-up): ``energy_j`` and ``duration_s`` are the
+    sums of the three. ``train_peak_rss_bytes`` is the highest RSS seen in a training window
+    less ``baseline_rss_bytes`` (the process after its imports); ``train_peak_gpu_mem_bytes``
+    the highest CUDA allocation in a training window (allocations start from zero, so no
+    baseline). Epochs without a window (no meter) leave the split out.
+    """
+    train = [e.train_measurement for e in epochs if e.train_measurement is not None]
+    evals = [e.eval_measurement for e in epochs if e.eval_measurement is not None]
+    if len(train) != len(epochs) or len(evals) != len(epochs):
+        return {}
+    row: dict[str, Any] = {}
+    train_j, eval_j = _window_sum(train, "energy_j"), _window_sum(evals, "energy_j")
+    train_s, eval_s = _window_sum(train, "duration_s"), _window_sum(evals, "duration_s")
+    setup_j = float(measurement.energy_j) - train_j - eval_j
+    setup_s = float(measurement.duration_s) - train_s - eval_s
+    notes = []
+    if setup_j < 0:  # nested windows are differences of one counter: only rounding gets here
+        notes.append(
+            f"the trial window read {measurement.energy_j:.6g} J, {-setup_j:.3g} J less than "
+            "its epochs' windows; energy_j is the epochs' sum and setup_energy_j 0"
+        )
+        setup_j = 0.0
+    setup_s = max(0.0, setup_s)
+    row.update(
+        train_energy_j=train_j,
+        eval_energy_j=eval_j,
+        setup_energy_j=setup_j,
+        energy_j=train_j + eval_j + setup_j,
+        train_energy_kind=_provenance({str(m.provenance) for m in train}) if train else None,
+        train_energy_source="; ".join(sorted({str(m.energy_source) for m in train})) or None,
+        train_co2_g=_window_sum(train, "co2_g"),
+        train_duration_s=train_s,
+        eval_duration_s=eval_s,
+        setup_duration_s=setup_s,
+        duration_s=train_s + eval_s + setup_s,
+    )
+    peaks = [int(m.peak_rss_bytes) for m in train if m.peak_rss_bytes is not None]
+    if peaks and baseline_rss_bytes is not None:
+        row["train_peak_rss_bytes"] = max(0, max(peaks) - int(baseline_rss_bytes))
+        row["baseline_rss_bytes"] = int(baseline_rss_bytes)
+    gpu = [int(m.peak_gpu_mem_bytes) for m in train if m.peak_gpu_mem_bytes is not None]
+    if gpu:
+        row["train_peak_gpu_mem_bytes"] = max(gpu)
+    if notes:
+        row["energy_note"] = "; ".join(notes)
+    return row
+
+
 def build_result(
     trial_id: str,
     definition: dict[str, Any],
@@ -72,7 +160,13 @@ def build_result(
     image_size: tuple[int, int] | None = None,
     overhead_s: float | None = None,
 ) -> dict[str, Any]:
-    """The row of the results table for one trial (see docs/architecture.md)."""
+    """The row of the results table for one trial (see docs/architecture.md).
+
+    ``epochs`` are the :class:`frugalml.train.EpochRecord` s that ran (default: those of
+    ``train_result``; pass them when training raised after some epochs) and split the
+    trial's ``measurement`` into ``train_*``, ``eval_*`` and ``setup_*`` (:func:`energy_split`).
+    ``threads`` is torch's thread count (default: the one ``train_result`` recorded).
+    """
     row: dict[str, Any] = {
         "trial_id": trial_id,
         "model": definition["model"],
@@ -135,6 +229,12 @@ def build_result(
         row["process_overhead_s"] = overhead_s
     return {k: _finite(v) for k, v in row.items()}
 
+        ran = list(epochs) if epochs is not None else list(getattr(train_result, "epochs", []))
+        row.update(energy_split(measurement, ran, baseline_rss_bytes))
+    if threads is None and train_result is not None:
+        threads = getattr(train_result, "threads", None)
+    if threads is not None:
+        row["threads"] = int(threads)
 
 def result_rows(store: StudyStore) -> list[dict[str, Any]]:
     """Every trial of the store as a flat dict (the measurement JSON left out)."""

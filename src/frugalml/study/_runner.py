@@ -82,6 +82,7 @@ class _Running:
         self.process = process
         self.log = log
         self.started = time.monotonic()
+        self.launched_at = time.time()  # wall clock, to place the worker's recorded windows
         self.deadline = self.started + timeout_s if timeout_s else None
         self.timed_out = False
 
@@ -257,11 +258,14 @@ class StudyRunner:
                 # has installed its handler, while it imports torch): not the trial's fault
                 self.store.finish(trial_id, "pending", only_if_running=True)
             else:
-                self.store.finish(trial_id, "failed", error=error, only_if_running=True)
+                result = self._killed_result(trial_id, state, error)
+                self.store.finish(
+                    trial_id, "failed", result=result, error=error, only_if_running=True
+                )
         elif state.timed_out and row.status == "pending":
-            self.store.finish(
-                trial_id, "failed", error=f"timed out after {self.trial_timeout_s:g} s"
-            )
+            error = f"timed out after {self.trial_timeout_s:g} s"
+            result = self._killed_result(trial_id, state, error)
+            self.store.finish(trial_id, "failed", result=result, error=error)
         row = self.store.trial(trial_id)
         message = f"{state.trial.label}: {row.status}"
         if row.error:
@@ -272,6 +276,24 @@ class StudyRunner:
         now = time.monotonic()
         for trial_id, state in list(self.running.items()):
             code = state.process.poll()
+    def _killed_result(self, trial_id: str, state: _Running, reason: str) -> dict[str, Any] | None:
+        """The energy a worker spent before it was stopped (recorded windows plus an
+        estimate for the rest, labelled: study._results.killed_result)."""
+        from frugalml.study._results import killed_result
+
+        costs = [c for r in self._rows() if r.status == "complete" for c in [_trial_cost(r)] if c]
+        seconds = sum(c[2] for c in costs)
+        fallback_w = sum(c[0] for c in costs) / seconds if seconds > 0 else None
+        return killed_result(
+            trial_id,
+            dict(self.store.trial(trial_id).definition),
+            self.store.epochs(trial_id),
+            launched_at=state.launched_at,
+            ended_at=time.time(),
+            reason=reason,
+            fallback_power_w=fallback_w,
+        )
+
             if code is not None:
                 self._reap(trial_id, code)
             elif state.deadline is not None and now > state.deadline and not state.timed_out:

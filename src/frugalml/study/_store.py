@@ -586,7 +586,13 @@ _NUMERIC_KEYS = frozenset(
 )
 
 
+#: Keys that end like a number's but hold text (tune_params is the parameters' JSON).
+_TEXT_KEYS = frozenset({"tune_params"})
+
+
 def _numeric_key(key: str) -> bool:
+    if key in _TEXT_KEYS:
+        return False
     return key in _NUMERIC_KEYS or key.endswith(_NUMERIC_SUFFIXES)
 
 

@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: torch intra-op threads for every training frugalml runs (study, tune, factorial, profile,
+#: the examples) unless the user says otherwise. Small-batch training of small models gains
+#: little from more threads on a CPU, and with other processes on the cores the same work
+#: swung up to 11x in time and estimated energy under torch's default (benchmarks/RESULTS.md).
+DEFAULT_THREADS = 1
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -89,10 +95,49 @@ class TrainResult:
     stopped_early: bool = False
     stop_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: torch's intra-op threads while this training ran.
+    threads: int | None = None
 
     @property
     def accuracy(self) -> float:
         return self.final_test.get("accuracy", math.nan)
+
+
+def check_threads(threads: object, *, option: str = "threads") -> int:
+    """``threads`` as a positive int (``None``: :data:`DEFAULT_THREADS`); else a ConfigError."""
+    if threads is None:
+        return DEFAULT_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(
+            f"{option} must be a whole number of at least 1, got {threads!r}",
+            fix="give 1 or more (default 1: one torch thread per training)",
+        )
+    return threads
+
+
+def apply_threads(threads: int | None = None, *, option: str = "threads") -> int:
+    """Set torch's intra-op threads for this process to ``threads`` (``None``: the one
+    default, :data:`DEFAULT_THREADS`) and return the count now in force. The one place
+    where frugalml chooses torch's threads."""
+    import torch
+
+    count = check_threads(threads, option=option)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return int(torch.get_num_threads())
+
+
+@contextlib.contextmanager
+def using_threads(threads: int | None = None, *, option: str = "threads") -> Iterator[int]:
+    """:func:`apply_threads` for the body of a ``with``; torch's previous count afterwards."""
+    import torch
+
+    before = int(torch.get_num_threads())
+    try:
+        yield apply_threads(threads, option=option)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> str:
@@ -405,4 +450,5 @@ def train(
         duration_s=time.perf_counter() - started,
         stopped_early=stop_reason is not None,
         stop_reason=stop_reason,
+        threads=int(torch.get_num_threads()),
     )

@@ -237,7 +237,8 @@ class Tuner:
     """Tune ``spec`` into ``out_dir`` (created if needed; an existing run is continued).
 
     ``on_event`` receives :class:`TuneEvent` s for progress displays. ``threads`` sets
-    torch's intra-op threads for the run (restored afterwards). ``meter`` replaces the
+    torch's intra-op threads for the run (default :data:`frugalml.train.DEFAULT_THREADS`,
+    one, as for every training frugalml runs; restored afterwards). ``meter`` replaces the
     default :class:`frugalml.meter.Meter` (tests inject one); ``write_outputs=False`` skips
     the plot, CSV and JSON summary, ``plot=False`` only the plot. ``warm_up=False`` skips
     the short warm-up run before the first trial (counted as overhead) that otherwise keeps
@@ -262,8 +263,9 @@ class Tuner:
                 fix="set budget: {max_trials: N} (and/or energy_kwh, co2_g, duration_s), "
                 "or use --max-trials",
             )
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}", fix="e.g. --threads 1")
+        from frugalml.train import check_threads
+
+        check_threads(threads)
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.on_event = on_event or (lambda event: None)
@@ -564,7 +566,7 @@ class Tuner:
         from optuna.trial import TrialState
 
         from frugalml.models import count_costs
-        from frugalml.study import build_result
+        from frugalml.study import build_result, process_rss_bytes
         from frugalml.train import TrainingDiverged, TrainResult, train
 
         spec = self.spec
@@ -642,6 +644,7 @@ class Tuner:
             if record.epoch >= training.epochs:
                 return  # nothing left to save
             if self.dominance is not None:
+        baseline_rss_bytes = process_rss_bytes()
                 by = self.dominance.should_prune(record.epoch, (accuracy, so_far), completed_curves)
                 if by is not None:
                     prune_reason.append(
@@ -683,6 +686,7 @@ class Tuner:
         except TrainingDiverged as exc:
             state, error = "failed", str(exc)
         except torch.OutOfMemoryError as exc:
+                threads=torch.get_num_threads(),
             state, error = "failed", f"out of memory: {str(exc).splitlines()[0]}"
         except Exception as exc:  # a crashing trial fails alone
             logger.warning("trial %d failed: %s: %s", number, type(exc).__name__, exc)
@@ -791,29 +795,11 @@ class Tuner:
         return (self.spec.seed * 1_000_003 + existing) % (2**32)
 
     def run(self) -> TuneOutcome:
+        from frugalml.train import using_threads
+
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        torch_threads = self._set_threads()
-        try:
-            with directory_lock(self.out_dir):
-                return self._run_locked()
-        finally:
-            self._restore_threads(torch_threads)
-
-    def _set_threads(self) -> int | None:
-        if self.threads is None:
-            return None
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        return before
-
-    @staticmethod
-    def _restore_threads(before: int | None) -> None:
-        if before is not None:
-            import torch
-
-            torch.set_num_threads(before)
+        with using_threads(self.threads), directory_lock(self.out_dir):
+            return self._run_locked()
 
     def _run_locked(self) -> TuneOutcome:
         from frugalml.meter import CarbonConfig, Meter, MeterConfig
