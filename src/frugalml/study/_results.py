@@ -159,6 +159,9 @@ def build_result(
     measurement: Any = None,
     image_size: tuple[int, int] | None = None,
     overhead_s: float | None = None,
+    epochs: Sequence[Any] | None = None,
+    baseline_rss_bytes: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """The row of the results table for one trial (see docs/architecture.md).
 
@@ -225,16 +228,164 @@ def build_result(
             peak_gpu_mem_bytes=measurement.peak_gpu_mem_bytes,
             measurement=measurement.to_dict(),
         )
-    if overhead_s is not None:
-        row["process_overhead_s"] = overhead_s
-    return {k: _finite(v) for k, v in row.items()}
-
         ran = list(epochs) if epochs is not None else list(getattr(train_result, "epochs", []))
         row.update(energy_split(measurement, ran, baseline_rss_bytes))
     if threads is None and train_result is not None:
         threads = getattr(train_result, "threads", None)
     if threads is not None:
         row["threads"] = int(threads)
+    if overhead_s is not None:
+        row["process_overhead_s"] = overhead_s
+    return {k: _finite(v) for k, v in row.items()}
+
+
+def setup_record(measurement: Any) -> dict[str, Any]:
+    """The store's epoch-0 record: a trial's set-up window (data, model, cost counting)."""
+    return {
+        "epoch": 0,
+        "phase": "setup",
+        "measurement": measurement.to_dict() if measurement is not None else None,
+    }
+
+
+def _recorded(epochs: Sequence[Mapping[str, Any]]) -> tuple[Any, list[Any]]:
+    """The set-up window and the epochs' (epoch, train, eval) windows of stored records;
+    records that cannot be read are skipped (they hold no energy that can be trusted)."""
+    from frugalml.errors import FrugalError
+    from frugalml.meter import Measurement
+
+    def read(data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            return Measurement.from_dict(data)
+        except (FrugalError, KeyError, TypeError, ValueError):
+            return None
+
+    setup = None
+    windows = []
+    for record in epochs:
+        if not isinstance(record, Mapping):
+            continue
+        if record.get("epoch") == 0:
+            setup = read(record.get("measurement"))
+            continue
+        whole = read(record.get("measurement"))
+        if whole is not None:
+            windows.append(
+                (
+                    whole,
+                    read(record.get("train_measurement")),
+                    read(record.get("eval_measurement")),
+                )
+            )
+    return setup, windows
+
+
+def _end_s(measurement: Any) -> float:
+    from datetime import datetime
+
+    started = datetime.fromisoformat(str(measurement.started_at)).timestamp()
+    return started + float(measurement.duration_s)
+
+
+def killed_result(
+    trial_id: str,
+    definition: dict[str, Any],
+    epochs: Sequence[Mapping[str, Any]],
+    *,
+    launched_at: float,
+    ended_at: float,
+    reason: str,
+    fallback_power_w: float | None = None,
+) -> dict[str, Any] | None:
+    """The row of a trial whose worker was killed (time-out, signal, crash) before it could
+    record its own end: what its recorded windows measured, plus an estimate for the rest.
+
+    Booked: the set-up window (epoch 0) and every recorded epoch's windows, as measured (or
+    estimated) by the worker's meter. Not covered by a recorded window: the time from the
+    worker's launch (``launched_at``, seconds since the epoch) to its set-up window, when that
+    was not recorded, and from the last recorded window to ``ended_at`` (the epoch in flight).
+    That time is booked as ``estimated`` at the mean power of the recorded windows, or at
+    ``fallback_power_w`` (the study's completed trials) when none was recorded; without
+    either no energy is booked. The time after the last window goes to ``train_*`` once the
+    set-up window was recorded (training had begun), to ``setup_*`` before. The rule and the
+    figures are in ``energy_note``. None when there is nothing to book.
+    """
+    setup, windows = _recorded(epochs)
+    recorded = ([setup] if setup is not None else []) + [w[0] for w in windows]
+    recorded_j = sum(float(m.energy_j) for m in recorded)
+    recorded_s = sum(float(m.duration_s) for m in recorded)
+    start = launched_at
+    if setup is not None:  # as for a finished trial: from the trial window on
+        start = _end_s(setup) - float(setup.duration_s)
+    last_end = max([_end_s(m) for m in recorded], default=start)
+    wall_s = max(0.0, ended_at - start)
+    uncovered_s = max(0.0, ended_at - last_end)
+    if recorded_s > 0:
+        power_w: float | None = recorded_j / recorded_s
+        power_rule = f"the mean power of its {len(recorded)} recorded window(s)"
+    else:
+        power_w = fallback_power_w
+        power_rule = "the mean power of the study's completed trials"
+    if power_w is None or not math.isfinite(power_w):
+        if not recorded:
+            return None
+        power_w, power_rule = 0.0, "nothing (no power figure)"
+    estimated_j = power_w * uncovered_s
+    train_j = sum(float(w[1].energy_j) for w in windows if w[1] is not None)
+    eval_j = sum(float(w[2].energy_j) for w in windows if w[2] is not None)
+    train_s = sum(float(w[1].duration_s) for w in windows if w[1] is not None)
+    eval_s = sum(float(w[2].duration_s) for w in windows if w[2] is not None)
+    in_training = setup is not None
+    if in_training:
+        train_j += estimated_j
+        train_s += uncovered_s
+    energy_j = recorded_j + estimated_j
+    setup_j = max(0.0, energy_j - train_j - eval_j)
+    kinds = {str(m.provenance) for m in recorded}
+    if estimated_j > 0:
+        kinds.add("estimated")
+    g_per_j = sum(float(m.co2_g) for m in recorded) / recorded_j if recorded_j > 0 else None
+    train_kinds = {str(w[1].provenance) for w in windows if w[1] is not None}
+    if in_training and estimated_j > 0:
+        train_kinds.add("estimated")
+    note = (
+        f"{reason}: booked {recorded_j:.4g} J from {len(windows)} recorded epoch(s)"
+        f"{' and the set-up window' if setup is not None else ''}, plus {estimated_j:.4g} J "
+        f"estimated for {uncovered_s:.3g} s not covered by a recorded window "
+        f"({'the epoch in flight, counted as training' if in_training else 'set-up'}) at "
+        f"{power_rule}, {power_w:.3g} W"
+    )
+    sources = sorted({str(m.energy_source) for m in recorded})
+    row: dict[str, Any] = {
+        "trial_id": trial_id,
+        "model": definition.get("model"),
+        "dataset": definition.get("dataset"),
+        "pretrained": definition.get("pretrained"),
+        "fraction": definition.get("fraction"),
+        "seed": definition.get("seed"),
+        "epochs": len(windows),
+        "epochs_planned": (definition.get("training") or {}).get("epochs"),
+        "energy_j": energy_j,
+        "train_energy_j": train_j,
+        "eval_energy_j": eval_j,
+        "setup_energy_j": setup_j,
+        "energy_kind": _provenance(kinds),
+        "energy_source": "; ".join([*sources, f"estimate:killed-trial extrapolation ({reason})"]),
+        "train_energy_kind": _provenance(train_kinds) if train_kinds else None,
+        "energy_note": note,
+        "measured_energy_j": sum(float(m.measured_energy_j) for m in recorded),
+        "estimated_energy_j": sum(float(m.estimated_energy_j) for m in recorded) + estimated_j,
+        "co2_g": energy_j * g_per_j if g_per_j is not None else None,
+        "duration_s": wall_s,
+        "train_duration_s": train_s,
+        "eval_duration_s": eval_s,
+        "setup_duration_s": max(0.0, wall_s - train_s - eval_s),
+        "killed": True,
+    }
+    return {k: _finite(v) for k, v in row.items()}
+
 
 def result_rows(store: StudyStore) -> list[dict[str, Any]]:
     """Every trial of the store as a flat dict (the measurement JSON left out)."""
