@@ -41,7 +41,9 @@ def _rapl(tree: PowercapTree, clock: FakeClock) -> RaplBackend:
     return RaplBackend(found.selected, clock=clock)
 
 
-def _step(tree: PowercapTree, clock: FakeClock, backend: RaplBackend, dt: float, uj: int) -> None:
+def _step(
+    tree: PowercapTree, clock: FakeClock, backend: RaplBackend, dt: float, uj: int | str
+) -> None:
     clock.advance(dt)
     tree.set("intel-rapl:0", uj)
     backend.poll()
@@ -550,3 +552,118 @@ def test_env_shows_the_power_bound_per_counter(
     assert "deltas checked against 100 W (largest of constraint_0_max_power_uw" in package
     dram = next(d for d in rapl.details if d.startswith("intel-rapl:0:0 "))
     assert f"deltas checked against {RAPL_CEILING_W:g} W (stated ceiling" in dram
+
+
+# -- every fault across windows --------------------------------------------------------
+
+# (max_range_uj, the fault reading, the readings after it, A's J and lost s, outer's J and s)
+# Window A covers 0-3 s, B 3-5 s, "outer" both; one reading per second, starting at 100 J,
+# 150 J at 1 s, the fault at 2 s, then +20 J per second (none booked while no baseline).
+RAPL_FAULTS = {
+    "step back 5 J": (DEFAULT_RANGE_UJ, 145 * J, (165, 185, 205), (70.0, 1.0), (110.0, 1.0)),
+    "reset to 0": (DEFAULT_RANGE_UJ, 0, (20, 40, 60), (70.0, 1.0), (110.0, 1.0)),
+    "spike": (DEFAULT_RANGE_UJ, 1150 * J, (1170, 1190, 1210), (70.0, 1.0), (110.0, 1.0)),
+    "outside range": (1000 * J, 1500 * J, (170, 190, 210), (50.0, 2.0), (90.0, 2.0)),
+    "range 0": (0, 145 * J, (165, 185, 205), (70.0, 1.0), (110.0, 1.0)),
+    "garbage": (DEFAULT_RANGE_UJ, "x", (170, 190, 210), (50.0, 2.0), (90.0, 2.0)),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(RAPL_FAULTS))
+def test_each_rapl_fault_across_consecutive_and_nested_windows(
+    meter_powercap: PowercapTree, meter_idle_load: list[float | None], fault: str
+) -> None:
+    max_range, bad, after, (a_j, a_lost), (outer_j, outer_lost) = RAPL_FAULTS[fault]
+    kwargs = {"max_range_uj": max_range, "constraints": BOUND_100W}
+    meter_powercap.zone("intel-rapl:0", "package-0", energy_uj=100 * J, **kwargs)
+    meter_powercap.zone("intel-rapl:0:0", "dram", energy_uj=0)
+    clock = FakeClock()
+    meter, rapl = _rapl_meter(meter_powercap, clock)
+    with meter:
+        outer = meter.begin("outer")
+        a = meter.begin("a")
+        _step(meter_powercap, clock, rapl, 1.0, 150 * J)
+        _step(meter_powercap, clock, rapl, 1.0, bad)
+        clock.advance(1.0)
+        meter_powercap.set("intel-rapl:0", after[0] * J)
+        a_m = meter.end(a)
+        b = meter.begin("b")
+        _step(meter_powercap, clock, rapl, 1.0, after[1] * J)
+        clock.advance(1.0)
+        meter_powercap.set("intel-rapl:0", after[2] * J)
+        b_m = meter.end(b)
+        outer_m = meter.end(outer)
+    got = {
+        m.name: (m.components[0].energy_j, m.components[0].unmeasured_s)
+        for m in (a_m, b_m, outer_m)
+    }
+    assert got == {
+        "a": (pytest.approx(a_j), pytest.approx(a_lost)),
+        "b": (pytest.approx(40.0), 0.0),
+        "outer": (pytest.approx(outer_j), pytest.approx(outer_lost)),
+    }
+    assert a_m.components[0].unmeasured_intervals_s == (
+        (pytest.approx(1.0), pytest.approx(1.0 + a_lost)),
+    )
+    assert not b_m.notes and b_m.components[0].unmeasured_intervals_s == ()
+    assert any("not measured" in n for n in outer_m.notes)
+
+
+# Window A covers 0-3 s, B 3-5 s; the GPU counter reads 10 J, 60 J at 1 s, the fault at
+# 2 s, then +20 J per second.
+NVML_FAULTS = {
+    "step back 1 J": (59_000, (79_000, 99_000, 119_000), (70.0, 1.0)),
+    "reset to 0": (0, (20_000, 40_000, 60_000), (70.0, 1.0)),
+    "spike": (1_060_000, (1_080_000, 1_100_000, 1_120_000), (70.0, 1.0)),
+    "read failure": (None, (80_000, 100_000, 120_000), (50.0, 2.0)),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(NVML_FAULTS))
+def test_each_nvml_fault_across_consecutive_and_nested_windows(
+    meter_fake_nvml: FakeNvml,
+    meter_no_powercap: object,
+    meter_idle_load: list[float | None],
+    fault: str,
+) -> None:
+    import pynvml
+
+    bad, after, (a_j, a_lost) = NVML_FAULTS[fault]
+    gpu = FakeGpu(UUID_A, energy_mj=10_000)
+    meter_fake_nvml.gpus.append(gpu)
+    clock = FakeClock()
+    backend = _nvml(clock)
+    mocked = meter_fake_nvml.mocks["nvmlDeviceGetTotalEnergyConsumption"]
+    real = mocked.side_effect
+    with Meter(MeterConfig(poll_interval_s=3600.0), backends=[backend], clock=clock) as meter:
+        outer = meter.begin("outer")
+        a = meter.begin("a")
+        _gpu_step(gpu, clock, backend, 1.0, 60_000)
+        if bad is None:
+            mocked.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN)
+            _gpu_step(gpu, clock, backend, 1.0, 70_000)
+            mocked.side_effect = real
+        else:
+            _gpu_step(gpu, clock, backend, 1.0, bad)
+        clock.advance(1.0)
+        gpu.energy_mj = after[0]
+        a_m = meter.end(a)
+        b = meter.begin("b")
+        _gpu_step(gpu, clock, backend, 1.0, after[1])
+        clock.advance(1.0)
+        gpu.energy_mj = after[2]
+        b_m = meter.end(b)
+        outer_m = meter.end(outer)
+    got = {
+        m.name: (m.components[0].energy_j, m.components[0].unmeasured_s)
+        for m in (a_m, b_m, outer_m)
+    }
+    assert got == {
+        "a": (pytest.approx(a_j), pytest.approx(a_lost)),
+        "b": (pytest.approx(40.0), 0.0),
+        "outer": (pytest.approx(a_j + 40.0), pytest.approx(a_lost)),
+    }
+    assert a_m.components[0].unmeasured_intervals_s == (
+        (pytest.approx(1.0), pytest.approx(1.0 + a_lost)),
+    )
+    assert b_m.components[0].unmeasured_intervals_s == ()
