@@ -176,6 +176,7 @@ def _profile(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup,
         device=args.device,
         seed=args.seed,
+        threads=args.threads,
     )
     model_args = _parse_model_args(args.model_args)
     _set_threads(args.threads)
@@ -218,7 +219,6 @@ def _print_profile(console: Console, profile: NetworkProfile, top: int) -> None:
     console.print(
         f"[bold]{profile.model}[/bold] on {profile.dataset} ({shape}, {profile.num_classes} "
         f"classes), batch {profile.batch_size}, {profile.device}: {profile.params:,} parameters, "
-        threads=args.threads,
         f"{_fmt_count(profile.forward_flops / profile.batch_size)} forward FLOPs per sample"
     )
     console.print(
@@ -306,6 +306,7 @@ def _factorial(args: argparse.Namespace) -> int:
         first_seed=args.first_seed,
         data_root=args.data_root,
         warmup=not args.no_warmup,
+        threads=args.threads,
     )
     _set_threads(args.threads)
     err = Console(stderr=True)
@@ -350,7 +351,6 @@ def _factorial(args: argparse.Namespace) -> int:
     _print_factorial(_stdout_console(), result)
     for name, path in result.files.items():
         err.print(f"{name}: {path}", highlight=False)
-        threads=args.threads,
     return 1 if result.failed else 0
 
 

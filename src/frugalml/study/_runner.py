@@ -272,10 +272,6 @@ class StudyRunner:
             message += f" ({row.error})"
         self._emit("trial_finished", message, row)
 
-    def _poll(self) -> None:
-        now = time.monotonic()
-        for trial_id, state in list(self.running.items()):
-            code = state.process.poll()
     def _killed_result(self, trial_id: str, state: _Running, reason: str) -> dict[str, Any] | None:
         """The energy a worker spent before it was stopped (recorded windows plus an
         estimate for the rest, labelled: study._results.killed_result)."""
@@ -294,6 +290,10 @@ class StudyRunner:
             fallback_power_w=fallback_w,
         )
 
+    def _poll(self) -> None:
+        now = time.monotonic()
+        for trial_id, state in list(self.running.items()):
+            code = state.process.poll()
             if code is not None:
                 self._reap(trial_id, code)
             elif state.deadline is not None and now > state.deadline and not state.timed_out:

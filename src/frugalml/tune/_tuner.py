@@ -644,7 +644,6 @@ class Tuner:
             if record.epoch >= training.epochs:
                 return  # nothing left to save
             if self.dominance is not None:
-        baseline_rss_bytes = process_rss_bytes()
                 by = self.dominance.should_prune(record.epoch, (accuracy, so_far), completed_curves)
                 if by is not None:
                     prune_reason.append(
@@ -666,6 +665,7 @@ class Tuner:
         state = "complete"
         error: str | None = None
         interrupted: KeyboardInterrupt | None = None
+        baseline_rss_bytes = process_rss_bytes()
         try:
             with meter.window(f"tune trial {number}") as window:
                 torch.manual_seed(training.seed)
@@ -686,7 +686,6 @@ class Tuner:
         except TrainingDiverged as exc:
             state, error = "failed", str(exc)
         except torch.OutOfMemoryError as exc:
-                threads=torch.get_num_threads(),
             state, error = "failed", f"out of memory: {str(exc).splitlines()[0]}"
         except Exception as exc:  # a crashing trial fails alone
             logger.warning("trial %d failed: %s: %s", number, type(exc).__name__, exc)
@@ -708,6 +707,7 @@ class Tuner:
                 duration_s=sum(r.train_duration_s for r in records),
                 stopped_early=True,
                 stop_reason=prune_reason[-1] if prune_reason else error,
+                threads=torch.get_num_threads(),
             )
         row = build_result(
             trial_id,
@@ -716,6 +716,9 @@ class Tuner:
             train_result=result,
             measurement=measurement,
             image_size=dataset.image_size,
+            epochs=records,
+            baseline_rss_bytes=baseline_rss_bytes,
+            threads=torch.get_num_threads(),
         )
         row.update(
             tune_strategy=spec.strategy,
