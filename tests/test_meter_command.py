@@ -49,6 +49,11 @@ def test_measure_busy_loop_through_the_cli(
     assert m.peak_rss_bytes is not None and m.peak_rss_bytes > 1_000_000
     err = capsys.readouterr().err
     assert "estimated" in err and "CPU time" in err and "CO2" in err
+    # The machine's state travels with the record and is printed.
+    assert m.logical_cpus == os.cpu_count()
+    assert m.peak_load_avg_1m is not None and m.peak_load_avg_1m >= 0
+    assert f"peak 1-min load average on {os.cpu_count()} logical CPUs" in err
+    assert m.oversubscribed == any("inflated by contention" in n for n in m.notes)
 
 
 def test_exit_code_is_propagated(meter_no_powercap: Path) -> None:
