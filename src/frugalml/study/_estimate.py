@@ -11,6 +11,12 @@ Method, stated in every estimate:
    forward FLOPs (torch.utils.flop_counter), at the median FLOP rate of those calibrated.
 4. Energy is predicted time times the mean power the meter saw during calibration, with that
    meter's provenance (measured from a counter, or estimated).
+5. Set-up (what a trial's window holds besides its epochs: loading the data, building the
+   model, counting its costs) is the time those took here, once per dataset and model.
+
+The prediction is split as the results are: ``train_energy_j`` (the training steps, PePR's
+resource), ``eval_energy_j``, ``setup_energy_j`` and ``energy_j``, their sum, which is what a
+study's budget counts. Training runs with the spec's torch threads (default one), as trials.
 
 Small models are dominated by per-step overhead rather than FLOPs, which is why the step is
 timed rather than derived from FLOPs wherever the cap allows.
@@ -39,6 +45,12 @@ class TrialEstimate:
     step_source: str  # "timed" or "scaled by FLOPs"
     duration_s: float
     energy_j: float
+    train_duration_s: float = 0.0
+    train_energy_j: float = 0.0
+    eval_duration_s: float = 0.0
+    eval_energy_j: float = 0.0
+    setup_duration_s: float = 0.0
+    setup_energy_j: float = 0.0
 
 
 @dataclass
@@ -52,10 +64,28 @@ class StudyEstimate:
     calibration_s: float
     method: str
     notes: list[str] = field(default_factory=list)
+    threads: int = 1
 
     @property
     def total_energy_kwh(self) -> float:
         return self.total_energy_j / 3.6e6
+
+    @property
+    def total_train_energy_j(self) -> float:
+        """The training steps of every trial (PePR's resource)."""
+        return sum(t.train_energy_j for t in self.trials)
+
+    @property
+    def total_train_duration_s(self) -> float:
+        return sum(t.train_duration_s for t in self.trials)
+
+    @property
+    def total_setup_energy_j(self) -> float:
+        return sum(t.setup_energy_j for t in self.trials)
+
+    @property
+    def total_eval_energy_j(self) -> float:
+        return sum(t.eval_energy_j for t in self.trials)
 
 
 def _time_steps(
@@ -83,6 +113,15 @@ def estimate_study(
     spec: StudySpec, *, calibration_cap_s: float = 30.0, steps: int = 3
 ) -> StudyEstimate:
     """Predict the energy and time of every trial of ``spec`` on this machine."""
+    from frugalml.train import using_threads
+
+    with using_threads(spec.threads) as threads:  # time the steps as the trials run them
+        estimate = _estimate(spec, calibration_cap_s, steps)
+    estimate.threads = threads
+    return estimate
+
+
+def _estimate(spec: StudySpec, calibration_cap_s: float, steps: int) -> StudyEstimate:
     import torch
 
     from frugalml.data import load_dataset
@@ -90,28 +129,31 @@ def estimate_study(
     from frugalml.models import count_costs, create_model
 
     datasets: dict[tuple[str, int | None], Any] = {}
+    load_s: dict[tuple[str, int | None], float] = {}
+    build_s: dict[tuple[Any, ...], float] = {}
     calibrated: dict[tuple[Any, ...], tuple[float, int, int, str]] = {}
     pending: dict[tuple[Any, ...], tuple[int, int]] = {}
     notes: list[str] = []
     trials = spec.trials()
     batch = spec.training.batch_size
     started = time.monotonic()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(spec.threads)  # time the steps as the trials will run them
     meter = Meter(MeterConfig())
     with meter, meter.window("calibration") as window:
         for trial in trials:
             data_key = (trial.dataset, trial.image_size)
             if data_key not in datasets:
+                t0 = time.perf_counter()
                 ds = load_dataset(trial.dataset, root=spec.data_root, download=spec.download)
                 if trial.image_size:
                     ds = ds.resized(trial.image_size)
                 datasets[data_key] = ds
+                load_s[data_key] = time.perf_counter() - t0
             ds = datasets[data_key]
             key = (trial.model, data_key)
             if key in calibrated or key in pending:
                 continue
             shape = (ds.channels, *ds.image_size)
+            t0 = time.perf_counter()
             torch.manual_seed(0)
             model = create_model(
                 trial.model.name,
@@ -121,12 +163,12 @@ def estimate_study(
                 **trial.model.args_dict(),
             )
             costs = count_costs(model, shape)
+            build_s[key] = time.perf_counter() - t0
             if time.monotonic() - started < calibration_cap_s:
                 step_s = _time_steps(model, shape, ds.num_classes, batch, steps)
                 calibrated[key] = (step_s, costs.params, costs.flops_per_sample, "timed")
             else:
                 pending[key] = (costs.params, costs.flops_per_sample)
-    torch.set_num_threads(threads_before)
     measurement = window.measurement
     if measurement is None:  # pragma: no cover - the meter always records a closed window
         raise RuntimeError("the calibration window recorded no measurement")
@@ -151,8 +193,11 @@ def estimate_study(
         if trial.fraction < 1:
             n_train = max(ds.num_classes, round(n_train * trial.fraction))
         n_eval = len(ds.val.labels) + len(ds.test.labels)
-        per_epoch = math.ceil(n_train / batch) * step_s + (n_eval / batch) * step_s / 3
-        duration = per_epoch * trial.training.epochs
+        epochs = trial.training.epochs
+        train_s = math.ceil(n_train / batch) * step_s * epochs
+        eval_s = (n_eval / batch) * step_s / 3 * epochs
+        setup_s = load_s[data_key] + build_s[(trial.model, data_key)]
+        duration = train_s + eval_s + setup_s
         estimates.append(
             TrialEstimate(
                 label=trial.label,
@@ -165,6 +210,12 @@ def estimate_study(
                 step_source=source,
                 duration_s=duration,
                 energy_j=duration * power_w,
+                train_duration_s=train_s,
+                train_energy_j=train_s * power_w,
+                eval_duration_s=eval_s,
+                eval_energy_j=eval_s * power_w,
+                setup_duration_s=setup_s,
+                setup_energy_j=setup_s * power_w,
             )
         )
     if any(t.pretrained for t in trials):
@@ -172,9 +223,11 @@ def estimate_study(
     method = (
         f"each model timed for {steps} training steps at batch {batch} on this machine "
         f"(first step discarded); epoch = training steps + evaluation at 1/3 of a step per "
-        f"sample; energy = time x {power_w:.1f} W, the mean power over the calibration "
-        f"({measurement.provenance}: {measurement.energy_source}); per-trial process start "
-        "(about 2-4 s) not included"
+        f"sample; set-up = the time loading the data and building each model took here; "
+        f"energy = time x {power_w:.1f} W, the mean power over the calibration "
+        f"({measurement.provenance}: {measurement.energy_source}); training energy is the "
+        "steps alone (PePR's resource), the total adds evaluation and set-up (what budgets "
+        "count); per-trial process start (about 2-4 s, outside a trial's window) not included"
     )
     return StudyEstimate(
         trials=estimates,

@@ -55,13 +55,12 @@ def run_trial(
     from frugalml.errors import FrugalError
     from frugalml.meter import CarbonConfig, Meter, MeterConfig
     from frugalml.models import count_costs, create_model
-    from frugalml.study._results import build_result
+    from frugalml.study._results import build_result, process_rss_bytes, setup_record
     from frugalml.study._spec import Trial
     from frugalml.study._store import StudyStore
-    from frugalml.train import TrainConfig, train
+    from frugalml.train import EpochRecord, TrainConfig, apply_threads, train
 
-    if threads:
-        torch.set_num_threads(threads)
+    threads = apply_threads(threads, option="--threads")
     store = StudyStore(store_path, create=False)
     row = store.trial(trial_id)
     definition = row.definition
@@ -71,38 +70,49 @@ def run_trial(
     costs = train_result = None
     image_size: tuple[int, int] | None = None
     window: Any = None
+    records: list[EpochRecord] = []
     exit_code = EXIT_COMPLETE
     error: str | None = None
     meter = Meter(config)
+
+    def on_epoch(record: EpochRecord) -> None:
+        records.append(record)
+        store.record_epoch(trial_id, record.epoch, record.to_dict())
+
+    baseline_rss_bytes = process_rss_bytes()
     try:
         with meter, meter.window("trial") as window:
-            dataset = load_dataset(
-                trial.dataset, root=definition.get("data_root"), download=definition.get("download")
-            )
-            if trial.image_size:
-                dataset = dataset.resized(trial.image_size)
-            if trial.fraction < 1.0:
-                dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
-            image_size = dataset.image_size
-            torch.manual_seed(trial.seed)
-            model = create_model(
-                trial.model.name,
-                num_classes=dataset.num_classes,
-                in_chans=dataset.channels,
-                pretrained=trial.pretrained,
-                pretrained_file=trial.pretrained_file,
-                **trial.model.args_dict(),
-            )
-            costs = count_costs(model, (dataset.channels, *dataset.image_size))
+            with meter.window("trial setup") as setup_window:
+                dataset = load_dataset(
+                    trial.dataset,
+                    root=definition.get("data_root"),
+                    download=definition.get("download"),
+                )
+                if trial.image_size:
+                    dataset = dataset.resized(trial.image_size)
+                if trial.fraction < 1.0:
+                    dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
+                image_size = dataset.image_size
+                torch.manual_seed(trial.seed)
+                model = create_model(
+                    trial.model.name,
+                    num_classes=dataset.num_classes,
+                    in_chans=dataset.channels,
+                    pretrained=trial.pretrained,
+                    pretrained_file=trial.pretrained_file,
+                    **trial.model.args_dict(),
+                )
+                costs = count_costs(model, (dataset.channels, *dataset.image_size))
+            # Epoch 0 is the set-up window: with the epochs it lets the runner book the
+            # energy of a trial it had to kill (study._results.killed_result).
+            store.record_epoch(trial_id, 0, setup_record(setup_window.measurement))
             train_result = train(
                 model,
                 dataset,
                 TrainConfig.from_mapping(definition["training"]),
                 meter=meter,
                 pretrained=trial.pretrained,
-                on_epoch=lambda record: store.record_epoch(
-                    trial_id, record.epoch, record.to_dict()
-                ),
+                on_epoch=on_epoch,
             )
     except KeyboardInterrupt:
         exit_code, error = EXIT_INTERRUPTED, "interrupted"
@@ -125,10 +135,12 @@ def run_trial(
         measurement=measurement,
         image_size=image_size,
         overhead_s=overhead_s,
+        epochs=records,
+        baseline_rss_bytes=baseline_rss_bytes,
+        threads=threads,
     )
     # Machine-wide counters (RAPL, NVML) see every trial running at the same time; the
     # record says how many ran side by side so sums can be read correctly.
-    result["threads"] = threads
     result["concurrent_workers"] = workers
     if exit_code == EXIT_COMPLETE:
         store.finish(trial_id, "complete", result=result, only_if_running=True)
