@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "frugalml.cli._tune",
     "frugalml.cli._profile",
     "frugalml.cli._compress",
+    "frugalml.cli._models",
     "frugalml.cli._parallel",
     "frugalml.cli._train",
 )
@@ -37,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="frugalml",
         description="Measure, rank, tune and shrink image classifiers by what they really cost.",
+        formatter_class=_help_formatter(),
     )
     parser.add_argument("--version", action="version", version=f"frugalml {__version__}")
     parser.add_argument(
@@ -52,7 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that command is not built yet
             raise
         module.register(subparsers)
+    _state_defaults(parser)
     return parser
+
+
+def _help_formatter() -> type[argparse.HelpFormatter]:
+    from frugalml.cli._format import HelpFormatter
+
+    return HelpFormatter
+
+
+def _state_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every command's help states its options' defaults (:class:`HelpFormatter`), for the
+    sub-commands of every module, nested ones included."""
+    from frugalml.cli._format import HelpFormatter, RawHelpFormatter
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if sub.formatter_class is argparse.HelpFormatter:
+                    sub.formatter_class = HelpFormatter
+                elif sub.formatter_class is argparse.RawDescriptionHelpFormatter:
+                    sub.formatter_class = RawHelpFormatter
+                _state_defaults(sub)
 
 
 def _configure_logging(debug: bool, quiet: bool) -> None:
@@ -86,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("frugalml: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``frugalml models | head``): not an error of ours
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (silences the flush at exit)
+        return 0
     except OSError as exc:
         # Permission denied, disk full, missing file: name it, no traceback.
         if args.debug:

@@ -43,7 +43,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         if "default" in text or "%(default)" in text:
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if not action.option_strings:
             return text
         return text + " (default: %(default)s)"
 

@@ -207,7 +207,8 @@ def run_measure(args: argparse.Namespace) -> int:
     if result.measurement is None:
         _err(f"frugalml: error: {result.error}")
         return result.returncode
-    _err(format_measurement(result.measurement))
+    if not getattr(args, "quiet", False):  # -q: only warnings and errors
+        _err(format_measurement(result.measurement))
     log_code = 0 if args.log is None else _append_log(args, result.measurement)
     if args.json is not None:
         text = result.measurement.to_json()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frugalml.cli._format import fmt_energy
+from frugalml.cli._format import fmt_energy, stderr_console
 from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,7 +43,14 @@ def register(subparsers: Any) -> None:
     profile.add_argument(
         "--input", default=None, metavar="CxHxW", help="resize the data to this, e.g. 3x32x32"
     )
-    profile.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    profile.add_argument(
+        "--batch",
+        "--batch-size",
+        dest="batch",
+        type=int,
+        default=32,
+        help="batch size (default 32)",
+    )
     profile.add_argument("--steps", type=int, default=20, help="metered steps (default 20)")
     profile.add_argument(
         "--profile-steps", type=int, default=None, help="hooked steps (default: --steps)"
@@ -76,7 +83,14 @@ def register(subparsers: Any) -> None:
     )
     factorial.add_argument("--width", type=int, default=16, help="frugal_cnn width (default 16)")
     factorial.add_argument("--hidden", type=int, default=64, help="hidden units (default 64)")
-    factorial.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    factorial.add_argument(
+        "--batch",
+        "--batch-size",
+        dest="batch",
+        type=int,
+        default=32,
+        help="batch size (default 32)",
+    )
     factorial.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
     factorial.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     factorial.add_argument(
@@ -85,7 +99,7 @@ def register(subparsers: Any) -> None:
     factorial.add_argument("--no-warmup", action="store_true", help="skip the warm-up epoch")
     factorial.add_argument("--retry-failed", action="store_true", help="run failed trials again")
     factorial.add_argument(
-        "--out", type=Path, default=Path("runs/factorial"), help="output directory"
+        "-o", "--out", type=Path, default=Path("runs/factorial"), help="output directory"
     )
     factorial.set_defaults(handler=_factorial)
 
@@ -281,7 +295,6 @@ def _print_profile(console: Console, profile: NetworkProfile, top: int) -> None:
 
 
 def _factorial(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -309,7 +322,7 @@ def _factorial(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     _set_threads(args.threads)
-    err = Console(stderr=True)
+    err = stderr_console()  # no wrapping or bars without a terminal: one line per event
     progress = Progress(
         TextColumn("[bold]factorial"),
         BarColumn(),
@@ -320,6 +333,7 @@ def _factorial(args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
         TextColumn("{task.fields[current]}"),
         console=err,
+        disable=not err.is_terminal,
     )
     task = progress.add_task(
         "factorial",

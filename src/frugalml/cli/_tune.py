@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frugalml.cli._format import fmt_energy
+from frugalml.cli._format import (
+    RawHelpFormatter,
+    fmt_energy,
+    progress_bar,
+    progress_line,
+    stderr_console,
+    time_left,
+)
 from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -37,11 +45,17 @@ def register(subparsers: Any) -> None:
         help="energy-aware hyperparameter tuning; 'tune compare' compares strategies",
         usage=_USAGE,
         description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawHelpFormatter,
     )
     tune.add_argument("spec", metavar="SPEC", help="the tuning spec (YAML), or 'compare'")
     tune.add_argument("compare_spec", nargs="?", default=None, help=argparse.SUPPRESS)
-    tune.add_argument("--out", type=Path, default=None, help="output directory (default runs/NAME)")
+    tune.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: runs/NAME, or runs/NAME-compare)",
+    )
     tune.add_argument("--strategy", default=None, help="override: grid, random, tpe, gp, nsga2")
     tune.add_argument("--seed", type=int, default=None, help="override the sampler seed")
     tune.add_argument("--max-trials", type=int, default=None, help="override budget.max_trials")
@@ -129,33 +143,25 @@ def _describe(spec: TuneSpec) -> str:
 
 
 class _ProgressView:
-    """A rich progress bar fed by tuning events."""
+    """A progress bar fed by tuning events, with the time left; without a terminal, one
+    plain line per finished trial instead."""
 
     def __init__(self, enabled: bool, title: str, *, lines: bool = True) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.console = Console(stderr=True)
+        self.console = stderr_console()
         self.enabled = enabled
         self.lines = lines
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "trials | {task.fields[energy]} so far ({task.fields[kind]}) | {task.fields[now]}"
-            ),
-            TimeElapsedColumn(),
-            console=self.console,
-            disable=not enabled,
+        self.progress, self.task = progress_bar(
+            self.console,
+            "trials | {task.fields[energy]} so far ({task.fields[kind]}) | {task.fields[now]}",
+            energy="0 J",
+            kind="-",
+            now="",
         )
-        self.task = self.progress.add_task(title, total=None, energy="0 J", kind="-", now="")
+        if not enabled:
+            self.progress.disable = True
+        self.progress.update(self.task, description=title)
+        self.started = time.monotonic()
+        self.first_done: int | None = None
 
     def __enter__(self) -> _ProgressView:
         self.progress.__enter__()
@@ -170,23 +176,44 @@ class _ProgressView:
             now = f"trial {event.trial_number}: epoch {event.epoch}/{event.epochs_planned}"
         elif event.kind == "trial_started":
             now = f"trial {event.trial_number} starting"
+        if self.first_done is None:
+            self.first_done = event.trials_done
+            self.started = time.monotonic()
+        total = event.trials_total
+        left = "?"
+        if total is not None:
+            left = time_left(
+                event.trials_done - self.first_done,
+                total - self.first_done,
+                time.monotonic() - self.started,
+            )
         self.progress.update(
             self.task,
-            total=event.trials_total,
+            total=total,
             completed=event.trials_done,
             energy=fmt_energy(event.energy_j),
             kind=event.energy_kind,
             now=now,
+            time_left=left,
             description=prefix or self.progress.tasks[0].description,
         )
         if not self.lines:
             return
+        text = ""
         if event.kind == "trial_finished":
-            self.console.print(f"  {prefix + ': ' if prefix else ''}{event.message}")
+            text = f"{prefix + ': ' if prefix else ''}{event.message}"
         elif event.kind == "calibrated":
-            self.console.print(f"  calibration: {event.message}")
-        elif event.kind == "stopped" and event.message:
-            self.console.print(f"  [yellow]stopped:[/yellow] {event.message}")
+            text = f"calibration: {event.message}"
+        # the stop reason is printed once, with the outcome
+        if not text:
+            return
+        if self.console.is_terminal:
+            self.console.print(f"  {text}", markup=False)
+        else:
+            self.console.print(
+                progress_line(event.trials_done, total, text, left if total else None),
+                markup=False,
+            )
 
 
 def _trial_line(t: TrialSummary) -> str:

@@ -103,11 +103,13 @@ def _check_ref(ref: ModelRef, *, from_preset: str | None, strict: bool) -> Model
     if lookup.status == "ok":
         return ref
     if lookup.status == "renamed" and lookup.resolved is not None:
-        logger.info("%s", lookup.reason)
+        # debug: callers report renames once, from ResolvedModels.renamed
+        logger.debug("%s", lookup.reason)
         return ModelRef(lookup.resolved, ref.args, image_size=ref.image_size)
     if from_preset is not None or not strict:
         where = f" (in preset {from_preset})" if from_preset else ""
-        logger.warning("cannot resolve model %s%s: %s", ref.name, where, lookup.explanation)
+        # debug: callers report unresolved models once, from ResolvedModels.unresolved
+        logger.debug("cannot resolve model %s%s: %s", ref.name, where, lookup.explanation)
         return lookup.explanation
     close = suggest_names(ref.name, [*timm_model_names(), *list_builtin_models(), *list_presets()])
     did_you_mean = f"; did you mean {', '.join(close)}?" if close else ""

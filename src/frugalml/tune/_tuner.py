@@ -844,7 +844,12 @@ class Tuner:
             needs_calibration = spec.budget.has_resource_limit and not any(
                 t.epochs > 0 and math.isfinite(t.energy_j) for t in trials
             )
-            if needs_calibration:
+            # A budget already spent (a rerun of a finished study) starts nothing: no
+            # calibration, no warm-up, no energy spent on a run of 0 trials.
+            spent = self._spent_already(trials, needs_calibration)
+            if spent is not None:
+                stop_reason = spent
+            elif needs_calibration:
                 self.calibration = self.calibrate(self._dataset, meter)
                 c = self.calibration
                 self._add_overhead(c.spent_energy_j, c.spent_co2_g, c.spent_duration_s)
@@ -858,7 +863,8 @@ class Tuner:
                 warm = self.calibrate(self._dataset, meter)
                 self._add_overhead(warm.spent_energy_j, warm.spent_co2_g, warm.spent_duration_s)
             try:
-                stop_reason = self._loop(meter)
+                if spent is None:
+                    stop_reason = self._loop(meter)
             except KeyboardInterrupt:
                 interrupted = True
                 stop_reason = "interrupted by the user; rerun the same command to resume"
@@ -873,6 +879,17 @@ class Tuner:
             self._write_outputs(outcome)
         self._emit("finished", stop_reason)
         return outcome
+
+    def _spent_already(self, trials: list[TrialSummary], uncalibrated: bool) -> str | None:
+        """Why not even one trial may start, known before any calibration; else None."""
+        spec = self.spec
+        counted = self._counted(trials)
+        if spec.budget.max_trials is not None and counted >= spec.budget.max_trials:
+            return f"max_trials reached: {counted} of {spec.budget.max_trials} trials ran"
+        if uncalibrated:
+            return None  # spending is not predictable yet; the calibration decides
+        low, _ = spec.search_space.epochs_range(spec.training.epochs)
+        return self.budget_stop(low, trials)
 
     def _fail_running(self) -> None:
         """After Ctrl-C outside a trial's training: leave no trial RUNNING."""
@@ -901,7 +918,7 @@ class Tuner:
             low, _ = spec.search_space.epochs_range(spec.training.epochs)
             reason = self.budget_stop(low, trials)
             if reason is not None:
-                logger.info("not starting another trial: %s", reason)
+                logger.debug("not starting another trial: %s", reason)  # said once, in the outcome
                 return reason
             # The sampler's own work (TPE's and GP's models) is energy spent on tuning too.
             with meter.window("tune sampler") as sampler_window:
@@ -929,7 +946,7 @@ class Tuner:
                     self.study.enqueue_trial(
                         dict(trial.params), user_attrs={"retry_of": trial.number}
                     )
-                    logger.info("trial %d not started: %s", trial.number, reason)
+                    logger.debug("trial %d not started: %s", trial.number, reason)
                     return reason
             except KeyboardInterrupt:
                 trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
