@@ -54,11 +54,18 @@ from frugalml.parallel._planner import (
 )
 from frugalml.parallel._run import ParallelResult, run_data_parallel
 from frugalml.parallel._shares import normalise_shares, shares_from_throughput, split_counts
+from frugalml.parallel._tensor import (
+    ChannelType,
+    padded_all_gather,
+    padded_reduce_scatter,
+    split_layer,
+)
 
 __all__ = [
     "COMM_ONLY_STRATEGIES",
     "STRATEGIES",
     "Backend",
+    "ChannelType",
     "CombinedEnergy",
     "DeviceSpec",
     "EpochSchedule",
@@ -79,6 +86,8 @@ __all__ = [
     "epoch_schedule",
     "network_from_model",
     "normalise_shares",
+    "padded_all_gather",
+    "padded_reduce_scatter",
     "plan",
     "plan_comm_only",
     "rank_meter",
@@ -88,5 +97,6 @@ __all__ = [
     "shares_from_throughput",
     "spawn",
     "split_counts",
+    "split_layer",
     "train_uneven",
 ]

@@ -1,0 +1,291 @@
+"""Experimental: partition types II and III executed for linear and conv layers.
+
+Each rank holds a slice of a layer's channels, cut by uneven shares
+(:func:`frugalml.parallel.split_counts`), and the collectives are padded to the largest
+slice, since gloo and NCCL gather equal-sized tensors:
+
+- type III (split the output channels): every rank holds the whole input and computes its
+  output channels; the outputs are joined by a padded ``all_gather``; in backward the
+  input's gradient is a partial sum per rank, added by ``all_reduce``.
+- type II (split the input channels): every rank computes, from its input channels, a
+  partial sum of the whole output; ``all_reduce`` adds them (or a padded reduce-scatter
+  leaves each rank its output slice, for a following layer of type III... split by
+  channels); in backward each rank has its input channels' gradient, joined by a padded
+  ``all_gather`` when the input was whole.
+
+Outside the layer the tensors are replicated (every rank computes the same thing), so the
+gradient reaching a gathered output is the same on every rank and each takes its slice.
+The layers are built from an ordinary ``nn.Linear`` / ``nn.Conv2d`` (same weights), so
+they can be checked against it. This is experimental: no overlap of communication and
+compute, one process group, and only these two layer kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from frugalml.errors import ConfigError
+from frugalml.parallel._shares import normalise_shares, split_counts
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ChannelType", "split_layer"]
+
+#: 1: type II (input channels), 2: type III (output channels), as the planner numbers them.
+ChannelType = Literal[1, 2]
+
+
+def _bounds(counts: Sequence[int], rank: int) -> tuple[int, int]:
+    start = sum(counts[:rank])
+    return start, start + counts[rank]
+
+
+def padded_all_gather(local: torch.Tensor, counts: Sequence[int], dim: int) -> torch.Tensor:
+    """Concatenate every rank's ``local`` along ``dim`` (rank r holds ``counts[r]`` there),
+    padding each to the largest count for the collective."""
+    import torch
+    import torch.distributed as dist
+
+    width = max(counts)
+    pad = list(local.shape)
+    pad[dim] = width - local.shape[dim]
+    padded = torch.cat([local, local.new_zeros(pad)], dim=dim) if pad[dim] else local
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([p.narrow(dim, 0, c) for p, c in zip(parts, counts, strict=True)], dim=dim)
+
+
+def padded_reduce_scatter(
+    full: torch.Tensor, counts: Sequence[int], dim: int, rank: int
+) -> torch.Tensor:
+    """Sum ``full`` over ranks and keep this rank's slice along ``dim``: NCCL's
+    ``reduce_scatter_tensor`` on padded slices, an all-reduce and a slice on gloo."""
+    import torch
+    import torch.distributed as dist
+
+    start, stop = _bounds(counts, rank)
+    if dist.get_backend() != "nccl":
+        summed = full.clone()
+        dist.all_reduce(summed)
+        return summed.narrow(dim, start, stop - start).contiguous()
+    width = max(counts)
+    slices = []
+    for r, c in enumerate(counts):
+        s0, _ = _bounds(counts, r)
+        part = full.narrow(dim, s0, c)
+        pad = list(part.shape)
+        pad[dim] = width - c
+        slices.append(torch.cat([part, part.new_zeros(pad)], dim=dim) if pad[dim] else part)
+    stacked = torch.cat(slices, dim=dim).contiguous()
+    out_shape = list(full.shape)
+    out_shape[dim] = width
+    out = full.new_empty(out_shape)
+    dist.reduce_scatter_tensor(out, stacked)
+    return out.narrow(dim, 0, counts[rank]).contiguous()
+
+
+def _functions() -> dict[str, Any]:
+    """The autograd functions, built on first use (torch is imported lazily)."""
+    import torch
+    import torch.distributed as dist
+
+    class Gather(torch.autograd.Function):
+        """Forward: padded all_gather along ``dim``. Backward: this rank's slice."""
+
+        @staticmethod
+        def forward(ctx: Any, local: torch.Tensor, counts: list[int], dim: int, rank: int) -> Any:
+            ctx.bounds, ctx.dim = _bounds(counts, rank), dim
+            return padded_all_gather(local, counts, dim)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> Any:
+            start, stop = ctx.bounds
+            return grad.narrow(ctx.dim, start, stop - start).contiguous(), None, None, None
+
+    class Scatter(torch.autograd.Function):
+        """Forward: this rank's slice of a whole tensor. Backward: padded all_gather."""
+
+        @staticmethod
+        def forward(ctx: Any, whole: torch.Tensor, counts: list[int], dim: int, rank: int) -> Any:
+            ctx.counts, ctx.dim = counts, dim
+            start, stop = _bounds(counts, rank)
+            return whole.narrow(dim, start, stop - start).contiguous()
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> Any:
+            return padded_all_gather(grad.contiguous(), ctx.counts, ctx.dim), None, None, None
+
+    class SumPartials(torch.autograd.Function):
+        """Forward: all_reduce of partial sums. Backward: the (replicated) gradient."""
+
+        @staticmethod
+        def forward(ctx: Any, partial: torch.Tensor) -> Any:
+            out = partial.clone()
+            dist.all_reduce(out)
+            return out
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> Any:
+            return grad
+
+    class ReduceScatter(torch.autograd.Function):
+        """Forward: padded reduce-scatter of partial sums. Backward: padded all_gather."""
+
+        @staticmethod
+        def forward(ctx: Any, partial: torch.Tensor, counts: list[int], dim: int, rank: int) -> Any:
+            ctx.counts, ctx.dim = counts, dim
+            return padded_reduce_scatter(partial, counts, dim, rank)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> Any:
+            return padded_all_gather(grad.contiguous(), ctx.counts, ctx.dim), None, None, None
+
+    class Replicated(torch.autograd.Function):
+        """Forward: identity for a whole input. Backward: all_reduce of partial gradients."""
+
+        @staticmethod
+        def forward(ctx: Any, whole: torch.Tensor) -> Any:
+            return whole.view_as(whole)
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> Any:
+            out = grad.clone()
+            dist.all_reduce(out)
+            return out
+
+    return {
+        "gather": Gather,
+        "scatter": Scatter,
+        "sum": SumPartials,
+        "reduce_scatter": ReduceScatter,
+        "replicated": Replicated,
+    }
+
+
+_FUNCTIONS: dict[str, Any] = {}
+
+
+def _fn(name: str) -> Any:
+    if not _FUNCTIONS:
+        _FUNCTIONS.update(_functions())
+    return _FUNCTIONS[name]
+
+
+_CLASSES: dict[str, Any] = {}
+
+
+def _split_layer_class() -> Any:
+    """The module class, defined on first use so importing frugalml.parallel loads no torch."""
+    if "layer" in _CLASSES:
+        return _CLASSES["layer"]
+    import torch
+
+    class SplitLayer(torch.nn.Module):
+        """One rank's part of a Linear or Conv2d split by channels (see :func:`split_layer`)."""
+
+        def __init__(
+            self,
+            layer: torch.nn.Module,
+            kind: ChannelType,
+            shares: Sequence[float],
+            rank: int,
+            *,
+            output: Literal["whole", "split"] = "whole",
+        ) -> None:
+            import torch
+
+            super().__init__()
+            if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+                raise ConfigError(
+                    "only Linear and Conv2d layers can be split by channels, "
+                    f"not {type(layer).__name__}"
+                )
+            if isinstance(layer, torch.nn.Conv2d) and layer.groups != 1:
+                raise ConfigError("grouped convolutions cannot be split by channels yet")
+            self.kind, self.rank, self.output = kind, rank, output
+            self.is_conv = isinstance(layer, torch.nn.Conv2d)
+            weight = layer.weight.detach()
+            channels = weight.shape[0] if kind == 2 else weight.shape[1]
+            self.counts = split_counts(int(channels), normalise_shares(shares))
+            if min(self.counts) < 1:
+                raise ConfigError(
+                    f"{channels} channels split by {list(shares)} gives {self.counts}",
+                    fix="give every rank at least one channel (a larger share or a wider layer)",
+                )
+            start, stop = _bounds(self.counts, rank)
+            dim = 0 if kind == 2 else 1
+            self.weight = torch.nn.Parameter(weight.narrow(dim, start, stop - start).clone())
+            bias = layer.bias
+            if bias is None:
+                self.bias = None
+            elif kind == 2:
+                self.bias = torch.nn.Parameter(bias.detach()[start:stop].clone())
+            else:  # type II: the bias is added once, after the partial sums
+                self.bias = torch.nn.Parameter(bias.detach().clone())
+            self.conv_args: dict[str, Any] = (
+                {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation}
+                if isinstance(layer, torch.nn.Conv2d)
+                else {}
+            )
+            self.full_out = int(weight.shape[0])
+
+        def _apply_weight(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            import torch.nn.functional as F
+
+            if self.is_conv:
+                out: torch.Tensor = F.conv2d(x, self.weight, bias, **self.conv_args)
+                return out
+            return F.linear(x, self.weight, bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            channel_dim = 1
+            if self.kind == 2:
+                y_local = self._apply_weight(_fn("replicated").apply(x), self.bias)
+                if self.output == "split":
+                    return y_local
+                out: torch.Tensor = _fn("gather").apply(
+                    y_local, self.counts, channel_dim, self.rank
+                )
+                return out
+            local = x
+            if x.shape[channel_dim] != self.counts[self.rank]:  # a whole input: take our channels
+                local = _fn("scatter").apply(x, self.counts, channel_dim, self.rank)
+            partial = self._apply_weight(local, None)
+            if self.output == "split":
+                out_counts = split_counts(
+                    self.full_out, [c / sum(self.counts) for c in self.counts]
+                )
+                y = _fn("reduce_scatter").apply(partial, out_counts, channel_dim, self.rank)
+                if self.bias is not None:
+                    start, stop = _bounds(out_counts, self.rank)
+                    shape = (1, -1) + (1, 1) * self.is_conv
+                    y = y + self.bias[start:stop].view(shape)
+                return y  # type: ignore[no-any-return]
+            y = _fn("sum").apply(partial)
+            if self.bias is not None:
+                shape = (1, -1) + (1, 1) * self.is_conv
+                y = y + self.bias.view(shape)
+            return y  # type: ignore[no-any-return]
+
+    _CLASSES["layer"] = SplitLayer
+    return SplitLayer
+
+
+def split_layer(
+    layer: torch.nn.Module,
+    kind: ChannelType,
+    shares: Sequence[float],
+    rank: int,
+    *,
+    output: Literal["whole", "split"] = "whole",
+) -> torch.nn.Module:
+    """This rank's part of ``layer`` (``nn.Linear`` or ``nn.Conv2d``) under partition type
+    ``kind`` (1 = II, 2 = III) with channel ``shares`` (uneven allowed). Call inside an
+    initialised process group; every rank passes the same layer. ``output="split"`` leaves
+    each rank its output channels (type III: no gather; type II: a padded reduce-scatter)."""
+    if kind not in (1, 2):
+        raise ConfigError(f"channel partitions are types 1 (II) and 2 (III), not {kind!r}")
+    module: torch.nn.Module = _split_layer_class()(layer, kind, shares, rank, output=output)
+    return module
