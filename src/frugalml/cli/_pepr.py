@@ -49,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("csv", metavar="CSV", help="results table with a header row ('-': stdin)")
     parser.add_argument(
         "--performance",
-        required=True,
         metavar="COL",
-        help="performance column, a fraction in [0, 1] (e.g. accuracy)",
+        help="performance column, a fraction in [0, 1] (e.g. accuracy; or --column "
+        "performance=COL)",
     )
     parser.add_argument(
         "--resource",
@@ -80,6 +80,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "columns dataset, pretrained, fraction that hold several values)",
     )
     parser.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="ROLE=COL",
+        help="which column plays which role (model, performance, energy_j, energy_kwh, co2_g, "
+        "time_s, time_h, params, setting: repeatable); mapped columns are added under "
+        "frugalml's names (accuracy, energy_j, ...) and scored, settings become the groups",
+    )
+    parser.add_argument(
         "--no-group",
         action="store_true",
         help="normalise over the whole table as one group, even across settings",
@@ -99,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace) -> int:
     from frugalml.analysis import pepr, prepare_variants
 
-    if not args.resource and not args.variant:
+    if not args.resource and not args.variant and not args.column:
         raise ConfigError(
             "no resource to score",
             fix="give --resource COL (e.g. --resource energy_j) or --variant E",
@@ -110,6 +119,12 @@ def _run(args: argparse.Namespace) -> int:
             fix="give --group COL to normalise per setting, or --no-group for the whole table",
         )
     table = _read_csv(args.csv)
+    if args.column:
+        table, args = _map_columns(table, args)
+    if args.performance is None:
+        raise ConfigError(
+            "no performance column", fix="give --performance COL or --column performance=COL"
+        )
     group = list(args.group) or None
     if group is None and not args.no_group:
         group = _setting_groups(table, args.performance, args.resource) or None
@@ -129,6 +144,29 @@ def _run(args: argparse.Namespace) -> int:
         scored.to_csv(args.output, index=False)
         logger.info("wrote %d rows to %s", len(scored.index), args.output)
     return 0
+
+
+def _map_columns(
+    table: pd.DataFrame, args: argparse.Namespace
+) -> tuple[pd.DataFrame, argparse.Namespace]:
+    """Apply ``--column ROLE=COL``: the mapped columns, resources and groups (analysis._mapping)."""
+    from frugalml.analysis._mapping import apply_mapping, mapped_resources, parse_column_mapping
+
+    mapping = parse_column_mapping(args.column)
+    table, settings = apply_mapping(table, mapping)
+    changes = vars(args).copy()
+    if mapping.has("performance") and args.performance is None:
+        changes["performance"] = "accuracy"
+    if not args.resource and not args.variant:
+        changes["resource"] = list(mapped_resources(mapping))
+        if not changes["resource"]:
+            raise ConfigError(
+                "no resource to score",
+                fix="map one, e.g. --column energy_kwh=COL, or give --resource COL",
+            )
+    if settings and not args.group and not args.no_group:
+        changes["group"] = settings
+    return table, argparse.Namespace(**changes)
 
 
 def _setting_groups(table: pd.DataFrame, performance: str, resources: list[str]) -> list[str]:

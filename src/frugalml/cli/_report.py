@@ -82,6 +82,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--no-plots", action="store_true", help="leave out the figures (quicker; numbers only)"
     )
+    parser.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="ROLE=COL",
+        help="with --csv: which column plays which role, so a published table reports as it "
+        "is; roles: model, performance, energy_j, energy_kwh, co2_g, time_s, time_h, params, "
+        "setting (repeatable), e.g. --column performance=test_09 --column energy_kwh=energy",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -93,6 +102,11 @@ def _run(args: argparse.Namespace) -> int:
             "give a study directory or --csv RESULTS.csv (one of them)",
             fix="e.g. 'frugalml report runs/quickstart' or 'frugalml report --csv results.csv'",
         )
+    if args.column and args.csv is None:
+        raise ConfigError(
+            "--column maps the columns of a --csv table",
+            fix="use it with --csv RESULTS.csv; a study directory's columns are frugalml's own",
+        )
     if args.output is not None and args.output.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(
             f"-o {args.output}: the report is an HTML file",
@@ -100,6 +114,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     if args.csv is not None:
         results = read_results_csv(args.csv)
+        if args.column:
+            from frugalml.analysis._mapping import apply_mapping, parse_column_mapping
+
+            mapping = parse_column_mapping(args.column)
+            results, _ = apply_mapping(results, mapping, join_settings=True)
         notes = None
         default_dir = args.csv.parent / "report"
     else:
