@@ -31,8 +31,8 @@ from frugalml.report._format import plain_text
 from frugalml.report._html import Figure, render_html
 from frugalml.report._input import load_study
 from frugalml.report._prepare import (
-    LABEL,
     PERFORMANCE,
+    POINT,
     SETTING,
     PreparedStudy,
     Setting,
@@ -54,7 +54,7 @@ HTML_NAME = "report.html"
 CSV_NAME = "leaderboard.csv"
 MARKDOWN_NAME = "leaderboard.md"
 PROFILE_NAME = "pepr-profile.png"
-_POINT = "point_label"
+_POINT = "profile_label"
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def _pareto_figure(setting: Setting, folder: Path) -> Figure:
         PERFORMANCE,
         setting.energy_column,
         folder / f"{setting.slug}-pareto-energy.png",
-        label_column=LABEL,
+        label_column=POINT,
         label_all=True,
         title=f"{short}\ntest accuracy vs {words}{kind}",
     )
@@ -252,7 +252,7 @@ def _pareto_figure(setting: Setting, folder: Path) -> Figure:
         path,
         caption=f"Test accuracy after the last epoch against {words} "
         f"({setting.energy_column}){kind}; red: the Pareto front, the models no other model "
-        "beats on both.",
+        "beats on both." + _naming(setting),
         alt=f"accuracy against energy, {short}",
         setting=setting.index,
     )
@@ -266,13 +266,13 @@ def _size_figure(setting: Setting, folder: Path, threshold: float | None) -> Fig
         "params",
         folder / f"{setting.slug}-pepr-e-vs-size.png",
         threshold=threshold,
-        label_column=LABEL,
+        label_column=POINT,
         title=f"{short}\nPePR-E against model size",
     )
     return Figure(
         path,
         caption="PePR-E against the number of parameters; dashed: the small/large split, "
-        "red: the median PePR-E of each side.",
+        "red: the median PePR-E of each side." + _naming(setting),
         alt=f"PePR-E against model size, {short}",
         setting=setting.index,
     )
@@ -283,7 +283,7 @@ def _profile_figure(prepared: PreparedStudy, folder: Path) -> Figure:
     many = len(prepared.settings) > 1
     scored[_POINT] = [
         f"{label} [s{int(index) + 1}]" if many else str(label)
-        for label, index in zip(scored[LABEL], scored[SETTING], strict=True)
+        for label, index in zip(scored[POINT], scored[SETTING], strict=True)
     ]
     path = pepr_profile_plot(
         scored,
@@ -299,6 +299,16 @@ def _profile_figure(prepared: PreparedStudy, folder: Path) -> Figure:
         + (" with their setting number [s1], [s2]..." if many else "."),
         alt="PePR profile",
     )
+
+
+def _naming(setting: Setting) -> str:
+    """How the points are named, where the plot's names are not the leaderboard's."""
+    points = setting.table[POINT] if POINT in setting.table.columns else pd.Series()
+    if any(str(p).startswith("#") for p in points):
+        return " Points are named #N as on the leaderboard (the tuner's trial number)."
+    if any(str(p).endswith("...") for p in points):
+        return " Long model names are cut to 40 characters."
+    return ""
 
 
 def _kind_words(table: pd.DataFrame) -> str:

@@ -67,6 +67,10 @@ __all__ = [
 
 #: The column of the prepared tables that names a model (name plus arguments).
 LABEL = "model_label"
+#: The column with a short name for a model on a plot: the label, cut to 40 characters,
+#: or ``#N`` for a tuning trial (the leaderboard's label starts with the same ``#N``).
+POINT = "point_label"
+_POINT_LIMIT = 40
 #: The column that numbers a row's setting (0, 1, ...; order of first appearance).
 SETTING = "setting_index"
 #: The performance PePR is computed from.
@@ -484,11 +488,23 @@ def _average_seeds(complete: pd.DataFrame, settings: list[str], energy: str) -> 
     table = complete.copy()
     args = table["model_args"] if "model_args" in table.columns else [None] * len(table.index)
     table[LABEL] = [model_label(m, a) for m, a in zip(table["model"], args, strict=True)]
+    table[POINT] = [plain_text(label, limit=_POINT_LIMIT) for label in table[LABEL]]
     if "tune_params" in table.columns:
-        # Tuning trials differ by their hyperparameters: each configuration is its own row.
+        # Tuning trials differ by their hyperparameters: each configuration is its own row,
+        # numbered by the tuner's trial number where recorded (#N, also its plot label).
+        numbers = (
+            table["tune_number"]
+            if "tune_number" in table.columns
+            else pd.Series(None, index=table.index, dtype=object)
+        )
         table[LABEL] = [
-            label if is_missing(params) or str(params) in ("", "{}") else f"{label} {params}"
-            for label, params in zip(table[LABEL], table["tune_params"], strict=True)
+            (f"#{int(float(str(n)))} " if not is_missing(n) else "")
+            + (label if is_missing(params) or str(params) in ("", "{}") else f"{label} {params}")
+            for label, params, n in zip(table[LABEL], table["tune_params"], numbers, strict=True)
+        ]
+        table[POINT] = [
+            f"#{int(float(str(n)))}" if not is_missing(n) else plain_text(label, limit=_POINT_LIMIT)
+            for label, n in zip(table[LABEL], numbers, strict=True)
         ]
     if not len(table.index):
         return table
@@ -501,7 +517,7 @@ def _average_seeds(complete: pd.DataFrame, settings: list[str], energy: str) -> 
     out["accuracy_min"] = grouped[PERFORMANCE].min()
     out["accuracy_max"] = grouped[PERFORMANCE].max()
     out[f"{energy}_std"] = grouped[energy].std(ddof=1)
-    for column in ("model", "model_args"):
+    for column in ("model", "model_args", POINT):
         if column in table.columns:
             out[column] = grouped[column].first()
     if "seed" in table.columns:

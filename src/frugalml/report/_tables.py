@@ -64,6 +64,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "fraction",
     "rank",
     LABEL,
+    "point_label",
     "model",
     "model_args",
     "n_trials",
