@@ -273,3 +273,56 @@ def test_dominance_pruner_compares_at_the_same_epoch() -> None:
 def test_pareto_front_keeps_the_non_dominated_points() -> None:
     points = [(0.9, 10.0), (0.8, 5.0), (0.85, 12.0), (0.7, 5.0), (0.95, 30.0), (math.nan, 1.0)]
     assert pareto_front(points) == [0, 1, 4]
+
+
+# -- grids are counted, not listed (issue 8) -----------------------------------------------------
+
+
+def test_a_wide_stepped_grid_is_counted_without_building_it() -> None:
+    import tracemalloc
+
+    from frugalml.tune._space import MAX_GRID_POINTS
+
+    space = SearchSpace.from_mapping(
+        {
+            "weight_decay": {"type": "float", "low": 0.0, "high": 1.0, "step": 1e-9},
+            "batch_size": {"type": "categorical", "choices": [16, 32]},
+        }
+    )
+    tracemalloc.start()
+    assert space.grid_size() == (10**9 + 1) * 2  # hand-counted: 0, 1e-9, ..., 1.0; x 2 sizes
+    with pytest.raises(ConfigError, match=r"2,000,000,002 points.*limit of 100,000"):
+        space.grid()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 10 * 2**20  # 10^9 floats would take 23 GB
+    with pytest.raises(ConfigError, match=r"1,000,000,001 grid values"):
+        space.params[0].grid_values()
+    with pytest.raises(ConfigError, match="limit"):
+        TuneSpec.from_mapping(_spec(strategy="grid", search_space=space.to_dict()))
+    small = SearchSpace.from_mapping({"epochs": {"type": "int", "low": 1, "high": 9, "step": 2}})
+    assert small.grid_size() == 5 == len(small.grid()["epochs"]) <= MAX_GRID_POINTS
+
+
+def test_validation_checks_the_models_a_search_can_ask_for() -> None:
+    with pytest.raises(ConfigError, match=r"model\.conv_layers allows 100"):
+        TuneSpec.from_mapping(
+            _spec(search_space={"model.conv_layers": {"type": "int", "low": 1, "high": 100}})
+        )
+    with pytest.raises(ConfigError, match="frugal_nosuch"):
+        TuneSpec.from_mapping(
+            _spec(
+                model=None,
+                search_space={
+                    "model.name": {
+                        "type": "categorical",
+                        "choices": ["frugal_mlp", "frugal_nosuch"],
+                    }
+                },
+            )
+        )
+    for bad in (["tpe"], {"name": ["tpe"]}):
+        with pytest.raises(ConfigError, match="strategy"):
+            TuneSpec.from_mapping(_spec(strategy=bad))
+    with pytest.raises(ConfigError, match="pruner"):
+        TuneSpec.from_mapping(_spec(pruner={"type": ["median"]}))

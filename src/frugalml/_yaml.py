@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,11 @@ def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapp
         raise ConfigError(f"spec file {path} is not UTF-8 text", fix="save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(
+            f"spec file {path} nests its values too deeply to read",
+            fix="flatten the spec: a spec needs at most a few levels of nesting",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -87,15 +93,47 @@ def check_name(name: Any) -> str:
 
 
 def parse_number(value: Any, where: str) -> float:
-    """A number from YAML (which reads ``5e-4`` without a dot as a string)."""
+    """A finite number from YAML (which reads ``5e-4`` without a dot as a string).
+
+    A boolean is not a number, and ``.nan``/``.inf`` are refused.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigError(f"{where} must be a number, got {value!r}", fix="write a number")
     try:
-        return float(value)
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         raise ConfigError(
             f"{where} must be a number, got {value!r}", fix="write a number"
         ) from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}", fix="write a number")
+    return number
+
+
+#: The longest time limit a study or tuning run takes (a year: beyond is a typo).
+MAX_SECONDS = 365 * 24 * 3600.0
+
+
+def parse_seconds(value: Any, where: str, *, example: str = "3600") -> float:
+    """A time limit: a finite number of seconds in (0, one year].
+
+    Shared by spec keys (``trial_timeout_s``) and command-line options
+    (``--trial-timeout-s``, ``--calibration-cap-s``), so ``-5`` and ``nan`` are refused the
+    same way everywhere.
+    """
+    try:
+        seconds = parse_number(value, where)
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.message, fix=f"give a positive number of seconds, e.g. {example}"
+        ) from None
+    if not 0 < seconds <= MAX_SECONDS:
+        raise ConfigError(
+            f"{where} must be a positive number of seconds up to {MAX_SECONDS:.0f} (a year), "
+            f"got {value!r}",
+            fix=f"give e.g. {example}",
+        )
+    return seconds
 
 
 def parse_image_size(value: Any) -> int | None:
@@ -108,3 +146,40 @@ def parse_image_size(value: Any) -> int | None:
             fix="e.g. image_size: 32, or remove it",
         )
     return value
+
+
+_CARBON_KEYS = ("country", "intensity_g_per_kwh", "pue")
+
+
+def parse_carbon(value: Any) -> dict[str, Any]:
+    """A spec's ``carbon:`` mapping (country, intensity_g_per_kwh, pue), checked now.
+
+    Study and tuning specs share it: the country code is looked up in the shipped table and
+    the numbers are range-checked, so a spec that validates never fails on carbon later.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"carbon must be a mapping, got {value!r}",
+            fix="e.g. carbon: {country: DK, pue: 1.2}",
+        )
+    carbon = {str(k): v for k, v in value.items()}
+    unknown = sorted(set(carbon) - set(_CARBON_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown carbon key(s): {', '.join(unknown)}", fix=f"use {', '.join(_CARBON_KEYS)}"
+        )
+    for key in ("intensity_g_per_kwh", "pue"):
+        if carbon.get(key) is not None:
+            carbon[key] = parse_number(carbon[key], f"carbon.{key}")
+    country = carbon.get("country")
+    if country is not None and not isinstance(country, str):
+        raise ConfigError(
+            f"carbon.country must be a country code, got {country!r}", fix="e.g. country: DK"
+        )
+    carbon = {k: v for k, v in carbon.items() if v is not None}
+    from frugalml.meter import CarbonConfig, resolve_carbon
+
+    resolve_carbon(CarbonConfig(**carbon))  # ranges and the country code, now
+    return carbon

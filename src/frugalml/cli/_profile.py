@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from frugalml.cli._format import fmt_energy, stderr_console
 from frugalml.errors import ConfigError
+from frugalml.train._config import check_device
+
+#: ``--input`` sides (as a spec's ``image_size``), and the most bytes the resized data may take.
+MIN_SIDE, MAX_SIDE = 4, 1024
+MAX_INPUT_BYTES = 4 * 2**30
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -143,6 +148,12 @@ def _parse_input(text: str) -> tuple[int, int, int]:
             f"--input {text!r} is not CxHxW", fix="write e.g. --input 3x32x32 or 1x28x28"
         )
     c, h, w = values
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+        raise ConfigError(
+            f"--input {text!r}: height and width must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels "
+            "(the limit of a spec's image_size)",
+            fix="write e.g. --input 3x32x32 or 3x224x224",
+        )
     if c not in (1, 3):
         raise ConfigError(
             f"--input has {c} channels; datasets convert only to 1 or 3", fix="use 1xHxW or 3xHxW"
@@ -165,14 +176,31 @@ def _parse_model_args(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _profile_dataset(args: argparse.Namespace) -> ImageDataset:
+def _profile_dataset(args: argparse.Namespace, model_args: dict[str, Any]) -> ImageDataset:
+    """The dataset at ``--input``, else at the size a study trains ``args.model`` at (one
+    rule, ``frugalml.study._spec.trial_input_size``: the dataset's own size for a model
+    named on its own; a preset's sizes, such as cpu-tiny's 32 x 32 for lcnet_050, are
+    matched with ``--input``); refused before resizing when the resized copy would take
+    more than :data:`MAX_INPUT_BYTES`."""
     from frugalml.data import load_dataset
+    from frugalml.study._spec import ModelEntry, trial_input_size
 
+    requested = _parse_input(args.input) if args.input else None
     dataset = load_dataset(args.dataset, root=args.data_root)
-    if args.input:
-        c, h, w = _parse_input(args.input)
-        dataset = dataset.with_channels(c).resized((h, w))
-    return dataset
+    if requested is not None:
+        c, h, w = requested
+    else:
+        entry = ModelEntry(args.model, tuple(sorted(model_args.items())))
+        side = trial_input_size(entry, None)  # None: the dataset's size, as in a study
+        c, (h, w) = dataset.channels, ((side, side) if side else dataset.image_size)
+    n = sum(len(split) for split in dataset.splits().values())
+    if n * c * h * w > MAX_INPUT_BYTES:
+        raise ConfigError(
+            f"{args.dataset} at {c}x{h}x{w} would take {n * c * h * w / 2**30:.1f} GiB "
+            f"({n:,} images), more than the {MAX_INPUT_BYTES / 2**30:.0f} GiB limit",
+            fix="give a smaller --input (e.g. 3x64x64) or a smaller dataset",
+        )
+    return dataset.with_channels(c).resized((h, w))
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -193,10 +221,13 @@ def _profile(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     model_args = _parse_model_args(args.model_args)
+    check_device(args.device, where="--device")
+    if args.input:
+        _parse_input(args.input)  # before anything is loaded
     _set_threads(args.threads)
     err = Console(stderr=True)
     with err.status(f"loading {args.dataset} and building {args.model} ..."):
-        dataset = _profile_dataset(args)
+        dataset = _profile_dataset(args, model_args)
         import torch
 
         torch.manual_seed(args.seed)
@@ -321,6 +352,7 @@ def _factorial(args: argparse.Namespace) -> int:
         warmup=not args.no_warmup,
         threads=args.threads,
     )
+    check_device(args.device, where="--device")
     _set_threads(args.threads)
     err = stderr_console()  # no wrapping or bars without a terminal: one line per event
     progress = Progress(

@@ -129,6 +129,7 @@ def _load_spec(path: Path) -> Any:
     from frugalml.study import StudySpec
 
     spec = StudySpec.from_yaml(path)
+    spec.check()  # what a worker would refuse on this machine, refused now
     for name, reason in spec.unresolved_models:
         print(f"frugalml: warning: model {name} left out: {reason}", file=sys.stderr)
     for old, new in spec.renamed_models:
@@ -137,6 +138,9 @@ def _load_spec(path: Path) -> Any:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from frugalml._yaml import parse_seconds
+
+    parse_seconds(args.calibration_cap_s, "--calibration-cap-s", example="30")
     spec = _load_spec(args.spec)
     trials = spec.trials()
     out = sys.stdout
@@ -189,8 +193,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from frugalml._yaml import parse_seconds
     from frugalml.study import StudyEvent, run_study
 
+    if args.trial_timeout_s is not None:  # before the progress bar draws a line
+        parse_seconds(args.trial_timeout_s, "--trial-timeout-s")
     spec = _load_spec(args.spec)
     out_dir = args.out or Path("runs") / spec.name
     console = stderr_console()

@@ -9,7 +9,9 @@ train/val/test :class:`Split` s, with stratified training fractions
 
 Modules:
 
-- ``_registry``: name schemes, :func:`check_dataset_name`, :func:`load_dataset`.
+- ``_registry``: name schemes, :func:`check_dataset_name`, :func:`check_dataset` (the
+  cheap checks a spec's validation runs), :func:`load_dataset` (which refuses splits no
+  trial can use).
 - ``_dataset``: :class:`ImageDataset`, :class:`Split`, :func:`resize_images`.
 - ``_split``: stratified, seeded train/val/test splits and training fractions.
 - ``_digits``: the ``digits`` loader.
@@ -34,6 +36,7 @@ from frugalml.data._medmnist import (
 from frugalml.data._registry import (
     DEFAULT_DATASET,
     DatasetScheme,
+    check_dataset,
     check_dataset_name,
     list_dataset_schemes,
     load_dataset,
@@ -54,6 +57,7 @@ __all__ = [
     "DatasetScheme",
     "ImageDataset",
     "Split",
+    "check_dataset",
     "check_dataset_name",
     "dataset_root",
     "list_dataset_schemes",

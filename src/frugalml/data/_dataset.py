@@ -19,11 +19,53 @@ from numpy.typing import NDArray
 from frugalml.data._split import check_fraction, stratified_fraction_indices
 from frugalml.errors import ConfigError, DataError
 
-__all__ = ["ImageDataset", "Split", "resize_images"]
+__all__ = ["ImageDataset", "Split", "check_split_counts", "resize_images"]
 
 logger = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
+
+#: Images per class a class-per-folder tree needs so a 70/10/20 split gives every class a
+#: validation and a test image (5 x 0.1 rounds up to 1).
+MIN_IMAGES_PER_CLASS = 5
+
+
+def check_split_counts(
+    name: str, class_names: tuple[str, ...], counts: dict[str, NDArray[np.int64]]
+) -> None:
+    """Refuse splits no study can learn from or score, before any training.
+
+    ``counts`` maps ``train``/``val``/``test`` to the number of samples of each class. A
+    classifier needs two classes and the training split two of them present; the test split
+    must not be empty (a trial's accuracy would be undefined); an empty validation split
+    only draws a warning (the trainer then reports no best epoch). Shared by
+    :meth:`ImageDataset.check_usable` (at load time) and the cheap checks of a spec's
+    datasets (at validate time).
+
+    Raises:
+        DataError: naming the split and the fix.
+    """
+    enough = (
+        f"give every class at least {MIN_IMAGES_PER_CLASS} images (a 70/10/20 split then "
+        "puts one of each in validation and test), or give train/, val/ and test/ folders"
+    )
+    if len(class_names) < 2:
+        found = f"one class ({class_names[0]})" if class_names else "no class"
+        raise DataError(
+            f"{name} has {found}; a classifier needs at least two (its accuracy would be "
+            "1.000 whatever it learns)",
+            fix="add a folder of images for each further class",
+        )
+    present = int(np.count_nonzero(counts["train"]))
+    if present < 2:
+        raise DataError(
+            f"{name}: the training split holds {present} of {len(class_names)} classes",
+            fix=enough,
+        )
+    if int(counts["test"].sum()) == 0:
+        raise DataError(f"{name}: the test split is empty (no trial could be scored)", fix=enough)
+    if int(counts["val"].sum()) == 0:
+        logger.warning("%s: the validation split is empty (best-epoch figures are undefined)", name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +176,15 @@ class ImageDataset:
                     f"{self.name}: {split_name} labels span {split.labels.min()}.."
                     f"{split.labels.max()}, outside 0..{self.num_classes - 1}"
                 )
+
+    def check_usable(self) -> None:
+        """Refuse a dataset no trial can learn from or be scored on (see
+        :func:`check_split_counts`); :func:`frugalml.data.load_dataset` calls it."""
+        check_split_counts(
+            self.name,
+            self.class_names,
+            {k: split.class_counts(self.num_classes) for k, split in self.splits().items()},
+        )
 
     def splits(self) -> dict[str, Split]:
         """The splits by name: ``{"train": ..., "val": ..., "test": ...}``."""

@@ -29,7 +29,7 @@ from frugalml.data._dataset import SPLIT_NAMES, ImageDataset, Split
 from frugalml.data._split import DEFAULT_SPLIT_FRACTIONS, stratified_split_indices
 from frugalml.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "load_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "folder_split_counts", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,8 @@ def _to_nchw(
         examples = ", ".join(f"{h}x{w} ({p})" for (h, w), p in list(sizes.items())[:3])
         raise DataError(
             f"the images under {root} have {len(sizes)} different sizes, e.g. {examples}",
-            fix="pass image_size=N to resize every image to N x N",
+            fix="set image_size to resize every image to N x N while loading (spec key "
+            "image_size: N, or image_size=N in Python)",
         )
     stacked: list[NDArray[np.uint8]] = []
     for item in decoded:
@@ -191,27 +192,18 @@ def _to_nchw(
     return np.ascontiguousarray(np.stack(stacked))
 
 
-def load_folder(
-    path: str | os.PathLike[str],
-    *,
-    name: str,
-    image_size: int | None = None,
-    split_seed: int = 0,
-) -> ImageDataset:
-    """Load a class-per-folder image tree.
+@dataclass(frozen=True)
+class _Tree:
+    """A scanned class-per-folder tree: its layout, classes and image files per split."""
 
-    Args:
-        path: the tree's root folder (``~`` expanded).
-        name: the name to record on the dataset.
-        image_size: resize every image to ``image_size`` x ``image_size`` (bilinear) while
-            reading; without it all images must share one size.
-        split_seed: seed of the stratified split of whatever the tree does not split itself.
+    root: Path
+    split_dirs: dict[str, Path]
+    classes: list[str]
+    layout: str
+    scanned: dict[str, tuple[list[Path], list[int]]]
 
-    Raises:
-        DataError: a missing folder, no classes or images, mismatched class folders across
-            splits, an unreadable image (named by path), or mixed sizes without
-            ``image_size``.
-    """
+
+def _read_tree(path: str | os.PathLike[str]) -> _Tree:
     root = Path(path).expanduser()
     if not root.is_dir():
         what = "is not a folder" if root.exists() else "does not exist"
@@ -265,6 +257,71 @@ def load_folder(
             fix=f"add image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) to those class "
             "folders, or remove the empty folders",
         )
+    return _Tree(root, split_dirs, classes, layout, scanned)
+
+
+def _carve_fractions(missing: list[str]) -> tuple[float, float, float]:
+    """The (train, val, test) shares that carve the ``missing`` splits out of train."""
+    shares = dict(zip(SPLIT_NAMES, DEFAULT_SPLIT_FRACTIONS, strict=True))
+    total = shares["train"] + sum(shares[s] for s in missing)
+    return (
+        shares["train"] / total,
+        shares["val"] / total if "val" in missing else 0.0,
+        shares["test"] / total if "test" in missing else 0.0,
+    )
+
+
+def folder_split_counts(
+    path: str | os.PathLike[str], *, split_seed: int = 0
+) -> tuple[tuple[str, ...], dict[str, NDArray[np.int64]]]:
+    """The class names and per-class sample counts of each split :func:`load_folder` would
+    make, from the file names alone (no image is decoded): a cheap check for validation."""
+    tree = _read_tree(path)
+    n = len(tree.classes)
+    labels = {s: np.asarray(lab, dtype=np.int64) for s, (_, lab) in tree.scanned.items()}
+    missing = [s for s in SPLIT_NAMES if s not in labels]
+    if missing:
+        parts = stratified_split_indices(
+            labels["train"], _carve_fractions(missing), split_seed, warn=False
+        )
+        source = labels["train"]
+        for split, idx in zip(SPLIT_NAMES, parts, strict=True):
+            if split == "train" or split in missing:
+                labels[split] = source[idx]
+    counts = {s: np.bincount(labels[s], minlength=n).astype(np.int64) for s in SPLIT_NAMES}
+    return tuple(tree.classes), counts
+
+
+def load_folder(
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    image_size: int | None = None,
+    split_seed: int = 0,
+) -> ImageDataset:
+    """Load a class-per-folder image tree.
+
+    Args:
+        path: the tree's root folder (``~`` expanded).
+        name: the name to record on the dataset.
+        image_size: resize every image to ``image_size`` x ``image_size`` (bilinear) while
+            reading, so a tree of mixed sizes loads; without it all images must share one
+            size.
+        split_seed: seed of the stratified split of whatever the tree does not split itself.
+
+    Raises:
+        DataError: a missing folder, no classes or images, mismatched class folders across
+            splits, an unreadable image (named by path), or mixed sizes without
+            ``image_size``.
+    """
+    tree = _read_tree(path)
+    root, split_dirs, classes, layout, scanned = (
+        tree.root,
+        tree.split_dirs,
+        tree.classes,
+        tree.layout,
+        tree.scanned,
+    )
 
     decoded = {
         split: [_decode(p, image_size) for p in paths] for split, (paths, _) in scanned.items()
@@ -285,13 +342,7 @@ def load_folder(
 
     missing = [s for s in SPLIT_NAMES if s not in splits]
     if missing:
-        shares = dict(zip(SPLIT_NAMES, DEFAULT_SPLIT_FRACTIONS, strict=True))
-        total = shares["train"] + sum(shares[s] for s in missing)
-        fractions = (
-            shares["train"] / total,
-            shares["val"] / total if "val" in missing else 0.0,
-            shares["test"] / total if "test" in missing else 0.0,
-        )
+        fractions = _carve_fractions(missing)
         source_split = splits["train"]
         train_idx, val_idx, test_idx = stratified_split_indices(
             source_split.labels, fractions, split_seed

@@ -14,13 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from frugalml.data._dataset import ImageDataset
+from frugalml.data._dataset import ImageDataset, check_split_counts
 from frugalml.data._digits import load_digits_dataset
-from frugalml.data._folder import load_folder
+from frugalml.data._folder import folder_split_counts, load_folder
 from frugalml.data._medmnist import MEDMNIST_ROOT_ENV, load_medmnist, parse_medmnist_name
 from frugalml.errors import ConfigError
 
-__all__ = ["DatasetScheme", "check_dataset_name", "list_dataset_schemes", "load_dataset"]
+__all__ = [
+    "DatasetScheme",
+    "check_dataset",
+    "check_dataset_name",
+    "list_dataset_schemes",
+    "load_dataset",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +70,15 @@ def _load_medmnist(name: str, argument: str, options: _LoadOptions) -> ImageData
     return load_medmnist(argument, name=name, root=options.root, download=options.download)
 
 
-def _load_folder(name: str, argument: str, options: _LoadOptions) -> ImageDataset:
+def _folder_path(argument: str, root: str | os.PathLike[str] | None) -> Path:
     path = Path(argument).expanduser()
-    if options.root is not None and not path.is_absolute():
-        path = Path(options.root).expanduser() / path
+    if root is not None and not path.is_absolute():
+        path = Path(root).expanduser() / path
+    return path
+
+
+def _load_folder(name: str, argument: str, options: _LoadOptions) -> ImageDataset:
+    path = _folder_path(argument, options.root)
     return load_folder(
         path, name=name, image_size=options.image_size, split_seed=options.split_seed
     )
@@ -225,4 +236,27 @@ def load_dataset(
             "%s: resizing %s images to %dx%d", name, dataset.image_size, image_size, image_size
         )
         dataset = dataset.resized(image_size)
+    dataset.check_usable()
     return dataset
+
+
+def check_dataset(
+    name: str, *, root: str | os.PathLike[str] | None = None, split_seed: int = 0
+) -> None:
+    """What can be checked about a dataset without loading its images.
+
+    The name's syntax always; for ``folder:`` also the tree's layout, classes and the split
+    it would make, from the file names (so one image per class, a single class or an empty
+    split are refused before any trial starts). :func:`load_dataset` checks the loaded
+    splits the same way.
+
+    Raises:
+        ConfigError: a malformed name.
+        DataError: a tree that cannot give usable train, validation and test splits.
+    """
+    scheme, argument = _split_name(name)
+    if scheme == "medmnist":
+        parse_medmnist_name(argument)
+    elif scheme == "folder":
+        classes, counts = folder_split_counts(_folder_path(argument, root), split_seed=split_seed)
+        check_split_counts(name, classes, counts)

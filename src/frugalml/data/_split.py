@@ -98,6 +98,8 @@ def stratified_split_indices(
     labels: NDArray[np.integer] | list[int],
     fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
+    *,
+    warn: bool = True,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Split sample indices into stratified train, validation and test parts.
 
@@ -109,6 +111,8 @@ def stratified_split_indices(
         labels: 1-D integer class labels.
         fractions: (train, val, test) shares; non-negative, summing to 1.
         seed: seed of the shuffle within each class.
+        warn: log a warning for each class missing from validation or test (a check that
+            only counts the split passes False).
 
     Returns:
         Sorted int64 index arrays ``(train, val, test)`` that partition ``range(len(labels))``.
@@ -156,7 +160,7 @@ def stratified_split_indices(
             )
             if count == 0 and share > 0
         ]
-        if missing:
+        if missing and warn:
             logger.warning(
                 "class %d has only %d sample(s): it is missing from the %s split",
                 int(cls),

@@ -143,9 +143,12 @@ def _estimate(spec: StudySpec, calibration_cap_s: float, steps: int) -> StudyEst
             data_key = (trial.dataset, trial.image_size)
             if data_key not in datasets:
                 t0 = time.perf_counter()
-                ds = load_dataset(trial.dataset, root=spec.data_root, download=spec.download)
-                if trial.image_size:
-                    ds = ds.resized(trial.image_size)
+                ds = load_dataset(
+                    trial.dataset,
+                    root=spec.data_root,
+                    download=spec.download,
+                    image_size=trial.image_size,
+                )
                 datasets[data_key] = ds
                 load_s[data_key] = time.perf_counter() - t0
             ds = datasets[data_key]

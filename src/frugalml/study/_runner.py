@@ -123,7 +123,12 @@ class StudyRunner:
         # the cores with trials instead, or --threads to give each trial more.
         self.threads = threads or spec.threads
         self.retry_failed = retry_failed
+        if trial_timeout_s is not None:  # -5 would fail every trial, nan disable the limit
+            from frugalml._yaml import parse_seconds
+
+            trial_timeout_s = parse_seconds(trial_timeout_s, "--trial-timeout-s")
         self.trial_timeout_s = trial_timeout_s or spec.trial_timeout_s
+        spec.check()  # what every worker would refuse here, before the store is touched
         self.on_event = on_event or (lambda event: None)
         self.python = python or sys.executable
         self.trials = {t.trial_id: t for t in spec.trials()}

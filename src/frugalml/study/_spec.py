@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,13 +29,21 @@ from typing import Any
 from frugalml._yaml import (
     check_name,
     check_spec_keys,
+    parse_carbon,
     parse_image_size,
     parse_number,
+    parse_seconds,
     read_yaml_mapping,
 )
-from frugalml.errors import ConfigError
-from frugalml.meter import Budget, CarbonConfig, resolve_carbon
+from frugalml.errors import ConfigError, ModelError
+from frugalml.meter import Budget
 from frugalml.train import TrainConfig
+from frugalml.train._config import MAX_SEED, check_device
+
+logger = logging.getLogger(__name__)
+
+#: A study of more trials than this draws a warning (it is legal, but probably a typo).
+WARN_TRIALS = 10_000
 
 _KEYS = {
     "name": "study name (letters, digits, _ . -)",
@@ -76,6 +85,12 @@ def parse_budget(values: Mapping[str, Any] | None) -> Budget | None:
             fix="use energy_kwh, co2_g and/or duration_s",
         )
     limits = {k: parse_number(v, f"budget.{k}") for k, v in values.items() if v is not None}
+    for key, limit in limits.items():
+        if limit <= 0:
+            raise ConfigError(
+                f"budget.{key} must be a positive number, got {values[key]!r}",
+                fix="give a positive limit or remove the key",
+            )
     return Budget(**limits) if limits else None
 
 
@@ -239,9 +254,10 @@ class StudySpec:
 
         seeds = []
         for item in _as_list(data.get("seeds", [0]), "seeds"):
-            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SEED:
                 raise ConfigError(
-                    f"seeds must be non-negative integers, got {item!r}", fix="e.g. seeds: [0, 1]"
+                    f"seeds must be integers in [0, {MAX_SEED}], got {item!r}",
+                    fix="e.g. seeds: [0, 1]",
                 )
             seeds.append(item)
 
@@ -255,19 +271,7 @@ class StudySpec:
         budget = data.get("budget") or {}
         if not isinstance(budget, Mapping):
             raise ConfigError("budget must be a mapping", fix="e.g. budget: {energy_kwh: 0.01}")
-        carbon = dict(data.get("carbon") or {})
-        unknown_carbon = sorted(set(carbon) - {"country", "intensity_g_per_kwh", "pue"})
-        if unknown_carbon:
-            raise ConfigError(
-                f"unknown carbon key(s): {', '.join(unknown_carbon)}",
-                fix="use country, intensity_g_per_kwh, pue",
-            )
-        for key in ("intensity_g_per_kwh", "pue"):
-            if carbon.get(key) is not None:
-                carbon[key] = parse_number(carbon[key], f"carbon.{key}")
-        if carbon.get("country") is not None:
-            carbon["country"] = str(carbon["country"])
-        resolve_carbon(CarbonConfig(**carbon))  # checks ranges and the country code now
+        carbon = parse_carbon(data.get("carbon"))
 
         pretrained_files = data.get("pretrained_files") or {}
         if not isinstance(pretrained_files, Mapping) or not all(
@@ -282,9 +286,7 @@ class StudySpec:
 
         timeout = data.get("trial_timeout_s")
         if timeout is not None:
-            timeout = parse_number(timeout, "trial_timeout_s")
-            if timeout <= 0:
-                raise ConfigError("trial_timeout_s must be positive", fix="e.g. 3600")
+            timeout = parse_seconds(timeout, "trial_timeout_s")
         parallel = {}
         for key in ("workers", "threads"):
             value = data.get(key, 1)
@@ -298,8 +300,13 @@ class StudySpec:
             raise ConfigError("download must be true or false", fix="download: true")
         data_root = data.get("data_root")
         if data_root is not None:
-            data_root = str((base / str(data_root)).expanduser().resolve())
-        return cls(
+            if not isinstance(data_root, str) or not data_root:
+                raise ConfigError(
+                    f"data_root must be a folder path, got {data_root!r}",
+                    fix="e.g. data_root: ~/.medmnist",
+                )
+            data_root = str((base / data_root).expanduser().resolve())
+        spec = cls(
             name=name,
             datasets=tuple(datasets),
             models=tuple(models),
@@ -321,6 +328,40 @@ class StudySpec:
             renamed_models=tuple(renamed),
             source=source,
         )
+        spec.check(here=False)
+        for warning in spec.warnings():
+            logger.warning("%s: %s", source, warning)
+        return spec
+
+    def check(self, *, here: bool = True) -> None:
+        """What every trial's worker would refuse, checked once per distinct case.
+
+        ``here=False`` checks only what does not depend on this machine (done when the spec
+        is parsed); ``here=True`` (``study validate`` and ``study run``) also looks at this
+        machine: the training device, pretrained files, and each ``folder:`` dataset's
+        split (from its file names; :func:`frugalml.data.load_dataset` checks the loaded
+        images the same way). See :func:`check_trial`.
+        """
+        seen: set[tuple[Any, ...]] = set()
+        for trial in self.trials():
+            key = (trial.model, trial.pretrained, trial.pretrained_file)
+            if key not in seen:
+                seen.add(key)
+                check_trial(trial, here=here)
+        if here:
+            from frugalml.data import check_dataset
+
+            for dataset in self.datasets:
+                check_dataset(dataset, root=self.data_root)
+
+    def warnings(self) -> list[str]:
+        """Legal but probably unintended plans, one sentence each (logged when parsed)."""
+        out = self.training.warnings()
+        n = len(self.datasets) * len(self.models) * len(self.pretrained)
+        n *= len(self.fractions) * len(self.seeds)
+        if n > WARN_TRIALS:
+            out.append(f"the spec expands into {n:,} trials; check the lists")
+        return out
 
     def trials(self) -> list[Trial]:
         """Every combination, in a stable order: dataset, pretrained, fraction, model, seed."""
@@ -338,7 +379,7 @@ class StudySpec:
                                     pretrained=pretrained,
                                     fraction=fraction,
                                     seed=seed,
-                                    image_size=self.image_size or model.image_size,
+                                    image_size=trial_input_size(model, self.image_size),
                                     training=self.training.replace(seed=seed),
                                     pretrained_file=self.pretrained_files.get(model.name),
                                 )
@@ -368,6 +409,50 @@ class StudySpec:
             "workers": self.workers,
             "threads": self.threads,
         }
+
+
+def check_trial(trial: Trial, *, here: bool = True) -> None:
+    """Refuse a trial its worker would refuse, before anything is loaded or trained.
+
+    The study worker calls it first, and spec validation calls it for every distinct model,
+    pretraining and weights file, so ``study validate`` says OK only to trials a worker can
+    start: a built-in model has no pretrained weights without ``pretrained_files``; a
+    the training options are valid. With
+    ``here=True`` (the worker, ``study validate``/``run`` on this machine) the training
+    device must exist and a weights file must exist.
+
+    Raises:
+        ConfigError, ModelError: naming the trial's model and the fix.
+    """
+    from frugalml.models import list_builtin_models
+
+    trial.training.validate()
+    name = trial.model.name
+    if trial.pretrained and trial.pretrained_file is None and name in list_builtin_models():
+        raise ModelError(
+            f"{name} is a frugalml built-in and has no published pretrained weights, but the "
+            "spec asks for pretrained: true",
+            fix=f"use pretrained: [false] for {name}, or give pretrained_files: "
+            f"{{{name}: <a state_dict saved from it>}}",
+        )
+    if not here:
+        return
+    if trial.pretrained and trial.pretrained_file and not Path(trial.pretrained_file).is_file():
+        raise ModelError(
+            f"pretrained file {trial.pretrained_file} for {name} does not exist",
+            fix="check the path in pretrained_files (relative paths start at the spec)",
+        )
+    check_device(trial.training.device)  # the name and whether this machine has it
+
+
+def trial_input_size(model: ModelEntry, image_size: int | None) -> int | None:
+    """The input side length a model trains at, or None for the dataset's own size: the
+    one rule of studies (:meth:`StudySpec.trials`) and ``frugalml profile``.
+
+    ``image_size`` (the spec's ``image_size``) wins, then the model entry's own (a preset's
+    choice, e.g. lcnet_050 at 32 in cpu-tiny); otherwise the dataset's size is kept.
+    """
+    return image_size or model.image_size
 
 
 def _resolve_models(

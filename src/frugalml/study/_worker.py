@@ -56,7 +56,7 @@ def run_trial(
     from frugalml.meter import CarbonConfig, Meter, MeterConfig
     from frugalml.models import count_costs, create_model
     from frugalml.study._results import build_result, process_rss_bytes, setup_record
-    from frugalml.study._spec import Trial
+    from frugalml.study._spec import Trial, check_trial
     from frugalml.study._store import StudyStore
     from frugalml.train import EpochRecord, TrainConfig, apply_threads, train
 
@@ -83,13 +83,13 @@ def run_trial(
     try:
         with meter, meter.window("trial") as window:
             with meter.window("trial setup") as setup_window:
-                dataset = load_dataset(
+                check_trial(trial)  # the checks `study validate` makes, before any loading
+                dataset = load_dataset(  # resized while loading: a folder of mixed sizes loads
                     trial.dataset,
                     root=definition.get("data_root"),
                     download=definition.get("download"),
+                    image_size=trial.image_size,
                 )
-                if trial.image_size:
-                    dataset = dataset.resized(trial.image_size)
                 if trial.fraction < 1.0:
                     dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
                 image_size = dataset.image_size

@@ -49,6 +49,9 @@ _BETA_NAMES = ("betas.0", "betas.1")
 #: TrainConfig fields that are not hyperparameters of the training itself.
 _NOT_TUNABLE = frozenset({"device", "tensor_path_max_bytes"})
 
+#: The most points a grid may have: grid search visits each, and Optuna lists them all.
+MAX_GRID_POINTS = 100_000
+
 _EXAMPLE = "e.g. lr: {type: float, low: 1.0e-4, high: 1.0e-1, log: true}"
 
 
@@ -133,11 +136,34 @@ class Param:
                 fix=f"give {self.name} `grid: [...]` values or a `step`, or use another strategy",
             )
         low, high = self._bounds()
-        count = math.floor((high - low) / self.step + 1e-9) + 1
+        count = self.grid_count()
+        if count > MAX_GRID_POINTS:
+            raise ConfigError(
+                f"search_space.{self.name}: a step of {self.step:g} over [{low:g}, {high:g}] "
+                f"gives {count:,} grid values, more than the limit of {MAX_GRID_POINTS:,}",
+                fix="use a coarser step, a narrower range, or list the values in grid: [...]",
+            )
         values = [low + i * self.step for i in range(count)]
         if self.type == "int":
             return [round(v) for v in values]
         return [float(f"{v:.12g}") for v in values]  # 0.1 + 2 * 0.1 -> 0.3, not 0.30000000000000004
+
+    def grid_count(self) -> int:
+        """How many values grid search visits, counted without listing them (a stepped
+        range of 10^9 values is never built)."""
+        if self.type == "categorical":
+            return len(self.choices)
+        if self.grid is not None:
+            return len(self.grid)
+        step = self.step
+        if step is None:
+            return len(self.grid_values())  # raises: a range without a step has no grid
+        low, high = self._bounds()
+        ratio = (high - low) / step
+        nearest = round(ratio)  # 1.0 / 1e-9 is 999999999.9999999: the end point counts
+        if abs(ratio - nearest) <= max(1e-9, 1e-12 * ratio):
+            return nearest + 1
+        return math.floor(ratio) + 1
 
     def bounds_and_choices(self) -> list[Any]:
         """Representative values used to check the parameter against the trainer/model."""
@@ -326,11 +352,21 @@ class SearchSpace:
         return next((p for p in self.params if p.name == name), None)
 
     def grid(self) -> dict[str, list[Any]]:
-        """The grid for :class:`optuna.samplers.GridSampler` (errors if a range is not finite)."""
+        """The grid for :class:`optuna.samplers.GridSampler` (errors if a range is not finite,
+        or if the grid has more than :data:`MAX_GRID_POINTS` points, counted first)."""
+        size = self.grid_size()
+        if size > MAX_GRID_POINTS:
+            counts = " x ".join(f"{p.grid_count():,} ({p.name})" for p in self.params)
+            raise ConfigError(
+                f"the grid has {size:,} points ({counts}), more than the limit of "
+                f"{MAX_GRID_POINTS:,}",
+                fix="use coarser steps or fewer grid values, or a sampling strategy (random, tpe)",
+            )
         return {p.name: p.grid_values() for p in self.params}
 
     def grid_size(self) -> int:
-        return math.prod(len(v) for v in self.grid().values())
+        """The number of grid points, counted arithmetically (nothing is listed)."""
+        return math.prod(p.grid_count() for p in self.params)
 
     def suggest(self, trial: optuna.Trial, *, grid_mode: bool = False) -> dict[str, Any]:
         """Sample every parameter; returns ``{name: value}`` with list choices decoded."""

@@ -20,8 +20,9 @@ Every key is checked with a message that names it; unknown keys are errors.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,20 @@ from typing import Any
 from frugalml._yaml import (
     check_name,
     check_spec_keys,
+    parse_carbon,
     parse_image_size,
     parse_number,
     read_yaml_mapping,
 )
-from frugalml.errors import ConfigError
+from frugalml.errors import ConfigError, FrugalError
 from frugalml.train import TrainConfig
-from frugalml.tune._space import SearchSpace
+from frugalml.train._config import MAX_SEED
+from frugalml.tune._space import SearchSpace, apply_params
+
+logger = logging.getLogger(__name__)
+
+#: The most trials a budget may plan (beyond is a typo, not a plan).
+MAX_TRIALS = 1_000_000
 
 STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp", "nsga2")
 OBJECTIVES: tuple[str, ...] = ("accuracy", "energy")
@@ -100,7 +108,7 @@ def _options(
         raise ConfigError(
             f"{where} must be a name or a mapping, got {value!r}", fix=f"e.g. {where}: {default}"
         )
-    if name not in allowed:
+    if not isinstance(name, str) or name not in allowed:
         raise ConfigError(f"unknown {where} {name!r}", fix=f"use one of: {', '.join(allowed)}")
     unknown = sorted(set(options) - allowed[name])
     if unknown:
@@ -150,6 +158,11 @@ class TuneBudget:
                 continue
             if key == "max_trials":
                 parsed[key] = _positive_int(value, "budget.max_trials")
+                if parsed[key] > MAX_TRIALS:
+                    raise ConfigError(
+                        f"budget.max_trials is {value:,}, more than {MAX_TRIALS:,}",
+                        fix="give a number of trials you mean to run, e.g. 50",
+                    )
                 continue
             number = parse_number(value, f"budget.{key}")
             if not (math.isfinite(number) and number > 0):
@@ -279,9 +292,11 @@ class TuneSpec:
             space.grid()  # a finite grid, or a clear error now rather than at run time
         budget = TuneBudget.from_mapping(data.get("budget"))
         seed = data.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", fix="seed: 0")
-        carbon = cls._parse_carbon(data.get("carbon"))
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(
+                f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}", fix="seed: 0"
+            )
+        carbon = parse_carbon(data.get("carbon"))
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
             raise ConfigError("download must be true or false", fix="download: false")
@@ -292,7 +307,7 @@ class TuneSpec:
         pretrained_file = None
         if isinstance(data.get("model"), Mapping) and data["model"].get("pretrained_file"):
             pretrained_file = str((base / str(data["model"]["pretrained_file"])).resolve())
-        return cls(
+        spec = cls(
             name=name,
             search_space=space,
             model=model or "",
@@ -316,6 +331,73 @@ class TuneSpec:
             description=str(data.get("description") or ""),
             source=source,
         )
+        spec.check_models()
+        for warning in training.warnings():
+            logger.warning("%s: %s", source, warning)
+        return spec
+
+    # -- checks -----------------------------------------------------------------------------
+    def model_candidates(self) -> list[tuple[str | None, Any, str, dict[str, Any]]]:
+        """``(parameter, value, model name, args)`` for the base model (parameter None) and
+        for every bound and choice of each searched ``model.*`` parameter."""
+        out: list[tuple[str | None, Any, str, dict[str, Any]]] = []
+        if "model.name" not in self.search_space.names:
+            out.append((None, None, self.model, dict(self.model_args)))
+        for param in self.search_space:
+            if not param.name.startswith("model."):
+                continue
+            for value in param.bounds_and_choices():
+                _, name, args = apply_params(
+                    {param.name: value}, self.training, self.model, self.model_args
+                )
+                out.append((param.name, value, name, args))
+        return out
+
+    def check_models(self, build: Callable[[str, dict[str, Any]], Any] | None = None) -> None:
+        """Every model a trial can ask for must exist and take its knobs.
+
+        ``build(name, args)`` builds one (the tuner passes one that builds it for the loaded
+        dataset); by default the model is checked without data: a built-in's knobs against
+        its config, a timm name against timm, a timm model's knobs by building it on the meta
+        device (no memory, no weights). ``tune --validate`` and ``tune`` share this, so
+        validation refuses what the run would.
+        """
+        check = build or self._check_model
+        for param, value, name, args in self.model_candidates():
+            try:
+                check(name, args)
+            except FrugalError as exc:
+                if param is None:
+                    raise
+                raise ConfigError(
+                    f"search_space.{param} allows {value!r}, which the model rejects: "
+                    f"{exc.message}",
+                    fix=exc.fix or "narrow the range or the choices",
+                ) from None
+            except (TypeError, ValueError, RuntimeError) as exc:
+                where = f"search_space.{param} allows {value!r}, which" if param else "the"
+                raise ConfigError(
+                    f"{where} model {name} rejects its arguments {args}: {exc}",
+                    fix="narrow the range or the choices" if param else "check model.args",
+                ) from None
+
+    def _check_model(self, name: str, args: dict[str, Any]) -> None:
+        from frugalml.models import list_builtin_models, resolve_models
+
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"model name must be text, got {name!r}", fix=_KEYS["model"])
+        resolved = resolve_models([{"name": name, "args": args}])
+        if not resolved.models:
+            raise ConfigError(f"model {name!r} cannot be resolved", fix=_KEYS["model"])
+        if name in list_builtin_models():
+            if self.pretrained and self.pretrained_file is None:
+                raise ConfigError(
+                    f"{name} is a frugalml built-in and has no published pretrained weights",
+                    fix="set model.pretrained: false, or give model.pretrained_file",
+                )
+            return
+        if args:
+            _check_timm_args(resolved.models[0].name, args)
 
     @staticmethod
     def _parse_model(value: Any) -> tuple[str | None, dict[str, Any], bool]:
@@ -362,28 +444,6 @@ class TuneSpec:
         if len(set(items)) != len(items):
             raise ConfigError(f"objective {list(items)} repeats itself", fix="list each once")
         return tuple(items)
-
-    @staticmethod
-    def _parse_carbon(value: Any) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError("carbon must be a mapping", fix="e.g. carbon: {country: DK}")
-        carbon = {str(k): v for k, v in value.items()}
-        unknown = sorted(set(carbon) - {"country", "intensity_g_per_kwh", "pue"})
-        if unknown:
-            raise ConfigError(
-                f"unknown carbon key(s): {', '.join(unknown)}",
-                fix="use country, intensity_g_per_kwh, pue",
-            )
-        for key in ("intensity_g_per_kwh", "pue"):
-            if carbon.get(key) is not None:
-                carbon[key] = parse_number(carbon[key], f"carbon.{key}")
-        if carbon.get("pue") is not None and carbon["pue"] < 1:
-            raise ConfigError(f"carbon.pue must be >= 1, got {carbon['pue']}", fix="1.0 is ideal")
-        if carbon.get("intensity_g_per_kwh") is not None and carbon["intensity_g_per_kwh"] < 0:
-            raise ConfigError("carbon.intensity_g_per_kwh must be >= 0", fix="e.g. 475")
-        return carbon
 
     # -- derived ----------------------------------------------------------------------------
     @property
@@ -438,3 +498,19 @@ class TuneSpec:
             "seed": self.seed,
             "carbon": dict(self.carbon),
         }
+
+
+def _check_timm_args(name: str, args: dict[str, Any]) -> None:
+    """Build timm model ``name`` with ``args`` on the meta device: an unknown keyword is a
+    TypeError at once, with no memory and no weights. A model whose constructor cannot run
+    on the meta device is left to the run's own check (logged)."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            timm.create_model(name, pretrained=False, num_classes=2, **args)
+    except TypeError:
+        raise
+    except (NotImplementedError, RuntimeError) as exc:
+        logger.debug("cannot check %s's arguments on the meta device: %s", name, exc)

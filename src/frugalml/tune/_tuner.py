@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frugalml.errors import ConfigError, FrugalError
+from frugalml.errors import ConfigError
 from frugalml.tune._prune import DominancePruner
 from frugalml.tune._results import (
     TRIAL_ATTR,
@@ -353,9 +353,9 @@ class Tuner:
         from frugalml.data import load_dataset
 
         spec = self.spec
-        dataset = load_dataset(spec.dataset, root=spec.data_root, download=spec.download)
-        if spec.image_size:
-            dataset = dataset.resized(spec.image_size)
+        dataset = load_dataset(
+            spec.dataset, root=spec.data_root, download=spec.download, image_size=spec.image_size
+        )
         if spec.fraction < 1.0:
             dataset = dataset.with_fraction(spec.fraction, seed=spec.training.seed)
         return dataset
@@ -374,30 +374,9 @@ class Tuner:
 
     def check_models(self, dataset: ImageDataset) -> None:
         """Build the model at every bound and choice of each model parameter, so an unknown
-        knob or model fails before any training, naming the parameter."""
-        spec = self.spec
-        model_params = [p for p in spec.search_space if p.name.startswith("model.")]
-        if "model.name" not in spec.search_space.names:
-            self._create_model(spec.model, dict(spec.model_args), dataset)
-        for param in model_params:
-            for value in param.bounds_and_choices():
-                _, name, args = apply_params(
-                    {param.name: value}, spec.training, spec.model, spec.model_args
-                )
-                try:
-                    self._create_model(name, args, dataset)
-                except FrugalError as exc:
-                    raise ConfigError(
-                        f"search_space.{param.name} allows {value!r}, which the model "
-                        f"rejects: {exc.message}",
-                        fix=exc.fix or "narrow the range or the choices",
-                    ) from None
-                except (TypeError, ValueError, RuntimeError) as exc:
-                    raise ConfigError(
-                        f"search_space.{param.name} allows {value!r}, which the model "
-                        f"rejects: {exc}",
-                        fix="narrow the range or the choices",
-                    ) from None
+        knob or model fails before any training, naming the parameter (the same candidates
+        ``tune --validate`` checks without data: :meth:`TuneSpec.check_models`)."""
+        self.spec.check_models(build=lambda name, args: self._create_model(name, args, dataset))
 
     def _recover(self) -> None:
         """Trials left RUNNING by a killed process: mark them failed (interrupted) and

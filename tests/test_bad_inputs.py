@@ -1,0 +1,326 @@
+"""Bad input across the commands, through the real entry point ``frugalml.cli.main``.
+
+Every case must end with a non-zero exit and exactly one line on stderr that names the
+problem and says how to fix it ("fix"), with no traceback; where a study store existed
+before the command, its bytes are unchanged afterwards. Each case is cheap: validate paths,
+``--no-calibrate``, and inputs refused before anything trains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from frugalml.cli import main
+
+BASE = "name: t\ndatasets: [digits]\nmodels: [frugal_mlp]\n"
+TUNE = (
+    "name: tt\ndataset: digits\nmodel: {name: frugal_cnn, args: {conv_layers: 1, width: 4}}\n"
+    "training: {epochs: 1}\nbudget: {max_trials: 2}\n"
+)
+LR = "search_space: {lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}\n"
+
+
+def _folder(root: Path, per_class: dict[str, int], sizes: tuple[int, ...] = (8,)) -> None:
+    for c, (name, n) in enumerate(per_class.items()):
+        for i in range(n):
+            side = sizes[i % len(sizes)]
+            path = root / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((side, side), 40 * c + i, dtype=np.uint8)).save(path)
+
+
+def _store(root: Path) -> None:
+    from frugalml.study import StudyStore
+
+    with StudyStore(root / "out"):
+        pass
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: list[str]
+    expect: str  # a piece of the error line that names the problem
+    files: dict[str, str] = field(default_factory=dict)
+    setup: Callable[[Path], None] | None = None
+    store: bool = False  # a study store at {d}/out must stay byte-for-byte unchanged
+
+
+def study(id: str, yaml: str, expect: str, *extra: str) -> Case:
+    return Case(
+        id,
+        ["study", "validate", "{d}/s.yaml", "--no-calibrate", *extra],
+        expect,
+        files={"s.yaml": yaml},
+    )
+
+
+def training(id: str, options: str, expect: str) -> Case:
+    return study(id, BASE + f"training: {{{options}}}\n", expect)
+
+
+def tune(id: str, yaml: str, expect: str, validate: bool = True) -> Case:
+    argv = ["tune", "{d}/t.yaml", *(["--validate"] if validate else ["--out", "{d}/tune"])]
+    return Case(id, argv, expect, files={"t.yaml": yaml})
+
+
+def run(id: str, yaml: str, expect: str, *extra: str) -> Case:
+    return Case(
+        id,
+        ["study", "run", "{d}/s.yaml", "--out", "{d}/out", "--no-report", *extra],
+        expect,
+        files={"s.yaml": yaml},
+        setup=_store,
+        store=True,
+    )
+
+
+DEEP = "[" * 5000 + "]" * 5000
+NOT_CSV = "model,accuracy,energy_j\n"
+PEPR = ["--performance", "accuracy", "--resource", "energy_j"]
+
+CASES: list[Case] = [
+    # -- study specs: tracebacks before --------------------------------------------------------
+    training("betas-text", "betas: [x, y]", "training.betas"),
+    training("betas-nested", "betas: [[0.9], 0.9]", "training.betas"),
+    training("betas-one", "betas: [0.9]", "training.betas"),
+    training("betas-scalar", "betas: 0.9", "training.betas"),
+    training("betas-out-of-range", "betas: [0.9, 1.5]", "training.betas"),
+    training("betas-bool", "betas: [true, 0.9]", "training.betas"),
+    study("carbon-scalar", BASE + "carbon: 5\n", "carbon must be a mapping"),
+    study("carbon-list", BASE + "carbon: [DK]\n", "carbon must be a mapping"),
+    study("carbon-country-list", BASE + "carbon: {country: [DK]}\n", "carbon.country"),
+    study("carbon-country-unknown", BASE + "carbon: {country: XQ}\n", "XQ"),
+    study("carbon-pue-low", BASE + "carbon: {pue: 0.5}\n", "pue"),
+    study("carbon-intensity-nan", BASE + "carbon: {intensity_g_per_kwh: .nan}\n", "finite"),
+    study("carbon-unknown-key", BASE + "carbon: {grid: 5}\n", "unknown carbon key"),
+    study("yaml-deep", f"name: t\ndatasets: {DEEP}\nmodels: [frugal_mlp]\n", "too deeply"),
+    study("yaml-syntax", "name: t\ndatasets: [digits\n", "not valid YAML"),
+    study("yaml-not-mapping", "- a\n- b\n", "mapping"),
+    # -- study specs: "OK" before, yet every trial failed or trained wrong ----------------------
+    training("weight-decay-nan", "weight_decay: .nan", "training.weight_decay"),
+    training("weight-decay-negative", "weight_decay: -1", "training.weight_decay"),
+    training("weight-decay-huge", "weight_decay: 1.0e+6", "training.weight_decay"),
+    training("device-banana", "device: 'cuda:banana'", "training.device"),
+    training("device-tpu", "device: tpu", "training.device"),
+    training("device-list", "device: [cpu]", "training.device"),
+    training("device-missing-gpu", "device: 'cuda:99'", "cuda:99"),
+    study("pretrained-builtin", BASE + "pretrained: [true]\n", "no published pretrained"),
+    study("pretrained-list-in-list", BASE + "pretrained: [[true]]\n", "pretrained"),
+    study("pretrained-text", BASE + "pretrained: ['false']\n", "pretrained"),
+    study("seed-1e23", BASE + "seeds: [100000000000000000000000]\n", "seeds"),
+    study("seed-float", BASE + "seeds: [1.0e+23]\n", "seeds"),
+    study("seed-negative", BASE + "seeds: [-1]\n", "seeds"),
+    training("training-seed-huge", "seed: 100000000000000000000000", "training.seed"),
+    training("bf16-text", "bf16: 'false'", "training.bf16"),
+    training("channels-last-text", "channels_last: 'false'", "training.channels_last"),
+    training("bf16-int", "bf16: 1", "training.bf16"),
+    training("lr-true", "lr: true", "training.lr"),
+    training("lr-inf", "lr: .inf", "training.lr"),
+    training("lr-zero", "lr: 0", "training.lr"),
+    training("lr-text", "lr: fast", "training.lr"),
+    training("lr-list", "lr: [0.1]", "training.lr"),
+    training("epochs-1e20", "epochs: 100000000000000000000", "training.epochs"),
+    training("epochs-zero", "epochs: 0", "training.epochs"),
+    training("epochs-text", "epochs: '10'", "training.epochs"),
+    training("epochs-true", "epochs: true", "training.epochs"),
+    training("batch-float", "batch_size: 2.5", "training.batch_size"),
+    training("data-path-list", "data_path: [auto]", "training.data_path"),
+    training("normalization-bogus", "normalization: zscore", "training.normalization"),
+    training("unknown-option", "momentum: 0.9", "unknown training option"),
+    study("training-scalar", BASE + "training: 5\n", "training must be a mapping"),
+    study("timeout-nan", BASE + "trial_timeout_s: .nan\n", "trial_timeout_s"),
+    study("timeout-negative", BASE + "trial_timeout_s: -5\n", "trial_timeout_s"),
+    study("timeout-bool", BASE + "trial_timeout_s: true\n", "trial_timeout_s"),
+    study("fraction-nan", BASE + "fractions: [.nan]\n", "fraction"),
+    study("fraction-zero", BASE + "fractions: [0]\n", "fraction"),
+    study("budget-negative", BASE + "budget: {energy_kwh: -1}\n", "budget.energy_kwh"),
+    study("budget-inf", BASE + "budget: {energy_kwh: .inf}\n", "budget.energy_kwh"),
+    study("budget-scalar", BASE + "budget: 5\n", "budget must be a mapping"),
+    study("image-size-huge", BASE + "image_size: 100000\n", "image_size"),
+    study("image-size-bool", BASE + "image_size: true\n", "image_size"),
+    study("workers-zero", BASE + "workers: 0\n", "workers"),
+    study("data-root-list", BASE + "data_root: [a]\n", "data_root"),
+    study("dataset-unknown", "name: t\ndatasets: [imagenet]\nmodels: [frugal_mlp]\n", "imagenet"),
+    study(
+        "model-args-unknown",
+        "name: t\ndatasets: [digits]\nmodels: [{name: frugal_cnn, args: {nosuch: 1}}]\n",
+        "nosuch",
+    ),
+    study("unknown-key", BASE + "epochs: 3\n", "unknown spec key"),
+    study("bad-name", "name: 'a b!'\ndatasets: [digits]\nmodels: [frugal_mlp]\n", "name"),
+    Case("spec-missing", ["study", "validate", "{d}/nope.yaml"], "does not exist"),
+    study("calibration-cap-negative", BASE, "--calibration-cap-s", "--calibration-cap-s", "-1"),
+    # -- degenerate data (checked from the file names at validate time) ------------------------
+    Case(
+        "folder-one-image-per-class",
+        ["study", "validate", "{d}/s.yaml", "--no-calibrate"],
+        "test split is empty",
+        files={"s.yaml": "name: t\ndatasets: ['folder:{d}/img']\nmodels: [frugal_mlp]\n"},
+        setup=lambda d: _folder(d / "img", {"a": 1, "b": 1}),
+    ),
+    Case(
+        "folder-single-class",
+        ["study", "validate", "{d}/s.yaml", "--no-calibrate"],
+        "one class",
+        files={"s.yaml": "name: t\ndatasets: ['folder:{d}/img']\nmodels: [frugal_mlp]\n"},
+        setup=lambda d: _folder(d / "img", {"only": 10}),
+    ),
+    Case(
+        "folder-missing",
+        ["study", "validate", "{d}/s.yaml", "--no-calibrate"],
+        "does not exist",
+        files={"s.yaml": "name: t\ndatasets: ['folder:{d}/nope']\nmodels: [frugal_mlp]\n"},
+    ),
+    # -- study run: refused before anything is recorded ----------------------------------------
+    run("run-timeout-negative", BASE, "--trial-timeout-s", "--trial-timeout-s", "-5"),
+    run("run-timeout-nan", BASE, "--trial-timeout-s", "--trial-timeout-s", "nan"),
+    run("run-pretrained-builtin", BASE + "pretrained: [true]\n", "no published pretrained"),
+    run("run-bf16-text", BASE + "training: {bf16: 'false'}\n", "training.bf16"),
+    run("run-workers-zero", BASE, "--workers", "--workers", "0"),
+    # -- tune and tune --validate --------------------------------------------------------------
+    tune("strategy-list", TUNE + LR + "strategy: [tpe]\n", "strategy"),
+    tune("strategy-name-list", TUNE + LR + "strategy: {name: [tpe]}\n", "strategy"),
+    tune("pruner-list", TUNE + LR + "pruner: [median]\n", "pruner"),
+    tune("pruner-type-mapping", TUNE + LR + "pruner: {type: {a: 1}}\n", "pruner"),
+    tune(
+        "grid-1e9",
+        TUNE + "strategy: grid\nsearch_space: {weight_decay: {type: float, low: 0.0, "
+        "high: 1.0, step: 1.0e-9}}\n",
+        "limit",
+    ),
+    tune(
+        "grid-product",
+        TUNE + "strategy: grid\nsearch_space:\n"
+        "  lr: {type: float, low: 1.0e-4, high: 1.0e-2, step: 1.0e-5}\n"
+        "  weight_decay: {type: float, low: 0.0, high: 1.0e-3, step: 1.0e-5}\n",
+        "limit",
+    ),
+    tune(
+        "knob-out-of-range",
+        TUNE + "search_space: {model.conv_layers: {type: int, low: 1, high: 100}}\n",
+        "model.conv_layers",
+    ),
+    tune(
+        "knob-unknown",
+        TUNE + "search_space: {model.nosuch: {type: int, low: 1, high: 2}}\n",
+        "model.nosuch",
+    ),
+    tune(
+        "model-choice-unknown",
+        "name: tt\nmodel: null\nsearch_space: {model.name: {type: categorical, "
+        "choices: [frugal_mlp, frugal_nosuch]}}\n",
+        "frugal_nosuch",
+    ),
+    tune(
+        "tune-model-args-unknown",
+        "name: tt\nmodel: {name: frugal_cnn, args: {nosuch: 1}}\n" + LR,
+        "nosuch",
+    ),
+    tune(
+        "model-pretrained-builtin",
+        "name: tt\nmodel: {name: frugal_cnn, pretrained: true}\n" + LR,
+        "pretrained",
+    ),
+    tune("tune-seed-huge", TUNE + LR + "seed: 100000000000000000000000\n", "seed"),
+    tune(
+        "tune-max-trials-1e20",
+        LR + "name: tt\nbudget: {max_trials: 100000000000000000000}\n",
+        "max_trials",
+    ),
+    tune("tune-carbon-scalar", TUNE + LR + "carbon: 5\n", "carbon must be a mapping"),
+    tune(
+        "tune-space-nan",
+        TUNE + "search_space: {lr: {type: float, low: 1.0e-4, high: .nan}}\n",
+        "finite",
+    ),
+    tune(
+        "tune-epochs-1e20",
+        TUNE + "search_space: {epochs: {type: int, low: 1, high: 100000000000000000000}}\n",
+        "epochs",
+    ),
+    tune("tune-bf16-text", TUNE.replace("{epochs: 1}", "{bf16: 'false'}") + LR, "training.bf16"),
+    tune(
+        "tune-run-grid-1e9",
+        TUNE + "strategy: grid\nsearch_space: {weight_decay: "
+        "{type: float, low: 0.0, high: 1.0, step: 1.0e-9}}\n",
+        "limit",
+        validate=False,
+    ),
+    # -- profile and factorial -----------------------------------------------------------------
+    Case("profile-input-huge", ["profile", "frugal_cnn", "--input", "3x20000x20000"], "--input"),
+    Case("profile-input-short", ["profile", "frugal_cnn", "--input", "3x8"], "--input"),
+    Case("profile-input-channels", ["profile", "frugal_cnn", "--input", "2x8x8"], "channels"),
+    Case("profile-device-tpu", ["profile", "frugal_cnn", "--device", "tpu"], "--device"),
+    Case("profile-device-gpu", ["profile", "frugal_cnn", "--device", "cuda:99"], "cuda:99"),
+    Case("profile-top-zero", ["profile", "frugal_cnn", "--top", "0"], "--top"),
+    Case("profile-arg-bad", ["profile", "frugal_cnn", "--arg", "conv_layers"], "--arg"),
+    Case("profile-dataset", ["profile", "frugal_cnn", "--dataset", "imagenet"], "imagenet"),
+    Case("factorial-device-tpu", ["factorial", "--device", "tpu", "--out", "{d}/f"], "--device"),
+    # -- pepr, report, measure, export, status ------------------------------------------------
+    Case("pepr-missing", ["pepr", "{d}/nope.csv", *PEPR], "nope.csv"),
+    Case(
+        "pepr-header-only",
+        ["pepr", "{d}/r.csv", *PEPR],
+        "r.csv",
+        files={"r.csv": NOT_CSV},
+    ),
+    Case(
+        "pepr-negative-energy",
+        ["pepr", "{d}/r.csv", *PEPR],
+        "energy_j",
+        files={"r.csv": NOT_CSV + "a,0.9,-5\nb,0.8,10\n"},
+    ),
+    Case("report-missing", ["report", "{d}/nope"], "nope"),
+    Case(
+        "report-empty-store",
+        ["report", "{d}/out", "-o", "{d}/r.html"],
+        "no rows",
+        setup=_store,
+        store=True,
+    ),
+    Case("measure-bad-pue", ["measure", "--pue", "0.5", "--", "true"], "pue"),
+    Case("measure-bad-country", ["measure", "--country", "XQ", "--", "true"], "XQ"),
+    Case("export-missing", ["study", "export", "{d}/nope", "--csv", "{d}/x.csv"], "nope"),
+    Case("status-missing", ["study", "status", "{d}/nope"], "nope"),
+]
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_list_is_long_and_unique() -> None:
+    assert len(CASES) >= 60
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gives_one_line(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text.replace("{d}", str(tmp_path)), encoding="utf-8")
+    if case.setup is not None:
+        case.setup(tmp_path)
+    store = tmp_path / "out" / "study.db"
+    before = _hash(store) if case.store else None
+    capsys.readouterr()
+    code = main([arg.replace("{d}", str(tmp_path)) for arg in case.argv])
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code != 0, captured
+    assert "Traceback" not in captured.err + captured.out
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("frugalml: error: "), lines
+    assert "fix" in lines[0], lines[0]
+    assert case.expect in lines[0], lines[0]
+    if before is not None:
+        assert _hash(store) == before
