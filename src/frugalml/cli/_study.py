@@ -315,10 +315,15 @@ def _status(args: argparse.Namespace) -> int:
     total = sum(counts.values())
     name = spec.get("name") if spec else "?"
     energy = sum((r.result or {}).get("energy_j") or 0.0 for r in rows)
+    # A tuner records a pruned trial as finished ("complete" in the store) with pruned=True;
+    # say "pruned", as Optuna and the report do.
+    stopped = sum(r.status == "complete" and (r.result or {}).get("pruned") is True for r in rows)
+    pruned = stopped + counts.get("pruned", 0)
     print(f"study {name} in {args.dir}: {total} trials")
     print(
-        f"  complete {counts['complete']}, failed {counts['failed']}, "
-        f"running {counts['running']}, pending {counts['pending']}"
+        f"  complete {counts['complete'] - stopped}"
+        + (f", pruned {pruned}" if pruned else "")
+        + f", failed {counts['failed']}, running {counts['running']}, pending {counts['pending']}"
     )
     print(f"  energy spent: {fmt_energy(energy)}")
     for row in rows:

@@ -162,6 +162,7 @@ def build_result(
     epochs: Sequence[Any] | None = None,
     baseline_rss_bytes: int | None = None,
     threads: int | None = None,
+    test_samples: int | None = None,
 ) -> dict[str, Any]:
     """The row of the results table for one trial (see docs/architecture.md).
 
@@ -236,6 +237,10 @@ def build_result(
         row["threads"] = int(threads)
     if overhead_s is not None:
         row["process_overhead_s"] = overhead_s
+    if test_samples is not None:
+        # The test split's size: how far one test image moves the accuracy (the report's
+        # noise bound on accuracy differences).
+        row["test_samples"] = int(test_samples)
     return {k: _finite(v) for k, v in row.items()}
 
 

@@ -69,6 +69,7 @@ def run_trial(
     config = MeterConfig(carbon=CarbonConfig(**carbon))
     costs = train_result = None
     image_size: tuple[int, int] | None = None
+    test_samples: int | None = None
     window: Any = None
     records: list[EpochRecord] = []
     exit_code = EXIT_COMPLETE
@@ -93,6 +94,7 @@ def run_trial(
                 if trial.fraction < 1.0:
                     dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
                 image_size = dataset.image_size
+                test_samples = len(dataset.test)
                 torch.manual_seed(trial.seed)
                 model = create_model(
                     trial.model.name,
@@ -135,6 +137,7 @@ def run_trial(
         measurement=measurement,
         image_size=image_size,
         overhead_s=overhead_s,
+        test_samples=test_samples,
         epochs=records,
         baseline_rss_bytes=baseline_rss_bytes,
         threads=threads,
