@@ -1,9 +1,10 @@
 """``frugalml compress SPEC --out DIR``: shrink a model with each method of a spec and
 measure what each saves.
 
-Writes ``DIR/compress.csv`` (one row per method plus the dense baseline) and
-``DIR/models/<method>.pt`` (each compressed model, loadable with
-:func:`frugalml.compress.load_compressed`), and prints a summary table.
+Writes ``DIR/compress.csv`` (one row per method plus the dense baseline), ``DIR/compress.png``
+(accuracy vs sparsity, latency and energy per method) and ``DIR/models/<method>.pt`` (each
+compressed model, loadable with :func:`frugalml.compress.load_compressed`), and prints a
+summary table.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from frugalml.compress import CompressSpec, run_compress, save_compressed
+    from frugalml.compress import CompressSpec, plot_compress, run_compress, save_compressed
     from frugalml.meter import Meter, MeterConfig
 
     spec = CompressSpec.from_yaml(args.spec)
@@ -98,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
             out / "models" / f"{label}.pt", outcome.model, result.architecture, outcome.pruning
         )
     write_csv(out / "compress.csv", result.rows)
+    plot_compress(result.rows, out / "compress.png")
     table = Table(title=f"{spec.name}: measured against dense")
     for column in (
         "method",
@@ -124,5 +126,5 @@ def _run(args: argparse.Namespace) -> int:
             str(row["break_even_inferences"]),
         )
     Console().print(table)
-    console.print(f"wrote {out / 'compress.csv'} and {out / 'models'}/")
+    console.print(f"wrote {out / 'compress.csv'}, {out / 'compress.png'} and {out / 'models'}/")
     return 0

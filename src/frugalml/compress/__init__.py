@@ -24,6 +24,7 @@ Modules (private; everything public is re-exported here):
   pruning record, state_dict; ``torch.load(weights_only=True)``).
 - ``_spec``: :class:`CompressSpec` and the method registry :data:`METHODS`.
 - ``_pipeline``: :func:`compress_method`, :func:`run_compress`, the CSV columns.
+- ``_plot``: :func:`plot_compress` (accuracy vs sparsity, latency and energy per method).
 
 Importing this package loads no torch; it loads when a method runs.
 """
@@ -48,6 +49,7 @@ from frugalml.compress._pipeline import (
     compress_method,
     run_compress,
 )
+from frugalml.compress._plot import plot_compress
 from frugalml.compress._prune import (
     Masks,
     Threshold,
@@ -108,6 +110,7 @@ __all__ = [
     "measure_latency",
     "median_interval",
     "parse_threshold",
+    "plot_compress",
     "prunable_weights",
     "ratio_interval",
     "run_compress",
