@@ -336,3 +336,65 @@ def test_a_study_into_a_tuning_directory_is_refused(tmp_path: Path, capsys: Any)
         assert store.trials() == [] and json.dumps(store.latest_spec()) == json.dumps(
             {"kind": "tune", "name": "x"}
         )
+
+
+def _tune_spec(name: str) -> Any:
+    from frugalml.tune import TuneSpec
+
+    return TuneSpec.from_mapping(
+        {
+            "name": name,
+            "dataset": "digits",
+            "fraction": 0.2,
+            "model": TINY,
+            "training": {"epochs": 1, "batch_size": 32},
+            "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+            "strategy": "random",
+            "budget": {"max_trials": 1},
+        }
+    )
+
+
+def test_tuning_into_a_study_or_another_tuning_directory_is_refused(tmp_path: Path) -> None:
+    from frugalml.tune import run_tune
+
+    study = tmp_path / "study"
+    _filled_store(study)
+    before = _digest(study)
+    with pytest.raises(ConfigError, match="holds a study"):
+        run_tune(_tune_spec("a"), study, threads=1)
+    after = _digest(study)
+    after.pop(".tune.lock", None)  # the tuner's directory lock, taken before the check
+    assert after == before  # the store untouched, and no optuna.db
+    tune = tmp_path / "tune"
+    assert sum(run_tune(_tune_spec("a"), tune, threads=1).counts().values()) == 1
+    before = _digest(tune)
+    with pytest.raises(ConfigError, match="holds the tuning study 'a'"):
+        run_tune(_tune_spec("b"), tune, threads=1)
+    after = _digest(tune)
+    after.pop(".tune.lock"), before.pop(".tune.lock")  # the lock is taken before the check
+    assert after == before
+
+
+def test_a_store_failure_with_a_worker_running_stops_it_and_gives_the_trial_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills just after a worker started (recording its pid): the runner stops
+    that worker (no child process left), gives its trial back and raises one StoreError."""
+    import psutil
+
+    spec = StudySpec.from_yaml(_spec_file(tmp_path))
+    out = tmp_path / "out"
+    real_connect = StudyStore._connect
+
+    def full_connect(self: StudyStore) -> Any:
+        return _FullDisk(real_connect(self), only="UPDATE trials SET worker_pid")
+
+    monkeypatch.setattr(StudyStore, "_connect", full_connect)
+    with pytest.raises(StoreError, match="disk is full"):
+        run_study(spec, out)
+    monkeypatch.setattr(StudyStore, "_connect", real_connect)
+    alive = [c for c in psutil.Process().children(recursive=True) if c.is_running()]
+    assert not [c for c in alive if "frugalml.study._worker" in " ".join(c.cmdline())]
+    with StudyStore(out, read_only=True) as store:
+        assert [r.status for r in store.trials()] == ["pending"]

@@ -235,9 +235,10 @@ class StudyRunner:
             env=env,
             start_new_session=True,
         )
+        # known as running before the store is written, so a store failure stops it too
+        self.running[trial_id] = _Running(trial, process, log, self.trial_timeout_s)
         self.store.set_worker(trial_id, process.pid)
         self.store.set_log_path(trial_id, str(log_path))
-        self.running[trial_id] = _Running(trial, process, log, self.trial_timeout_s)
         self._emit("trial_started", trial.label, self.store.trial(trial_id))
 
     def _reap(self, trial_id: str, returncode: int) -> None:

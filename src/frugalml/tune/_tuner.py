@@ -788,6 +788,7 @@ class Tuner:
         from frugalml.study import StudyStore
 
         spec = self.spec
+        self._check_directory()
         self._study, storage_file = load_or_create_study(
             self.out_dir, spec.name, spec.directions, pruner=make_pruner(spec)
         )
@@ -858,6 +859,32 @@ class Tuner:
             self._write_outputs(outcome)
         self._emit("finished", stop_reason)
         return outcome
+
+    def _check_directory(self) -> None:
+        """Refuse an --out that holds a study, a factorial or another tuning study (another
+        name): tuning there would merge the two. Read-only; nothing is written first."""
+        from frugalml.study import STORE_FILENAME, StudyStore
+
+        if not (self.out_dir / STORE_FILENAME).is_file():
+            return
+        with StudyStore(self.out_dir, create=False, read_only=True) as store:
+            previous = store.latest_spec() or {}
+            held = bool(store.trial_ids())
+        if not previous and not held:
+            return
+        if previous.get("kind") != "tune":
+            what = "factorial experiment" if "factorial" in previous else "study"
+            raise ConfigError(
+                f"{self.out_dir} holds a {what} ({previous.get('name', '?')!r}), not a tuning "
+                "run; tuning there would mix the two",
+                fix="give the tuning run its own --out directory",
+            )
+        if previous.get("name") != self.spec.name:
+            raise ConfigError(
+                f"{self.out_dir} holds the tuning study {previous.get('name')!r}, not "
+                f"{self.spec.name!r}; tuning there would merge the two",
+                fix="use another --out directory, or the same name to continue that study",
+            )
 
     def _spent_already(self, trials: list[TrialSummary], uncalibrated: bool) -> str | None:
         """Why not even one trial may start, known before any calibration; else None."""
