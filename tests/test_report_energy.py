@@ -320,3 +320,16 @@ def test_a_tuning_report_draws_without_matplotlib_warnings(tmp_path: Path) -> No
     assert board["point_label"].tolist()[:2] == ["#0", "#1"]
     page = page_text(report.html_path)
     assert "Points are named #N as on the leaderboard" in page
+
+
+def test_one_setting_says_each_test_once(tmp_path: Path) -> None:
+    rows = [
+        split_trial("s1", 0.9, 10.0, 1.0, 1.0, params=1000.0),
+        split_trial("s2", 0.8, 10.0, 1.0, 1.0, params=2000.0),
+        split_trial("l1", 0.6, 10.0, 1.0, 1.0, params=10000.0),
+        split_trial("l2", 0.5, 10.0, 1.0, 1.0, params=20000.0),
+    ]
+    page = page_text(build_report(pd.DataFrame(rows), tmp_path, plots=False).html_path)
+    assert page.count("Small models (<= 6k params, n=2)") == 1
+    assert "Small vs large models, all settings" not in page
+    assert "the small-vs-large test over the whole study is the setting's test above" in page

@@ -47,6 +47,7 @@ from frugalml.report._prepare import (
     Setting,
     distinct_levels,
     has_values,
+    kind_column,
     setting_label,
 )
 from frugalml.report._tables import energy_words
@@ -92,7 +93,7 @@ def decision(setting: Setting) -> list[str]:
         return []
     energy = setting.energy_column
     best = table.iloc[0]
-    kind = _kind(best)
+    kind = _kind(best, kind_column(setting))
     sentences = [
         f"Best PePR-E: {best[LABEL]}, test accuracy after the last epoch "
         f"{fmt_fixed(float(best[PERFORMANCE]))} for {fmt_energy(float(best[energy]))} of "
@@ -193,8 +194,8 @@ def _test_samples(*rows: pd.Series[Any]) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def _kind(row: pd.Series[Any]) -> str:
-    kind = plain_text(row.get("energy_kind", ""))
+def _kind(row: pd.Series[Any], column: str = "energy_kind") -> str:
+    kind = plain_text(row.get(column, ""))
     return f" ({kind})" if kind else ""
 
 

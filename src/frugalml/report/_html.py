@@ -124,7 +124,7 @@ def render_html(
     for setting in prepared.settings:
         parts.append(_setting_section(setting, prepared, findings, figures))
     if findings is not None:
-        parts.append(_overall_tests(findings))
+        parts.append(_overall_tests(findings, one_setting=len(prepared.settings) == 1))
     parts.append(_profile_section(figures))
     parts.append(_energy_section(prepared, energy_notes))
     parts.append(_failed_section(prepared))
@@ -361,12 +361,18 @@ def _figure(figure: Figure, *, wide: bool = False) -> str:
     )
 
 
-def _overall_tests(findings: Significance) -> str:
+def _overall_tests(findings: Significance, *, one_setting: bool = False) -> str:
     out = ['<section id="tests">', "<h2>Tests over the whole study</h2>"]
     text = threshold_text(findings)
     if text:
         out.append(f"<p>{_e(text)}</p>")
-    if findings.size_overall is not None:
+    if findings.size_overall is not None and one_setting:
+        # The same models and numbers as the setting's own test: said once, above.
+        out.append(
+            "<p>With one setting, the small-vs-large test over the whole study is the "
+            "setting's test above.</p>"
+        )
+    elif findings.size_overall is not None:
         out.append("<h3>Small vs large models, all settings</h3>")
         out.append(
             "<p>Each model's PePR-E averaged over the settings it appears in, so that no model "

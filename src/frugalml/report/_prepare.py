@@ -522,7 +522,14 @@ def _average_seeds(complete: pd.DataFrame, settings: list[str], energy: str) -> 
             out[column] = grouped[column].first()
     if "seed" in table.columns:
         out["seeds"] = grouped["seed"].agg(_join_distinct)
-    for column in ("energy_kind", "energy_source", "device", "study"):
+    for column in (
+        "energy_kind",
+        "energy_source",
+        "train_energy_kind",
+        "train_energy_source",
+        "device",
+        "study",
+    ):
         if column in table.columns:
             out[column] = grouped[column].agg(_combine)
     out = out.reset_index()
@@ -540,7 +547,7 @@ def _combine(values: pd.Series[Any]) -> str:
         return ""
     if len(distinct) == 1:
         return distinct[0]
-    if values.name == "energy_kind":
+    if str(values.name).endswith("energy_kind"):
         return "mixed"
     return " | ".join(distinct)
 
@@ -750,6 +757,13 @@ def _distinct_text(table: pd.DataFrame, column: str) -> list[str]:
     if column not in table.columns:
         return []
     return [v for v in dict.fromkeys(plain_text(x) for x in table[column]) if v]
+
+
+def kind_column(setting: Setting) -> str:
+    """The column saying whether the energy PePR-E scored was measured or estimated."""
+    if setting.energy_column == TRAIN_ENERGY and has_values(setting.table, "train_energy_kind"):
+        return "train_energy_kind"
+    return "energy_kind"
 
 
 def memory_kind(setting_table: pd.DataFrame) -> str:

@@ -35,6 +35,7 @@ from frugalml.report._prepare import (
     Setting,
     Totals,
     has_values,
+    kind_column,
     memory_kind,
     prepare,
     trial_name,
@@ -80,6 +81,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "pepr_e_energy_std",
     *ENERGY_PARTS,
     ENERGY,
+    "train_energy_kind",
     "energy_kind",
     "energy_source",
     "train_co2_g",
@@ -182,7 +184,7 @@ def display_table(setting: Setting) -> tuple[list[str], list[list[str]], list[bo
         ("Test accuracy" + (" (mean ± sd, min-max)" if several else ""), True, PERFORMANCE),
         ("PePR-E", True, setting.score_column),
         *energy_cells,
-        ("Energy is", False, "energy_kind"),
+        ("Energy is", False, kind_column(setting)),
         ("CO₂ (trial)", True, "co2_g"),
         ("Training time" if time_column == "train_duration_s" else "Time", True, time_column),
         (f"Memory ({memory})" if memory else "Memory", True, "peak_mem_bytes"),
@@ -219,7 +221,7 @@ def _cell(column: str, record: Mapping[Hashable, Any]) -> str:
         return fmt_fixed(number)
     if column.endswith("energy_j"):
         return fmt_energy(number)
-    if column == "energy_kind":
+    if column.endswith("energy_kind"):
         return plain_text(value) or "not stated"
     if column == "co2_g":
         return fmt_co2(number)
@@ -467,7 +469,7 @@ def _text_table(setting: Setting, shown: int) -> list[str]:
     rows: list[list[str]] = []
     for record in table.to_dict("records"):
         energy = fmt_energy(_float(record.get(setting.energy_column)))
-        kind = plain_text(record.get("energy_kind"))
+        kind = plain_text(record.get(kind_column(setting)))
         rows.append(
             [
                 _cell("rank", record),
