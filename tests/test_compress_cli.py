@@ -247,6 +247,9 @@ def test_compress_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         if row["method"] != "dense":
             assert float(row["compress_energy_j"]) > 0
     assert (out / "compress.png").read_bytes()[:4] == b"\x89PNG"
+    # PePR over these rows: the model with the most parameters scores accuracy / 2
+    most = max(rows, key=lambda r: int(r["params"]))
+    assert float(most["pepr_params"]) == pytest.approx(float(most["accuracy"]) / 2, rel=1e-4)
     model, record = load_compressed(out / "models" / "group_lasso.pt")
     assert record["method"] == "group_lasso" and record["removed"]
     assert sum(p.numel() for p in model.parameters()) == int(by["group_lasso"]["params"])

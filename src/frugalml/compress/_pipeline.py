@@ -73,6 +73,8 @@ CSV_COLUMNS = (
     "compress_energy_j",
     "compress_energy_provenance",
     "break_even_inferences",
+    "pepr_energy_per_1k_j",
+    "pepr_params",
     "removed_channels",
     "shrink_max_abs_diff",
     "device",
@@ -391,12 +393,15 @@ def build_rows(
                 if name != "dense"
                 else "",
                 "break_even_inferences": break_even,
+                "pepr_energy_per_1k_j": "",
+                "pepr_params": "",
                 "removed_channels": outcome.removed_channels,
                 "shrink_max_abs_diff": outcome.shrink_max_abs_diff,
                 "device": device,
                 "notes": "; ".join(notes),
             }
         )
+    add_pepr(rows)
     return rows
 
 
@@ -456,6 +461,25 @@ def run_compress(
     return CompressResult(
         rows=rows, outcomes=outcomes, architecture=architecture, dense_train=phases.done
     )
+
+
+def add_pepr(rows: list[dict[str, Any]]) -> None:
+    """PePR before (dense) and after (each method): accuracy / (1 + R_n), R min-max
+    normalised over these rows, for energy per 1,000 inferences and for parameters."""
+    import warnings
+
+    import pandas as pd
+
+    from frugalml.analysis import pepr
+
+    table = pd.DataFrame(rows)
+    table["energy_per_1k_j"] = pd.to_numeric(table["energy_per_1k_j"], errors="coerce")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rows without a figure get NaN, said by the empty cell
+        scored = pepr(table, performance="accuracy", resource=["energy_per_1k_j", "params"])
+    for row, e, n in zip(rows, scored["pepr_energy_per_1k_j"], scored["pepr_params"], strict=True):
+        row["pepr_energy_per_1k_j"] = _fmt(float(e))
+        row["pepr_params"] = _fmt(float(n))
 
 
 def _recommend(outcome: MethodOutcome, rows: list[dict[str, Any]]) -> None:
