@@ -211,7 +211,7 @@ def test_permission_denied_falls_back_to_estimate_and_warns_once(
         return real_read(path)
 
     monkeypatch.setattr(_rapl, "read_sysfs", denied)
-    monkeypatch.setattr(meter_module, "_rapl_permission_warned", False)
+    monkeypatch.setattr(_rapl, "_permission_warned", False)
     found = discover_rapl()
     assert found.status == "permission_denied"
     with meter_caplog.at_level(logging.WARNING, logger="frugalml.meter"):

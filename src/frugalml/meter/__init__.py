@@ -7,10 +7,11 @@ CPU time, peak memory.
 
 Modules:
 
-- ``_types``: :class:`Measurement` and :class:`ComponentEnergy` (JSON round trip).
-- ``_backend``: the backend interface (cumulative, monotonic joules per component), the
-  power bound every counter delta must pass (:class:`PowerBound`) and the intervals a
-  counter could not measure (:class:`CounterFault`).
+- ``_types``: :class:`Measurement` and :class:`ComponentEnergy` (JSON round trip), the
+  :data:`Provenance` vocabulary and :func:`combine_provenance`, :data:`J_PER_KWH`.
+- ``_backend``: the backend interface (cumulative, monotonic joules per component, the
+  :class:`BackendCapabilities` it declares), the power bound every counter delta must
+  pass (:class:`PowerBound`) and the intervals a counter could not measure (:class:`CounterFault`).
 - ``_nvml``: NVIDIA GPUs via NVML: total-energy counter, power sampling where unsupported,
   ``CUDA_VISIBLE_DEVICES`` mapping.
 - ``_rapl``: CPU packages and DRAM via Linux powercap RAPL, wrap-corrected, each delta
@@ -19,6 +20,8 @@ Modules:
 - ``_process``: CPU time and RSS of a process tree.
 - ``_carbon``: intensity table (``carbon_intensity.csv``), PUE, ``co2_g``.
 - ``_config``: :class:`MeterConfig`.
+- ``_registry``: :func:`build_backends` over the factories :func:`register_backend` keeps
+  (NVML, RAPL, then any added), and the estimate for what none measures.
 - ``_meter``: :class:`Meter` and its poller thread.
 - ``_predict``: :func:`predict_total`, :class:`Budget`, :class:`BudgetGuard`.
 - ``_env``: :func:`describe_environment` (``frugalml env``).
@@ -29,8 +32,10 @@ Modules:
 from __future__ import annotations
 
 from frugalml.meter._backend import (
+    BackendCapabilities,
     ComponentReading,
     CounterFault,
+    DeviceKind,
     EnergyBackend,
     NullBackend,
     PowerBound,
@@ -49,7 +54,7 @@ from frugalml.meter._config import GpuSelection, MeterConfig, parse_gpu_selectio
 from frugalml.meter._env import CounterStatus, EnvironmentReport, describe_environment
 from frugalml.meter._estimate import CpuPowerModel, EstimateBackend, cpu_power_model
 from frugalml.meter._log import LOG_COLUMNS, append_log, check_log, log_row, read_log
-from frugalml.meter._meter import Meter, Window, build_backends
+from frugalml.meter._meter import Meter, Window
 from frugalml.meter._nvml import NvmlBackend, NvmlProbe, probe_nvml
 from frugalml.meter._predict import (
     Budget,
@@ -62,11 +67,29 @@ from frugalml.meter._predict import (
 )
 from frugalml.meter._process import ProcessTreeSampler
 from frugalml.meter._rapl import RaplBackend, RaplDiscovery, discover_rapl
-from frugalml.meter._types import ComponentEnergy, Kind, Measurement, Provenance
+from frugalml.meter._registry import (
+    BackendContext,
+    BackendFactory,
+    build_backends,
+    register_backend,
+    registered_backends,
+)
+from frugalml.meter._types import (
+    J_PER_KWH,
+    ComponentEnergy,
+    Kind,
+    Measurement,
+    Provenance,
+    combine_provenance,
+)
 
 __all__ = [
+    "J_PER_KWH",
     "LOG_COLUMNS",
     "WORLD_INTENSITY_G_PER_KWH",
+    "BackendCapabilities",
+    "BackendContext",
+    "BackendFactory",
     "Budget",
     "BudgetDecision",
     "BudgetExceeded",
@@ -79,6 +102,7 @@ __all__ = [
     "CounterStatus",
     "CountryIntensity",
     "CpuPowerModel",
+    "DeviceKind",
     "EnergyBackend",
     "EnvironmentReport",
     "EstimateBackend",
@@ -104,6 +128,7 @@ __all__ = [
     "carbon_intensity_table",
     "check_log",
     "co2_g",
+    "combine_provenance",
     "cpu_power_model",
     "describe_environment",
     "discover_rapl",
@@ -113,5 +138,7 @@ __all__ = [
     "predict_total",
     "probe_nvml",
     "read_log",
+    "register_backend",
+    "registered_backends",
     "resolve_carbon",
 ]

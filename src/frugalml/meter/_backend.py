@@ -23,15 +23,18 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from frugalml.meter._types import Kind
 
 __all__ = [
     "POWER_SLACK",
+    "BackendCapabilities",
     "Clock",
     "ComponentReading",
     "CounterFault",
     "CounterLedger",
+    "DeviceKind",
     "EnergyBackend",
     "NullBackend",
     "PowerBound",
@@ -132,6 +135,38 @@ class CounterLedger:
             del self.faults[0]
 
 
+#: The hardware a backend's components cover: a ``platform`` counter (RAPL psys) covers
+#: the CPU and DRAM as well.
+DeviceKind = Literal["gpu", "cpu", "dram", "platform"]
+
+
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend reads and what the meter must do for its figures to be right.
+
+    - ``devices``: the kinds of hardware its components cover (:data:`DeviceKind`); the
+      CPU/DRAM estimate fills in the kinds no measuring backend covers.
+    - ``kind``: whether its figures are ``measured`` (a counter) or ``estimated``.
+    - ``sync_cuda``: CUDA must be synchronised at window edges (queued GPU work would
+      otherwise be booked to the next window).
+    - ``min_trusted_window_s``: windows shorter than this get a note, saying
+      ``short_window_reason`` (0: any window can be trusted).
+    - ``reads_process_tree``: its figures come from the meter's process-tree sampler, which
+      it polls itself (the meter then reads the sampler's latest sample at window edges).
+    """
+
+    devices: tuple[DeviceKind, ...] = ()
+    kind: Kind = "measured"
+    sync_cuda: bool = False
+    min_trusted_window_s: float = 0.0
+    short_window_reason: str = ""
+    reads_process_tree: bool = False
+
+    def covers(self, device: DeviceKind) -> bool:
+        """True when this backend's components include ``device``'s energy."""
+        return device in self.devices or (device in ("cpu", "dram") and "platform" in self.devices)
+
+
 @dataclass(frozen=True)
 class ComponentReading:
     """Cumulative energy of one component since its backend started.
@@ -173,6 +208,11 @@ class EnergyBackend(ABC):
     def devices(self) -> tuple[str, ...]:
         """Human-readable names of the hardware this backend reads."""
         return ()
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        """What this backend covers and needs (see :class:`BackendCapabilities`)."""
+        return BackendCapabilities()
 
     def poll(self) -> None:
         """Update the cumulative figures (called by the poller thread)."""

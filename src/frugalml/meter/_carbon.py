@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from frugalml.errors import ConfigError
+from frugalml.meter._types import J_PER_KWH
 
 __all__ = [
     "COUNTRY_ENV",
@@ -47,7 +48,6 @@ WORLD_INTENSITY_SOURCE = (
     "world average 2023, Ember Global Electricity Review 2024 (default; set a country "
     f"or an intensity, e.g. {COUNTRY_ENV}=DE)"
 )
-_J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class ResolvedCarbon:
 
 def co2_g(energy_j: float, intensity_g_per_kwh: float, pue: float = 1.0) -> float:
     """Grams of CO2e for ``energy_j`` joules of IT energy: kWh x PUE x intensity."""
-    return energy_j / _J_PER_KWH * pue * intensity_g_per_kwh
+    return energy_j / J_PER_KWH * pue * intensity_g_per_kwh
 
 
 def _check_intensity(value: float, where: str) -> float:

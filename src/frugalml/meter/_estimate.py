@@ -25,10 +25,20 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from frugalml.errors import ConfigError
-from frugalml.meter._backend import Clock, ComponentReading, EnergyBackend
+from frugalml.meter._backend import (
+    BackendCapabilities,
+    Clock,
+    ComponentReading,
+    DeviceKind,
+    EnergyBackend,
+)
 from frugalml.meter._process import ProcessTreeSampler
+
+if TYPE_CHECKING:
+    from frugalml.meter._registry import BackendContext
 
 __all__ = [
     "DEFAULT_DRAM_W_PER_GB",
@@ -37,6 +47,7 @@ __all__ = [
     "EstimateBackend",
     "cpu_model_name",
     "cpu_power_model",
+    "estimate_unmeasured",
 ]
 
 logger = logging.getLogger(__name__)
@@ -200,6 +211,16 @@ class EstimateBackend(EnergyBackend):
         return self._interval_s
 
     @property
+    def capabilities(self) -> BackendCapabilities:
+        """Estimated CPU and/or DRAM, from the process tree the meter samples."""
+        kinds: list[DeviceKind] = []
+        if self._cpu is not None:
+            kinds.append("cpu")
+        if self._dram_w_per_gb is not None:
+            kinds.append("dram")
+        return BackendCapabilities(devices=tuple(kinds), kind="estimated", reads_process_tree=True)
+
+    @property
     def devices(self) -> tuple[str, ...]:
         if self._cpu is None:
             return ()
@@ -240,3 +261,24 @@ class EstimateBackend(EnergyBackend):
                 )
             )
         return out
+
+
+def estimate_unmeasured(context: BackendContext) -> list[EnergyBackend]:
+    """The stated CPU and DRAM estimates for whatever no backend built so far measures
+    (run by :func:`~frugalml.meter.build_backends` after every registered factory)."""
+    cpu = not context.measured("cpu")
+    dram = not context.measured("dram")
+    if not (cpu or dram):
+        return []
+    config = context.config
+    why = "; ".join(context.unmeasured_reasons) or "no registered backend measures it"
+    return [
+        EstimateBackend(
+            context.process,
+            cpu=cpu_power_model(config.cpu_tdp_w, config.cpu_logical_cpus) if cpu else None,
+            dram_w_per_gb=config.dram_w_per_gb if dram else None,
+            poll_interval_s=config.poll_interval_s,
+            clock=context.clock,
+            extra_notes=(f"estimated because {why}",),
+        )
+    ]

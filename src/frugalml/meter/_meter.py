@@ -28,19 +28,11 @@ from datetime import datetime, timezone
 from typing import Any, ParamSpec, TypeVar
 
 from frugalml.errors import MeterError
-from frugalml.meter._backend import (
-    Clock,
-    ComponentReading,
-    CounterFault,
-    EnergyBackend,
-    NullBackend,
-)
+from frugalml.meter._backend import Clock, ComponentReading, CounterFault, EnergyBackend
 from frugalml.meter._carbon import ResolvedCarbon, resolve_carbon
 from frugalml.meter._config import MeterConfig
-from frugalml.meter._estimate import EstimateBackend, cpu_power_model
-from frugalml.meter._nvml import COUNTER_SOURCE, NvmlBackend, NvmlProbe, open_nvml
 from frugalml.meter._process import ProcessSample, ProcessTreeSampler
-from frugalml.meter._rapl import RAPL_PERMISSION_FIX, RaplBackend, discover_rapl
+from frugalml.meter._registry import build_backends
 from frugalml.meter._types import ComponentEnergy, Measurement
 
 __all__ = ["Meter", "Window", "build_backends"]
@@ -52,7 +44,6 @@ R = TypeVar("R")
 
 _MIN_POLL_INTERVAL_S = 0.01
 _MAX_FAULT_NOTES = 5
-_rapl_permission_warned = False
 
 
 def load_avg_1m() -> float | None:
@@ -79,106 +70,6 @@ def _max_opt(a: float | None, b: float | None) -> float | None:
     if a is None:
         return b
     return a if b is None else max(a, b)
-
-
-def _gpu_fix(probe: NvmlProbe) -> str:
-    if probe.status == "no_nvml":
-        return "pip install nvidia-ml-py, or measure without GPUs (gpus='none')"
-    if probe.status == "no_driver":
-        return (
-            "install or load the NVIDIA driver (`nvidia-smi` must work), or measure without "
-            "GPUs (gpus='none')"
-        )
-    return (
-        "check CUDA_VISIBLE_DEVICES and the indices asked for (`frugalml env` lists the "
-        "visible GPUs), or use gpus='auto'"
-    )
-
-
-def _warn_rapl_permission_once(reason: str) -> None:
-    global _rapl_permission_warned
-    if not _rapl_permission_warned:
-        _rapl_permission_warned = True
-        logger.warning(
-            "RAPL energy counters are not readable (%s): CPU and DRAM energy will be "
-            "estimated. To measure them: %s",
-            reason,
-            RAPL_PERMISSION_FIX,
-        )
-
-
-def build_backends(
-    config: MeterConfig, process: ProcessTreeSampler, clock: Clock | None = None
-) -> list[EnergyBackend]:
-    """Pick the backends for ``config``: NVML for GPUs, RAPL, and estimates for the rest.
-
-    Raises :class:`MeterError` only when GPUs were asked for explicitly and cannot be
-    measured; everything else degrades to a stated estimate (or, for GPUs, to nothing).
-    """
-    backends: list[EnergyBackend] = []
-    if config.gpus != "none":
-        ordinals = None if isinstance(config.gpus, str) else config.gpus
-        gpu, probe = open_nvml(
-            ordinals, sample_interval_s=config.gpu_sample_interval_s, clock=clock
-        )
-        explicit = config.gpus != "auto"
-        if gpu is None:
-            if explicit:
-                raise MeterError(
-                    f"GPUs were asked for (gpus={config.gpus!r}) but none can be measured: "
-                    f"{probe.reason}",
-                    fix=_gpu_fix(probe),
-                )
-            logger.debug("no GPU measured: %s", probe.reason)
-            backends.append(NullBackend(f"no GPU measured: {probe.reason}"))
-        else:
-            missing = sorted(set(ordinals or ()) - set(gpu.ordinals))
-            if missing:
-                gpu.close()
-                raise MeterError(
-                    f"GPU indices {missing} were asked for but are not visible or cannot "
-                    f"report energy (visible: {list(gpu.ordinals)})",
-                    fix=_gpu_fix(probe),
-                )
-            backends.append(gpu)
-    cpu_measured = dram_measured = False
-    why_estimated = "no RAPL counters"
-    if config.use_rapl:
-        found = discover_rapl(config.powercap_root, use_psys=config.rapl_psys)
-        if found.status == "ok":
-            rapl = RaplBackend(
-                found.selected,
-                max_power_w=config.rapl_max_power_w,
-                clock=clock,
-                notes=found.notes,
-            )
-            if rapl.zone_count:
-                backends.append(rapl)
-                cpu_measured, dram_measured = True, found.counts_dram
-                why_estimated = "RAPL has no DRAM zone here"
-        else:
-            why_estimated = f"RAPL not used: {found.reason}"
-            if found.status == "permission_denied":
-                _warn_rapl_permission_once(found.reason)
-            elif found.status == "unreadable":
-                logger.warning("RAPL counters unreadable (%s); estimating instead", found.reason)
-    else:
-        why_estimated = "RAPL switched off (use_rapl=False)"
-    if not (cpu_measured and dram_measured):
-        cpu_model = (
-            None if cpu_measured else cpu_power_model(config.cpu_tdp_w, config.cpu_logical_cpus)
-        )
-        backends.append(
-            EstimateBackend(
-                process,
-                cpu=cpu_model,
-                dram_w_per_gb=None if dram_measured else config.dram_w_per_gb,
-                poll_interval_s=config.poll_interval_s,
-                clock=clock,
-                extra_notes=(f"estimated because {why_estimated}",),
-            )
-        )
-    return backends
 
 
 @dataclass(frozen=True)
@@ -249,8 +140,9 @@ class Meter:
         self._closed = False
         self._whole: Window | None = None  # the "total" of a block that opens no window
         self._tick_failures = 0
-        self._has_gpu = any(isinstance(b, NvmlBackend) for b in self._backends)
-        self._estimates_cpu = any(isinstance(b, EstimateBackend) for b in self._backends)
+        capabilities = [b.capabilities for b in self._backends]
+        self._sync_cuda_at_edges = any(c.sync_cuda for c in capabilities)
+        self._process_polled_by_backend = any(c.reads_process_tree for c in capabilities)
         intervals = [self.config.poll_interval_s, *(b.poll_interval_s for b in self._backends)]
         self.poll_interval_s = max(_MIN_POLL_INTERVAL_S, min(intervals))
 
@@ -396,7 +288,9 @@ class Meter:
     # -- internals -------------------------------------------------------------------
     def _snapshot(self) -> _Snapshot:
         readings = {r.component: r for b in self._backends for r in b.read()}
-        process = self._process.latest() if self._estimates_cpu else self._process.sample()
+        process = (
+            self._process.latest() if self._process_polled_by_backend else self._process.sample()
+        )
         return _Snapshot(
             self._clock(), datetime.now(timezone.utc), process, readings, load_avg_1m()
         )
@@ -423,14 +317,12 @@ class Meter:
             _component(reading, start.readings.get(name), start.t, end.t, duration_s)
             for name, reading in end.readings.items()
         ]
-        if duration_s < self.config.min_trusted_window_s and any(
-            c.source == COUNTER_SOURCE for c in components
-        ):
-            notes.append(
-                f"window of {duration_s:.3f} s is shorter than {self.config.min_trusted_window_s:g}"
-                " s: the NVML energy counter updates about every 100 ms, so the GPU figure "
-                "may be off by up to ~0.1 s of GPU power; measure longer windows to trust it"
-            )
+        for capability in dict.fromkeys(b.capabilities for b in self._backends):
+            if duration_s < capability.min_trusted_window_s:
+                notes.append(
+                    f"window of {duration_s:.3f} s is shorter than "
+                    f"{capability.min_trusted_window_s:g} s: {capability.short_window_reason}"
+                )
         notes.extend(
             f"{c.component}: {c.unmeasured_s:.3g} s of the {duration_s:.3g} s window not "
             "measured (its counter gave readings the hardware could not have produced, or "
@@ -505,7 +397,7 @@ class Meter:
             return None
 
     def _sync_cuda(self) -> None:
-        if not (self.config.sync_cuda and self._has_gpu):
+        if not (self.config.sync_cuda and self._sync_cuda_at_edges):
             return
         cuda = self._torch_cuda()
         if cuda is None:

@@ -30,16 +30,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from frugalml.errors import MeterError
 from frugalml.meter._backend import (
     POWER_SLACK,
+    BackendCapabilities,
     Clock,
     ComponentReading,
     CounterLedger,
     EnergyBackend,
     PowerBound,
 )
+
+if TYPE_CHECKING:
+    from frugalml.meter._registry import BackendContext
 
 __all__ = [
     "COUNTER_SOURCE",
@@ -48,6 +53,7 @@ __all__ = [
     "NvmlBackend",
     "NvmlGpuInfo",
     "NvmlProbe",
+    "nvml_backends",
     "open_nvml",
     "parse_cuda_visible_devices",
     "probe_nvml",
@@ -64,6 +70,10 @@ _UNSET = object()
 NVML_CEILING_W = 1500.0
 #: The total-energy counter updates about every 100 ms.
 NVML_UPDATE_SLACK_S = 0.1
+SHORT_WINDOW_REASON = (
+    "the NVML energy counter updates about every 100 ms, so the GPU figure may be off by up "
+    "to ~0.1 s of GPU power; measure longer windows to trust it"
+)
 
 
 def _import_pynvml() -> ModuleType:
@@ -333,9 +343,11 @@ class NvmlBackend(EnergyBackend):
         counter_interval_s: float = 1.0,
         clock: Clock | None = None,
         notes: Sequence[str] = (),
+        min_trusted_window_s: float = 1.0,
     ) -> None:
         super().__init__(clock)
         self._nvml = nvml
+        self._min_trusted_window_s = min_trusted_window_s
         self._sample_interval_s = sample_interval_s
         self._counter_interval_s = counter_interval_s
         self._notes = tuple(notes)
@@ -376,6 +388,19 @@ class NvmlBackend(EnergyBackend):
         return tuple(
             f"GPU {s.ordinal}: {s.info.name} ({s.info.uuid}, NVML index {s.info.nvml_index})"
             for s in self._states
+        )
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        """GPUs, measured; CUDA synchronised at window edges; windows shorter than
+        ``min_trusted_window_s`` noted while a total-energy counter is read."""
+        counter = any(s.counter for s in self._states)
+        return BackendCapabilities(
+            devices=("gpu",),
+            kind="measured",
+            sync_cuda=True,
+            min_trusted_window_s=self._min_trusted_window_s if counter else 0.0,
+            short_window_reason=SHORT_WINDOW_REASON if counter else "",
         )
 
     @property
@@ -494,6 +519,7 @@ def open_nvml(
     sample_interval_s: float = 0.1,
     counter_interval_s: float = 1.0,
     clock: Clock | None = None,
+    min_trusted_window_s: float = 1.0,
 ) -> tuple[NvmlBackend | None, NvmlProbe]:
     """Start NVML and a backend over the chosen visible GPUs (``None``: all visible).
 
@@ -544,8 +570,61 @@ def open_nvml(
             counter_interval_s=counter_interval_s,
             clock=clock,
             notes=probe.notes,
+            min_trusted_window_s=min_trusted_window_s,
         )
     except nvml.NVMLError as exc:
         _shutdown(nvml)
         return None, NvmlProbe("no_driver", f"NVML failed while opening the GPUs: {exc}")
     return backend, probe
+
+
+def _gpu_fix(probe: NvmlProbe) -> str:
+    if probe.status == "no_nvml":
+        return "pip install nvidia-ml-py, or measure without GPUs (gpus='none')"
+    if probe.status == "no_driver":
+        return (
+            "install or load the NVIDIA driver (`nvidia-smi` must work), or measure without "
+            "GPUs (gpus='none')"
+        )
+    return (
+        "check CUDA_VISIBLE_DEVICES and the indices asked for (`frugalml env` lists the "
+        "visible GPUs), or use gpus='auto'"
+    )
+
+
+def nvml_backends(context: BackendContext) -> list[EnergyBackend]:
+    """The registered NVML factory: the GPUs ``context.config.gpus`` selects.
+
+    Raises :class:`MeterError` only when GPUs were asked for explicitly and cannot be
+    measured; with ``gpus="auto"`` a machine without them gets a quiet null backend.
+    """
+    from frugalml.meter._backend import NullBackend
+
+    config = context.config
+    if config.gpus == "none":
+        return []
+    ordinals = None if isinstance(config.gpus, str) else config.gpus
+    gpu, probe = open_nvml(
+        ordinals,
+        sample_interval_s=config.gpu_sample_interval_s,
+        clock=context.clock,
+        min_trusted_window_s=config.min_trusted_window_s,
+    )
+    if gpu is None:
+        if config.gpus != "auto":
+            raise MeterError(
+                f"GPUs were asked for (gpus={config.gpus!r}) but none can be measured: "
+                f"{probe.reason}",
+                fix=_gpu_fix(probe),
+            )
+        logger.debug("no GPU measured: %s", probe.reason)
+        return [NullBackend(f"no GPU measured: {probe.reason}")]
+    missing = sorted(set(ordinals or ()) - set(gpu.ordinals))
+    if missing:
+        gpu.close()
+        raise MeterError(
+            f"GPU indices {missing} were asked for but are not visible or cannot "
+            f"report energy (visible: {list(gpu.ordinals)})",
+            fix=_gpu_fix(probe),
+        )
+    return [gpu]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from frugalml.errors import ConfigError, FrugalError
-from frugalml.meter._types import Measurement
+from frugalml.meter._types import J_PER_KWH, Measurement
 
 __all__ = [
     "Budget",
@@ -39,8 +39,6 @@ __all__ = [
     "Projection",
     "predict_total",
 ]
-
-_J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ class Prediction:
 
     @property
     def energy_kwh(self) -> float:
-        return self.energy_j.total / _J_PER_KWH
+        return self.energy_j.total / J_PER_KWH
 
     @property
     def has_interval(self) -> bool:
@@ -241,7 +239,7 @@ class BudgetGuard:
             warmup_epochs=self.warmup_epochs,
         )
         checks = (
-            ("energy", self.budget.energy_kwh, prediction.energy_j, 1.0 / _J_PER_KWH, "kWh"),
+            ("energy", self.budget.energy_kwh, prediction.energy_j, 1.0 / J_PER_KWH, "kWh"),
             ("CO2", self.budget.co2_g, prediction.co2_g, 1.0, "g"),
             ("time", self.budget.duration_s, prediction.duration_s, 1.0, "s"),
         )

@@ -36,15 +36,20 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from frugalml.meter._backend import (
+    BackendCapabilities,
     Clock,
     ComponentReading,
     CounterLedger,
+    DeviceKind,
     EnergyBackend,
     PowerBound,
 )
+
+if TYPE_CHECKING:
+    from frugalml.meter._registry import BackendContext
 
 __all__ = [
     "DEFAULT_POWERCAP_ROOT",
@@ -56,6 +61,7 @@ __all__ = [
     "RaplZone",
     "discover_rapl",
     "powercap_root",
+    "rapl_backends",
     "read_sysfs",
 ]
 
@@ -387,6 +393,19 @@ class RaplBackend(EnergyBackend):
     def devices(self) -> tuple[str, ...]:
         return tuple(f"RAPL {s.zone.label}" for s in self._states)
 
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        """The CPU (package zones), DRAM (dram zones) or both (psys), measured."""
+        kinds: list[DeviceKind] = []
+        names = {s.zone.name for s in self._states}
+        if any(n.startswith("package") for n in names):
+            kinds.append("cpu")
+        if "dram" in names:
+            kinds.append("dram")
+        if "psys" in names:
+            kinds.append("platform")
+        return BackendCapabilities(devices=tuple(kinds), kind="measured")
+
     def _poll(self) -> None:
         for state in self._states:
             if not state.gone:
@@ -500,3 +519,44 @@ class RaplBackend(EnergyBackend):
             )
             for s in self._states
         ]
+
+
+_permission_warned = False
+
+
+def _warn_permission_once(reason: str) -> None:
+    global _permission_warned
+    if not _permission_warned:
+        _permission_warned = True
+        logger.warning(
+            "RAPL energy counters are not readable (%s): CPU and DRAM energy will be "
+            "estimated. To measure them: %s",
+            reason,
+            RAPL_PERMISSION_FIX,
+        )
+
+
+def rapl_backends(context: BackendContext) -> list[EnergyBackend]:
+    """The registered RAPL factory: the zones :func:`discover_rapl` selects, or nothing
+    (with the reason in ``context.unmeasured_reasons``, for the estimate's notes)."""
+    config = context.config
+    if not config.use_rapl:
+        context.unmeasured_reasons.append("RAPL switched off (use_rapl=False)")
+        return []
+    found = discover_rapl(config.powercap_root, use_psys=config.rapl_psys)
+    if found.status != "ok":
+        context.unmeasured_reasons.append(f"RAPL not used: {found.reason}")
+        if found.status == "permission_denied":
+            _warn_permission_once(found.reason)
+        elif found.status == "unreadable":
+            logger.warning("RAPL counters unreadable (%s); estimating instead", found.reason)
+        return []
+    rapl = RaplBackend(
+        found.selected, max_power_w=config.rapl_max_power_w, clock=context.clock, notes=found.notes
+    )
+    if not rapl.zone_count:
+        context.unmeasured_reasons.append("no RAPL counters")
+        return []
+    if not found.counts_dram:
+        context.unmeasured_reasons.append("RAPL has no DRAM zone here")
+    return [rapl]

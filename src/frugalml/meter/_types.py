@@ -8,22 +8,47 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from frugalml.errors import ConfigError
 
-__all__ = ["ComponentEnergy", "Kind", "Measurement", "Provenance"]
+__all__ = [
+    "J_PER_KWH",
+    "ComponentEnergy",
+    "Kind",
+    "Measurement",
+    "Provenance",
+    "combine_provenance",
+]
 
-#: How an energy figure was obtained: read from a hardware counter or computed from a model.
-Kind = Literal["measured", "estimated"]
-#: The provenance of a whole measurement.
-Provenance = Literal["measured", "estimated", "mixed", "none"]
+#: How an energy figure was obtained: read from a hardware counter (``measured``), computed
+#: from a stated model (``estimated``), or a stated share of a counter that several
+#: measured pieces of work read at once (``attributed``; the rule is in the notes).
+Kind = Literal["measured", "estimated", "attributed"]
+#: The provenance of a whole measurement, a trial or a table: one kind, ``mixed`` when
+#: its parts differ, ``none`` without any part.
+Provenance = Literal["measured", "estimated", "attributed", "mixed", "none"]
 
-_KINDS: tuple[str, ...] = ("measured", "estimated")
+#: Joules in one kilowatt-hour.
+J_PER_KWH = 3.6e6
+
+_KINDS: tuple[str, ...] = get_args(Kind)
 _SCHEMA = "frugalml.measurement/1"
-_J_PER_KWH = 3.6e6
+
+
+def combine_provenance(kinds: Iterable[str | None]) -> Provenance:
+    """The provenance of several parts: their one kind, ``mixed`` when they differ, ``none``
+    when there is none (empty values and ``none`` parts are left out; ``mixed`` stays)."""
+    present = {k for k in kinds if k and k != "none"}
+    if not present:
+        return "none"
+    if len(present) == 1:
+        (only,) = present
+        if only in get_args(Provenance):
+            return cast(Provenance, only)
+    return "mixed"
 
 
 @dataclass(frozen=True)
@@ -56,8 +81,8 @@ class ComponentEnergy:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ConfigError(
-                f"component {self.component!r}: kind must be 'measured' or 'estimated', "
-                f"not {self.kind!r}"
+                f"component {self.component!r}: kind must be one of "
+                f"{', '.join(map(repr, _KINDS))}, not {self.kind!r}"
             )
         if not math.isfinite(self.energy_j) or self.energy_j < 0:
             raise ConfigError(
@@ -160,7 +185,7 @@ class Measurement:
     @property
     def energy_kwh(self) -> float:
         """Energy in kilowatt-hours (1 kWh = 3.6e6 J)."""
-        return self.energy_j / _J_PER_KWH
+        return self.energy_j / J_PER_KWH
 
     @property
     def measured_energy_j(self) -> float:
@@ -173,16 +198,15 @@ class Measurement:
         return sum(c.energy_j for c in self.components if c.kind == "estimated")
 
     @property
+    def attributed_energy_j(self) -> float:
+        """The part of ``energy_j`` that is a stated share of a shared counter."""
+        return sum(c.energy_j for c in self.components if c.kind == "attributed")
+
+    @property
     def provenance(self) -> Provenance:
-        """``measured``, ``estimated`` or ``mixed`` (``none`` without any component)."""
-        kinds = {c.kind for c in self.components}
-        if not kinds:
-            return "none"
-        if kinds == {"measured"}:
-            return "measured"
-        if kinds == {"estimated"}:
-            return "estimated"
-        return "mixed"
+        """``measured``, ``estimated``, ``attributed`` or ``mixed`` (``none`` without any
+        component)."""
+        return combine_provenance(c.kind for c in self.components)
 
     @property
     def energy_source(self) -> str:
