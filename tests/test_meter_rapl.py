@@ -10,7 +10,6 @@ import pytest
 
 import meter_fixtures
 from frugalml.meter import Meter, MeterConfig, _rapl, discover_rapl
-from frugalml.meter import _meter as meter_module
 from frugalml.meter._estimate import EstimateBackend
 from frugalml.meter._rapl import RaplBackend
 from meter_fixtures import FakeClock, PowercapTree

@@ -23,11 +23,11 @@ from frugalml.meter import (
     PowerBound,
     ProcessTreeSampler,
     RaplBackend,
+    _registry,
     build_backends,
     register_backend,
     registered_backends,
 )
-from frugalml.meter import _registry
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
 
 meter_fake_nvml = meter_fixtures.meter_fake_nvml
