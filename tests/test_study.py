@@ -148,6 +148,9 @@ def test_a_trial_past_its_time_limit_fails_with_that_reason(tmp_path: Path) -> N
     frame = load_results(tmp_path / "out")
     assert frame["status"].tolist() == ["failed"]
     assert "timed out" in frame["error"].iloc[0]
+    # killed while importing torch: no window recorded, no completed trial to scale from,
+    # so no energy is made up, and the row says so
+    assert bool(frame["killed"].iloc[0]) and "timed out" in frame["energy_note"].iloc[0]
 
 
 def test_budget_stops_launching_and_says_why(tmp_path: Path) -> None:

@@ -180,8 +180,10 @@ def test_killed_result_books_the_recorded_windows_and_estimates_the_rest() -> No
     assert early is not None
     assert early["energy_j"] == pytest.approx(20.0) and early["setup_energy_j"] == 20.0
     assert early["train_energy_j"] == 0 and early["energy_kind"] == "estimated"
-    # and with no power figure at all, nothing is invented
-    assert killed_result("t3", definition, [], launched_at=0, ended_at=4, reason="r") is None
+    # and with no power figure at all, nothing is invented, and the note says so
+    none = killed_result("t3", definition, [], launched_at=0, ended_at=4, reason="timed out")
+    assert none["energy_j"] is None and none["duration_s"] == 4
+    assert "no energy booked" in none["energy_note"]
 
 
 def _worker_pid(db: Path) -> tuple[str, int] | None:

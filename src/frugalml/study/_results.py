@@ -303,7 +303,7 @@ def killed_result(
     ended_at: float,
     reason: str,
     fallback_power_w: float | None = None,
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """The row of a trial whose worker was killed (time-out, signal, crash) before it could
     record its own end: what its recorded windows measured, plus an estimate for the rest.
 
@@ -315,7 +315,8 @@ def killed_result(
     ``fallback_power_w`` (the study's completed trials) when none was recorded; without
     either no energy is booked. The time after the last window goes to ``train_*`` once the
     set-up window was recorded (training had begun), to ``setup_*`` before. The rule and the
-    figures are in ``energy_note``. None when there is nothing to book.
+    figures are in ``energy_note``; with nothing recorded and no power figure, ``energy_j``
+    is None and the note says why (no figure is made up).
     """
     setup, windows = _recorded(epochs)
     recorded = ([setup] if setup is not None else []) + [w[0] for w in windows]
@@ -334,8 +335,19 @@ def killed_result(
         power_w = fallback_power_w
         power_rule = "the mean power of the study's completed trials"
     if power_w is None or not math.isfinite(power_w):
-        if not recorded:
-            return None
+        if not recorded:  # nothing measured and nothing to scale from: no figure is made up
+            return {
+                "trial_id": trial_id,
+                "epochs": 0,
+                "energy_j": None,
+                "duration_s": wall_s,
+                "energy_note": (
+                    f"{reason}: no energy booked: the worker was stopped {wall_s:.3g} s after "
+                    "its launch, before it recorded a window, and no completed trial of the "
+                    "study gives a power figure to estimate from"
+                ),
+                "killed": True,
+            }
         power_w, power_rule = 0.0, "nothing (no power figure)"
     estimated_j = power_w * uncovered_s
     train_j = sum(float(w[1].energy_j) for w in windows if w[1] is not None)

@@ -278,7 +278,7 @@ class StudyRunner:
             message += f" ({row.error})"
         self._emit("trial_finished", message, row)
 
-    def _killed_result(self, trial_id: str, state: _Running, reason: str) -> dict[str, Any] | None:
+    def _killed_result(self, trial_id: str, state: _Running, reason: str) -> dict[str, Any]:
         """The energy a worker spent before it was stopped (recorded windows plus an
         estimate for the rest, labelled: study._results.killed_result)."""
         from frugalml.study._results import killed_result
