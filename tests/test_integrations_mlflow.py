@@ -91,3 +91,18 @@ def test_bad_arguments_are_one_line_errors(tracking: str) -> None:
         log_measurement({"energy_j": 1.0})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="run must be an MLflow run"):
         log_measurement(_m("x", 1.0, 1.0), run=42)
+
+
+def test_a_missing_extra_is_a_one_line_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import frugalml.integrations as integrations
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'frugalml\[mlflow\]'"):
+        log_measurement(_m("x", 1.0, 1.0))
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    monkeypatch.delitem(sys.modules, "frugalml.integrations.huggingface", raising=False)
+    with pytest.raises(ConfigError, match=r"pip install 'frugalml\[hf\]'") as caught:
+        integrations.FrugalTrainerCallback  # noqa: B018
+    assert "\n" not in str(caught.value)
