@@ -21,7 +21,7 @@ from frugalml.compress import (
     hoyer_square,
     l1,
 )
-from frugalml.compress._l0 import expected_l0, sample_gates
+from frugalml.compress._l0 import LOG_ALPHA_SCALE, expected_l0, sample_gates
 from frugalml.errors import ConfigError
 
 W = torch.tensor([3.0, -4.0, 0.0, 0.0])
@@ -131,9 +131,10 @@ def test_l0_gates_train_penalty_and_fold_to_dense() -> None:
     gates = wrapped.gates["0"]
     assert any(p is gates for p in wrapped.parameters())  # the optimizer sees them
     with torch.no_grad():
-        gates.copy_(torch.tensor([-10.0, 0.0, 10.0, 10.0]))
+        gates.copy_(torch.tensor([-10.0, 0.0, 10.0, 10.0]) / LOG_ALPHA_SCALE)
     penalty = gate_penalty(wrapped, 2.0, n_train=100)
-    assert float(penalty) == pytest.approx(2.0 * float(expected_l0(gates)) / 100)
+    expected = 2.0 * float(expected_l0(torch.tensor([-10.0, 0.0, 10.0, 10.0]))) / 100
+    assert float(penalty) == pytest.approx(expected)
     wrapped.eval()
     x = torch.randn(5, 3)
     gated = wrapped(x)

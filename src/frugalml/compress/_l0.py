@@ -5,7 +5,8 @@ Each gated layer's output channel ``c`` is multiplied by a gate ``z_c``. While t
 ``(gamma, zeta)`` and clipped to ``[0, 1]``; at test time ``z = clip(sigmoid(log_alpha) x
 (zeta - gamma) + gamma, 0, 1)``. The penalty is the expected number of open gates,
 ``sum sigmoid(log_alpha - beta log(-gamma / zeta))``, scaled by ``1 / N`` (N training
-samples) and the strength. ``log_alpha`` starts at ``log(1 - p) - log(p)`` for a drop rate
+samples) and the strength. ``log_alpha`` (:data:`LOG_ALPHA_SCALE` x the trained parameter)
+starts at ``log(1 - p) - log(p)`` for a drop rate
 ``p = 0.5`` (that is 0), plus a little noise.
 
 :func:`attach_gates` wraps the model with the gates (so the training loop's optimizer sees
@@ -40,6 +41,11 @@ GAMMA = -0.1
 ZETA = 1.1
 DROP_RATE = 0.5
 GATES_ATTR = "frugalml_l0_gates"
+#: ``log_alpha`` is this times the trained parameter, so the gates move this many times faster
+#: than the weights under the loop's one Adam learning rate: at 5e-4 a gate could otherwise
+#: move about 0.2 in 400 steps, and none would close (closing needs log_alpha below
+#: logit(-gamma / (zeta - gamma)) = -2.4). Adam's steps do not depend on the scale otherwise.
+LOG_ALPHA_SCALE = 100.0
 _EPS = 1e-6
 
 
@@ -101,10 +107,10 @@ def attach_gates(
         out = layer.weight.shape[0]
         noise = torch.randn(out, generator=generator) * 0.01
         key = name.replace(".", "__")
-        gates[key] = nn.Parameter((init + noise).to(layer.weight.device))
+        gates[key] = nn.Parameter(((init + noise) / LOG_ALPHA_SCALE).to(layer.weight.device))
 
         def hook(module: nn.Module, args: Any, output: torch.Tensor, key: str = key) -> Any:
-            log_alpha = gates[key]
+            log_alpha = gates[key] * LOG_ALPHA_SCALE
             z = sample_gates(log_alpha) if module.training else deterministic_gates(log_alpha)
             shape = (1, -1) + (1,) * (output.dim() - 2)
             return output * z.view(shape)
@@ -131,7 +137,7 @@ def attach_gates(
 def gate_penalty(model: torch.nn.Module, strength: float, n_train: int) -> torch.Tensor:
     """``strength x expected L0 / n_train`` over every gate of ``model``."""
     holder = _gates_module(model)
-    total: torch.Tensor = sum(expected_l0(p) for p in holder.gates.values())  # type: ignore[assignment]
+    total: torch.Tensor = sum(expected_l0(p * LOG_ALPHA_SCALE) for p in holder.gates.values())  # type: ignore[assignment]
     return total * (strength / max(n_train, 1))
 
 
@@ -147,7 +153,7 @@ def fold_gates(gated: torch.nn.Module) -> tuple[torch.nn.Module, dict[str, int]]
         for handle in holder.handles:
             handle.remove()
         for name in holder.layer_names:
-            z = deterministic_gates(holder.gates[name.replace(".", "__")])
+            z = deterministic_gates(holder.gates[name.replace(".", "__")] * LOG_ALPHA_SCALE)
             layer: Any = model.get_submodule(name)
             shape = (-1,) + (1,) * (layer.weight.dim() - 1)
             layer.weight.mul_(z.view(shape).to(layer.weight.dtype))

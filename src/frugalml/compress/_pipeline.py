@@ -101,8 +101,9 @@ class MethodOutcome:
 
     @property
     def compress_provenance(self) -> str:
-        kinds = {m.provenance for m in self.phases} - {"none"}
-        return next(iter(kinds)) if len(kinds) == 1 else "mixed" if kinds else "none"
+        from frugalml.meter import combine_provenance
+
+        return combine_provenance(m.provenance for m in self.phases)
 
 
 class _Phases:
@@ -411,8 +412,13 @@ def run_compress(
     *,
     dataset: ImageDataset | None = None,
     on_outcome: Callable[[MethodOutcome], None] | None = None,
+    control: bool = False,
 ) -> CompressResult:
-    """Train the dense model, compress it with every method, measure all of them."""
+    """Train the dense model, compress it with every method, measure all of them.
+
+    ``control`` adds a row ``dense_control``, an identical copy of the dense model measured
+    as if it were a method: any "saving" it shows is the measurement's own artefact.
+    """
     import torch
 
     from frugalml.data import load_dataset
@@ -442,6 +448,10 @@ def run_compress(
         outcomes[method.label] = outcome
         if on_outcome is not None:
             on_outcome(outcome)
+    if control:
+        outcomes["dense_control"] = MethodOutcome(
+            "dense_control", "dense", copy.deepcopy(dense), trained.accuracy
+        )
     models: dict[str, torch.nn.Module] = {}
     for label, outcome in outcomes.items():
         models[label] = outcome.model.eval()
