@@ -57,6 +57,47 @@ def _fast_flops_per_s(
     return 3.0 * flops_per_sample * batch / statistics.median(times[2:])
 
 
+#: Stated peak throughputs (FLOP/s, bf16/fp16 dense) and links for the simulated pairs:
+#: assumptions for the simulation, not measurements.
+PAIRS = {
+    "TPU-v3 + TPU-v2 (123 + 45 TFLOP/s, 100 GB/s link)": (123e12, 45e12, 100e9),
+    "A100 + V100 (312 + 125 TFLOP/s, PCIe 4.0 32 GB/s)": (312e12, 125e12, 32e9),
+}
+
+
+def simulate(batch: int = 512) -> None:
+    """Predicted speed-ups over 1:1 data parallel of OWT, HyPar, balanced data parallel and
+    AccPar with the costed planner, on two unequal accelerators (one level)."""
+    from pathlib import Path
+
+    from frugalml.parallel import accpar_resnet, read_accpar_network
+
+    data = Path(__file__).resolve().parent.parent / "tests" / "data" / "accpar"
+    networks = [
+        read_accpar_network(data / "Alexnet.txt"),
+        read_accpar_network(data / "Vgg11.txt"),
+        accpar_resnet(18),
+        accpar_resnet(50),
+    ]
+    order = ("owt", "hypar", "dp-uneven", "accpar")
+    print(f"# simulated, batch {batch}, bf16 (2 bytes per element), speed-up over 1:1 DP")
+    print("| pair | network | " + " | ".join(order) + " | AccPar ratio |")
+    print("|---|---|" + "---|" * (len(order) + 1))
+    for pair, (fast, slow, link) in PAIRS.items():
+        devices = [DeviceSpec("fast", fast), DeviceSpec("slow", slow)]
+        for net in networks:
+            plans = {
+                p.strategy: p
+                for p in plan(
+                    net, devices, batch=batch, bandwidth_bytes_per_s=link, bytes_per_element=2.0
+                )
+            }
+            dp = plans["dp"].step_time_s or float("nan")
+            cells = " | ".join(f"{dp / (plans[k].step_time_s or float('nan')):.2f}x" for k in order)
+            ratio = plans["accpar"].levels[0].ratio
+            print(f"| {pair} | {net.name} | {cells} | {ratio:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="frugal_cnn")
@@ -66,7 +107,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--slowdown", type=float, default=3.0)
     parser.add_argument("--bandwidth", type=float, default=1e9, help="stated loopback B/s")
+    parser.add_argument(
+        "--simulate", action="store_true", help="only the simulated accelerator comparison"
+    )
     args = parser.parse_args()
+    if args.simulate:
+        simulate()
+        return
 
     training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=0)
     slowdown = (1.0, args.slowdown)

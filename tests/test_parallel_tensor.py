@@ -40,10 +40,52 @@ def _inputs(kind: str) -> tuple[Any, Any]:
     return torch.randn(3, 6, 5, 5, generator=g), torch.randn(3, 5, 5, 5, generator=g)
 
 
+def _small(name: str) -> Any:
+    import torch
+
+    from frugalml.models import create_model
+
+    torch.manual_seed(3)
+    kind = name.split("-")[0]
+    return create_model(
+        kind, num_classes=10, in_chans=1, **({"width": 8} if kind == "frugal_cnn" else {})
+    )
+
+
+def _plan_inputs(name: str) -> tuple[Any, Any]:
+    import torch
+
+    g = torch.Generator().manual_seed(4)
+    return torch.randn(8, 1, 8, 8, generator=g), torch.randn(8, 10, generator=g)
+
+
+def _accpar_types(model: Any) -> list[int]:
+    from frugalml.parallel import network_from_model, plan_comm_only
+
+    net = network_from_model(model, (1, 8, 8))
+    accpar = plan_comm_only(net, batch=8, levels=1, strategies=("accpar",))[0]
+    return [int(t) for t in accpar.levels[0].types]
+
+
+def _cycled(model: Any) -> list[int]:
+    import torch
+
+    count = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in model.modules())
+    return [i % 3 for i in range(count)]
+
+
+_PLANS = {
+    "frugal_mlp-accpar": _accpar_types,
+    "frugal_mlp-mixed": _cycled,
+    "frugal_cnn-accpar": _accpar_types,
+    "frugal_cnn-mixed": _cycled,
+}
+
+
 def _worker(rank: int, world: int, out: str) -> None:
     import torch
 
-    from frugalml.parallel import split_layer
+    from frugalml.parallel import apply_plan, split_layer
 
     results: dict[str, Any] = {}
     for name, kind, ptype, output in CASES:
@@ -63,6 +105,14 @@ def _worker(rank: int, world: int, out: str) -> None:
             "grad_w": part.weight.grad,
             "grad_b": part.bias.grad,
         }
+    for name, plan_types in _PLANS.items():
+        model = _small(name)
+        x, g = _plan_inputs(name)
+        x.requires_grad_(True)
+        apply_plan(model, plan_types(model), SHARES, rank)
+        y = model(x)
+        (y * g).sum().backward()
+        results[name] = {"y": y.detach(), "grad_x": x.grad}
     torch.save(results, Path(out) / f"rank{rank}.pt")
 
 
@@ -115,6 +165,24 @@ def test_split_layer_equals_single_device(
         torch.testing.assert_close(joined_b, ref["grad_b"], **tol)
     elif output == "whole":  # added once after the partial sums; its gradient on every rank
         torch.testing.assert_close(ranks[0]["grad_b"], ref["grad_b"], **tol)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(_PLANS))
+def test_small_network_under_a_plan_equals_single_device(spawned: Path, name: str) -> None:
+    import torch
+
+    model = _small(name)
+    x, g = _plan_inputs(name)
+    x.requires_grad_(True)
+    y = model(x)
+    (y * g).sum().backward()
+    for rank in (0, 1):
+        got = torch.load(spawned / f"rank{rank}.pt", weights_only=True)[name]
+        torch.testing.assert_close(got["y"], y.detach(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got["grad_x"], x.grad, rtol=1e-5, atol=1e-5)
+    if name.endswith("mixed"):
+        assert set(_cycled(model)) == {0, 1, 2}
 
 
 def test_bad_split_is_one_clear_error() -> None:

@@ -56,6 +56,7 @@ from frugalml.parallel._run import ParallelResult, run_data_parallel
 from frugalml.parallel._shares import normalise_shares, shares_from_throughput, split_counts
 from frugalml.parallel._tensor import (
     ChannelType,
+    apply_plan,
     padded_all_gather,
     padded_reduce_scatter,
     split_layer,
@@ -81,6 +82,7 @@ __all__ = [
     "RankRun",
     "Strategy",
     "accpar_resnet",
+    "apply_plan",
     "calibrate_shares",
     "combine_energy",
     "epoch_schedule",

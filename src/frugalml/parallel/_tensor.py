@@ -289,3 +289,74 @@ def split_layer(
         raise ConfigError(f"channel partitions are types 1 (II) and 2 (III), not {kind!r}")
     module: torch.nn.Module = _split_layer_class()(layer, kind, shares, rank, output=output)
     return module
+
+
+def _batch_split_class() -> Any:
+    """A layer under type I inside a partitioned model: each rank runs its share of the
+    batch; the outputs are gathered, the weight gradients summed by all-reduce."""
+    if "batch" in _CLASSES:
+        return _CLASSES["batch"]
+    import torch
+    import torch.distributed as dist
+
+    class BatchSplit(torch.nn.Module):
+        def __init__(self, layer: torch.nn.Module, shares: Sequence[float], rank: int) -> None:
+            super().__init__()
+            self.layer, self.shares, self.rank = layer, normalise_shares(shares), rank
+            for param in layer.parameters():
+                param.register_hook(self._sum)  # type: ignore[no-untyped-call]
+
+        @staticmethod
+        def _sum(grad: torch.Tensor) -> torch.Tensor:
+            out = grad.clone()
+            dist.all_reduce(out)
+            return out
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            counts = split_counts(int(x.shape[0]), self.shares)
+            if min(counts) < 1:
+                raise ConfigError(
+                    f"a batch of {x.shape[0]} split by {list(self.shares)} gives {counts}",
+                    fix="use a larger batch for layers of type I",
+                )
+            local = _fn("scatter").apply(x, counts, 0, self.rank)
+            out: torch.Tensor = _fn("gather").apply(self.layer(local), counts, 0, self.rank)
+            return out
+
+    _CLASSES["batch"] = BatchSplit
+    return BatchSplit
+
+
+def apply_plan(
+    model: torch.nn.Module,
+    types: Sequence[int],
+    shares: Sequence[float],
+    rank: int,
+) -> torch.nn.Module:
+    """Replace ``model``'s Conv2d and Linear layers (in the order
+    :func:`frugalml.parallel.network_from_model` lists them, i.e. modules in registration
+    order) by this rank's part under ``types`` (one level of a plan: 0 = I, 1 = II, 2 =
+    III). Everything between them stays replicated. Returns ``model``, changed in place."""
+    import torch
+
+    targets = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    if len(targets) != len(types):
+        raise ConfigError(
+            f"the plan has {len(types)} layer types for {len(targets)} conv/linear layers",
+            fix="plan this model (frugalml.parallel.network_from_model) and use one level",
+        )
+    for (name, layer), kind in zip(targets, types, strict=True):
+        if kind == 0:
+            part: torch.nn.Module = _batch_split_class()(layer, shares, rank)
+        elif kind in (1, 2):
+            part = split_layer(layer, kind, shares, rank)  # type: ignore[arg-type]
+        else:
+            raise ConfigError(f"layer {name}: partition type must be 0, 1 or 2, not {kind!r}")
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, part)
+    return model
