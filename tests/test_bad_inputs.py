@@ -83,6 +83,9 @@ def run(id: str, yaml: str, expect: str, *extra: str) -> Case:
 
 
 DEEP = "[" * 5000 + "]" * 5000
+LAUGHS = "description:\n  - &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"  - &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcde", "bcdef", strict=True)
+)
 NOT_CSV = "model,accuracy,energy_j\n"
 PEPR = ["--performance", "accuracy", "--resource", "energy_j"]
 
@@ -158,6 +161,23 @@ CASES: list[Case] = [
     study("bad-name", "name: 'a b!'\ndatasets: [digits]\nmodels: [frugal_mlp]\n", "name"),
     Case("spec-missing", ["study", "validate", "{d}/nope.yaml"], "does not exist"),
     study("calibration-cap-negative", BASE, "--calibration-cap-s", "--calibration-cap-s", "-1"),
+    study(
+        "yaml-duplicate-key",
+        "name: t\nname: u\ndatasets: [digits]\nmodels: [frugal_mlp]\n",
+        "given twice",
+    ),
+    study("yaml-billion-laughs", LAUGHS + BASE, "expands into more than"),
+    study(
+        "model-image-size-huge",
+        "name: t\ndatasets: [digits]\nmodels: [{name: frugal_cnn, image_size: 100000}]\n",
+        "image_size",
+    ),
+    study(
+        "timm-untrained-pretrained",
+        "name: t\ndatasets: [digits]\nmodels: [botnet50ts_256]\npretrained: [true]\n",
+        "no pretrained weights",
+    ),
+    study("threads-huge", BASE + "threads: 100000\n", "threads"),
     # -- degenerate data (checked from the file names at validate time) ------------------------
     Case(
         "folder-one-image-per-class",
@@ -185,6 +205,8 @@ CASES: list[Case] = [
     run("run-pretrained-builtin", BASE + "pretrained: [true]\n", "no published pretrained"),
     run("run-bf16-text", BASE + "training: {bf16: 'false'}\n", "training.bf16"),
     run("run-workers-zero", BASE, "--workers", "--workers", "0"),
+    run("run-threads-huge", BASE, "--threads", "--threads", "100000"),
+    run("run-workers-huge", BASE, "--workers", "--workers", "100000"),
     # -- tune and tune --validate --------------------------------------------------------------
     tune("strategy-list", TUNE + LR + "strategy: [tpe]\n", "strategy"),
     tune("strategy-name-list", TUNE + LR + "strategy: {name: [tpe]}\n", "strategy"),
@@ -254,6 +276,36 @@ CASES: list[Case] = [
         "limit",
         validate=False,
     ),
+    Case(
+        "tune-cli-seed-huge",
+        ["tune", "{d}/t.yaml", "--validate", "--seed", "1" + "0" * 23],
+        "--seed",
+        files={"t.yaml": TUNE + LR},
+    ),
+    Case(
+        "tune-cli-threads-zero",
+        ["tune", "{d}/t.yaml", "--validate", "--threads", "0"],
+        "--threads",
+        files={"t.yaml": TUNE + LR},
+    ),
+    Case(
+        "tune-cli-energy-nan",
+        ["tune", "{d}/t.yaml", "--validate", "--energy-kwh", "nan"],
+        "energy_kwh",
+        files={"t.yaml": TUNE + LR},
+    ),
+    Case(
+        "tune-compare-repeats-zero",
+        ["tune", "compare", "{d}/t.yaml", "--validate", "--strategies", "tpe", "--repeats", "0"],
+        "--repeats",
+        files={"t.yaml": TUNE + LR},
+    ),
+    Case(
+        "tune-compare-strategy-bogus",
+        ["tune", "compare", "{d}/t.yaml", "--validate", "--strategies", "bogus"],
+        "bogus",
+        files={"t.yaml": TUNE + LR},
+    ),
     # -- profile and factorial -----------------------------------------------------------------
     Case("profile-input-huge", ["profile", "frugal_cnn", "--input", "3x20000x20000"], "--input"),
     Case("profile-input-short", ["profile", "frugal_cnn", "--input", "3x8"], "--input"),
@@ -264,6 +316,22 @@ CASES: list[Case] = [
     Case("profile-arg-bad", ["profile", "frugal_cnn", "--arg", "conv_layers"], "--arg"),
     Case("profile-dataset", ["profile", "frugal_cnn", "--dataset", "imagenet"], "imagenet"),
     Case("factorial-device-tpu", ["factorial", "--device", "tpu", "--out", "{d}/f"], "--device"),
+    Case("factorial-repeats-zero", ["factorial", "--repeats", "0", "--out", "{d}/f"], "repeats"),
+    Case(
+        "factorial-epochs-1e20",
+        ["factorial", "--epochs", "1" + "0" * 20, "--out", "{d}/f"],
+        "epochs",
+    ),
+    Case(
+        "factorial-fraction-nan", ["factorial", "--fraction", "nan", "--out", "{d}/f"], "fraction"
+    ),
+    Case("factorial-lr-nan", ["factorial", "--lr", "nan", "--out", "{d}/f"], "lr"),
+    Case("profile-batch-zero", ["profile", "frugal_cnn", "--batch", "0"], "batch_size"),
+    Case(
+        "profile-knob-out-of-range",
+        ["profile", "frugal_cnn", "--arg", "conv_layers=100"],
+        "conv_layers",
+    ),
     # -- pepr, report, measure, export, status ------------------------------------------------
     Case("pepr-missing", ["pepr", "{d}/nope.csv", *PEPR], "nope.csv"),
     Case(
@@ -286,7 +354,24 @@ CASES: list[Case] = [
         setup=_store,
         store=True,
     ),
+    Case(
+        "pepr-negative-params",
+        ["pepr", "{d}/r.csv", "--performance", "accuracy", "--resource", "params"],
+        "negative",
+        files={"r.csv": "model,accuracy,energy_j,params\na,0.9,5,-3\nb,0.8,10,100\n"},
+    ),
+    Case(
+        "report-csv-negative",
+        ["report", "--from-csv", "{d}/r.csv", "-o", "{d}/r.html"],
+        "negative",
+        files={"r.csv": "model,accuracy,energy_j,params\na,0.9,-5,3\nb,0.8,10,100\n"},
+    ),
     Case("measure-bad-pue", ["measure", "--pue", "0.5", "--", "true"], "pue"),
+    Case("measure-pue-nan", ["measure", "--pue", "nan", "--", "true"], "PUE"),
+    Case("measure-intensity-negative", ["measure", "--intensity", "-5", "--", "true"], "intensity"),
+    Case("measure-tdp-nan", ["measure", "--cpu-tdp-w", "nan", "--", "true"], "cpu_tdp_w"),
+    Case("measure-gpus-banana", ["measure", "--gpus", "banana", "--", "true"], "banana"),
+    Case("measure-no-command", ["measure"], "no command"),
     Case("measure-bad-country", ["measure", "--country", "XQ", "--", "true"], "XQ"),
     Case("export-missing", ["study", "export", "{d}/nope", "--csv", "{d}/x.csv"], "nope"),
     Case("status-missing", ["study", "status", "{d}/nope"], "nope"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,13 +12,67 @@ from typing import Any
 
 from frugalml.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
+
+#: The most values a spec may expand into (YAML aliases can make a few lines expand into
+#: billions: "billion laughs"); a real spec holds a few hundred.
+MAX_SPEC_VALUES = 100_000
+
+
+def _safe_loader() -> Any:
+    """``yaml.SafeLoader`` (the constructors of ``yaml.safe_load``, nothing more) that
+    refuses a key given twice in one mapping: YAML would silently keep the last one."""
+    import yaml
+
+    class SpecLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.value == "<<":
+                    continue
+                key = (key_node.tag, key_node.value)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise ConfigError(
+                        f"key {key_node.value!r} is given twice (lines {seen[key]} and {line}); "
+                        "YAML would silently keep the second",
+                        fix="keep one of the two",
+                    )
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return SpecLoader
+
+
+def _count_values(data: Any, path: Path) -> None:
+    """Refuse a document that expands into more than :data:`MAX_SPEC_VALUES` values,
+    counting an aliased value each time it is used (iteratively: no recursion)."""
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_SPEC_VALUES:
+            raise ConfigError(
+                f"spec file {path} expands into more than {MAX_SPEC_VALUES:,} values "
+                "(YAML aliases that repeat one another?)",
+                fix="write the values out, without nested &anchor/*alias repeats",
+            )
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
 
 def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapping[str, Any]:
-    """The top-level mapping of the YAML file at ``path`` (read with ``yaml.safe_load``).
+    """The top-level mapping of the YAML file at ``path``, read with ``yaml.safe_load``'s
+    constructors.
 
     ``keys_hint`` names a few expected keys and ``example`` a file to copy, both for the
     messages: a missing file, a directory, non-UTF-8 text, a syntax error (with its line and
-    column) and a document that is not a mapping each raise :class:`ConfigError`.
+    column), a key given twice, nesting too deep to read, aliases that expand into more than
+    :data:`MAX_SPEC_VALUES` values, and a document that is not a mapping each raise
+    :class:`ConfigError`.
     """
     import yaml
 
@@ -34,7 +90,9 @@ def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapp
     except UnicodeDecodeError:
         raise ConfigError(f"spec file {path} is not UTF-8 text", fix="save it as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_safe_loader())  # a SafeLoader: safe_load's constructors
+    except ConfigError as exc:  # a key given twice
+        raise ConfigError(f"spec file {path}: {exc.message}", fix=exc.fix) from None
     except RecursionError:
         raise ConfigError(
             f"spec file {path} nests its values too deeply to read",
@@ -53,6 +111,7 @@ def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapp
             f"spec file {path} must hold a mapping of keys ({keys_hint})",
             fix=f"see {example}",
         )
+    _count_values(data, path)
     return data
 
 
@@ -183,3 +242,22 @@ def parse_carbon(value: Any) -> dict[str, Any]:
 
     resolve_carbon(CarbonConfig(**carbon))  # ranges and the country code, now
     return carbon
+
+
+#: The most trials side by side, or torch threads per trial, a study takes.
+MAX_PARALLEL = 1024
+
+
+def parse_count(value: Any, where: str, *, high: int = MAX_PARALLEL, example: str = "2") -> int:
+    """A whole number in [1, ``high``]: ``workers``/``threads`` in a spec and ``--workers``/
+    ``--threads`` on the command line (100,000 threads fail every trial with "can't start
+    new thread"). More than this machine's cores is legal and logged as a warning."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ConfigError(
+            f"{where} must be a whole number in [1, {high}], got {value!r}",
+            fix=f"e.g. {where} {example}" if where.startswith("--") else f"e.g. {where}: {example}",
+        )
+    cores = os.cpu_count() or 1
+    if value > cores:
+        logger.warning("%s is %d, more than this machine's %d logical CPUs", where, value, cores)
+    return value

@@ -193,11 +193,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from frugalml._yaml import parse_seconds
+    from frugalml._yaml import parse_count, parse_seconds
     from frugalml.study import StudyEvent, run_study
 
     if args.trial_timeout_s is not None:  # before the progress bar draws a line
         parse_seconds(args.trial_timeout_s, "--trial-timeout-s")
+    for option in ("workers", "threads"):
+        if getattr(args, option) is not None:
+            parse_count(getattr(args, option), f"--{option}")
     spec = _load_spec(args.spec)
     out_dir = args.out or Path("runs") / spec.name
     console = stderr_console()

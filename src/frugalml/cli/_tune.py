@@ -88,15 +88,20 @@ def _quiet_optuna(debug: bool) -> None:
 
 
 def _load(args: argparse.Namespace, path: str) -> TuneSpec:
+    from frugalml.train import check_threads
+    from frugalml.train._config import MAX_SEED
     from frugalml.tune import TuneSpec
 
+    check_threads(args.threads, option="--threads")  # --validate refuses what a run would
     spec = TuneSpec.from_yaml(Path(path))
     changes: dict[str, Any] = {}
     if args.strategy is not None:
         changes["strategy"] = args.strategy
     if args.seed is not None:
-        if args.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {args.seed}", fix="e.g. --seed 0")
+        if not 0 <= args.seed <= MAX_SEED:
+            raise ConfigError(
+                f"--seed must be in [0, {MAX_SEED}], got {args.seed}", fix="e.g. --seed 0"
+            )
         changes["seed"] = args.seed
     budget: dict[str, Any] = {}
     for key in ("max_trials", "energy_kwh", "co2_g", "duration_s"):
@@ -291,6 +296,10 @@ def _compare(args: argparse.Namespace, path: str) -> int:
         )
     if args.strategy is not None:
         raise ConfigError("--strategy does not apply to 'tune compare'", fix="use --strategies")
+    if args.repeats < 1:  # compare_strategies refuses it too, but only after --validate
+        raise ConfigError(
+            f"--repeats must be 1 or more, got {args.repeats}", fix="e.g. --repeats 3"
+        )
     plan = parse_strategies(args.strategies, spec)
     if args.validate:
         print(_describe(spec))

@@ -30,6 +30,7 @@ from frugalml._yaml import (
     check_name,
     check_spec_keys,
     parse_carbon,
+    parse_count,
     parse_image_size,
     parse_number,
     parse_seconds,
@@ -287,14 +288,7 @@ class StudySpec:
         timeout = data.get("trial_timeout_s")
         if timeout is not None:
             timeout = parse_seconds(timeout, "trial_timeout_s")
-        parallel = {}
-        for key in ("workers", "threads"):
-            value = data.get(key, 1)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
-                raise ConfigError(
-                    f"{key} must be an integer >= 1, got {value!r}", fix=f"e.g. {key}: 2"
-                )
-            parallel[key] = value
+        parallel = {key: parse_count(data.get(key, 1), key) for key in ("workers", "threads")}
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
             raise ConfigError("download must be true or false", fix="download: true")
@@ -435,6 +429,8 @@ def check_trial(trial: Trial, *, here: bool = True) -> None:
             fix=f"use pretrained: [false] for {name}, or give pretrained_files: "
             f"{{{name}: <a state_dict saved from it>}}",
         )
+    if trial.pretrained and trial.pretrained_file is None and name not in list_builtin_models():
+        _check_timm_weights_exist(name)
     if not here:
         return
     if trial.pretrained and trial.pretrained_file and not Path(trial.pretrained_file).is_file():
@@ -443,6 +439,28 @@ def check_trial(trial: Trial, *, here: bool = True) -> None:
             fix="check the path in pretrained_files (relative paths start at the spec)",
         )
     check_device(trial.training.device)  # the name and whether this machine has it
+
+
+def _check_timm_weights_exist(name: str) -> None:
+    """timm publishes no weights for some architectures (their config is "untrained"): a
+    pretrained trial of one fails at once, so validation refuses it. Offline: only timm's
+    own table is read; whether the hub can be reached is the worker's to find out."""
+    if name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+        return
+    from timm.models import get_pretrained_cfg
+
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError:  # an unknown weight tag: the model check names it
+        return
+    sources = ("hf_hub_id", "url", "file", "state_dict")
+    if cfg is None or not any(getattr(cfg, key, None) for key in sources):
+        raise ModelError(
+            f"timm publishes no pretrained weights for {name}, but the spec asks for "
+            "pretrained: true",
+            fix=f"use pretrained: [false] for {name}, pick a model listed by "
+            f"timm.list_pretrained(), or give pretrained_files: {{{name}: <file>}}",
+        )
 
 
 def trial_input_size(model: ModelEntry, image_size: int | None) -> int | None:
@@ -470,7 +488,7 @@ def _resolve_models(
         ModelEntry(
             name=ref.name,
             args=tuple(sorted(dict(ref.args).items())),
-            image_size=getattr(ref, "image_size", None),
+            image_size=parse_image_size(getattr(ref, "image_size", None)),
         )
         for ref in resolved.models
     ]

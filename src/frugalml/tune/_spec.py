@@ -93,6 +93,14 @@ def _positive_int(value: Any, where: str, *, minimum: int = 1) -> int:
     return value
 
 
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(
+            f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}", fix="seed: 0"
+        )
+    return seed
+
+
 def _options(
     value: Any, where: str, key: str, allowed: dict[str, frozenset[str]], default: str
 ) -> tuple[str, dict[str, Any]]:
@@ -291,11 +299,7 @@ class TuneSpec:
         if strategy == "grid":
             space.grid()  # a finite grid, or a clear error now rather than at run time
         budget = TuneBudget.from_mapping(data.get("budget"))
-        seed = data.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise ConfigError(
-                f"seed must be an integer in [0, {MAX_SEED}], got {seed!r}", fix="seed: 0"
-            )
+        seed = _check_seed(data.get("seed", 0))
         carbon = parse_carbon(data.get("carbon"))
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
@@ -459,6 +463,8 @@ class TuneSpec:
         grid strategy is checked for a finite grid."""
         import dataclasses
 
+        if "seed" in changes:
+            _check_seed(changes["seed"])
         if "strategy" in changes and "strategy_options" not in changes:
             name = changes["strategy"]
             if name not in STRATEGIES:
