@@ -333,3 +333,29 @@ def test_one_setting_says_each_test_once(tmp_path: Path) -> None:
     assert page.count("Small models (<= 6k params, n=2)") == 1
     assert "Small vs large models, all settings" not in page
     assert "the small-vs-large test over the whole study is the setting's test above" in page
+
+
+def test_a_store_with_a_corrupt_row_still_reports_and_names_it(tmp_path: Path, capsys: Any) -> None:
+    import sqlite3
+
+    from frugalml.study import StudyStore
+
+    out = tmp_path / "study"
+    keys = ("study", "model", "model_args", "dataset", "pretrained", "fraction", "seed")
+    with StudyStore(out) as store:
+        rows = split_results().to_dict("records")
+        store.add_trials(
+            [(str(r["trial_id"]), "split", str(r["model"]), {k: r[k] for k in keys}) for r in rows]
+        )
+        for r in rows:
+            result = {k: v for k, v in r.items() if k not in (*keys, "status", "error")}
+            store.finish(str(r["trial_id"]), "complete", result=result)
+    with sqlite3.connect(out / "study.db") as conn:
+        conn.execute("UPDATE trials SET result_json='{not json' WHERE trial_id='c-0'")
+    assert main(["report", str(out), "--no-plots"]) == 0
+    capsys.readouterr()
+    page = page_text(out / "report" / "report.html")
+    assert "not in this report, unreadable in the study store: study.db: trial c-0" in page
+    board = pd.read_csv(out / "report" / "leaderboard.csv")
+    # a and b remain: training 10, 30 -> 0.9 / 1, 0.8 / 2
+    np.testing.assert_allclose(board["pepr_train_energy_j"], [0.9, 0.4], atol=1e-12)

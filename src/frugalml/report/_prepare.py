@@ -252,7 +252,7 @@ def prepare(results: pd.DataFrame, *, energy_column: str | None = None) -> Prepa
     """
     table = _checked(results)
     notes: list[str] = [
-        f"the study store has a row that could not be read, left out of this report: {w}"
+        f"not in this report, unreadable in the study store: {w}"
         for w in results.attrs.get("store_warnings") or []
         if isinstance(w, str) and w
     ]
