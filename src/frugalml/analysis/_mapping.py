@@ -32,6 +32,7 @@ from typing import Literal, get_args
 import pandas as pd
 
 from frugalml.errors import ConfigError
+from frugalml.meter import J_PER_KWH
 
 __all__ = [
     "ROLES",
@@ -55,14 +56,13 @@ Role = Literal[
 ]
 ROLES: tuple[str, ...] = get_args(Role)
 
-_J_PER_KWH = 3.6e6
 _S_PER_H = 3600.0
 #: role -> (the names it is added as, the factor to frugalml's unit)
 _TARGETS: dict[str, tuple[tuple[str, ...], float]] = {
     "model": (("model",), 1.0),
     "performance": (("accuracy",), 1.0),
     "energy_j": (("energy_j", "train_energy_j"), 1.0),
-    "energy_kwh": (("energy_j", "train_energy_j"), _J_PER_KWH),
+    "energy_kwh": (("energy_j", "train_energy_j"), J_PER_KWH),
     "co2_g": (("co2_g", "train_co2_g"), 1.0),
     "time_s": (("duration_s", "train_duration_s"), 1.0),
     "time_h": (("duration_s", "train_duration_s"), _S_PER_H),

@@ -6,6 +6,8 @@ import argparse
 import math
 from typing import TYPE_CHECKING, Any
 
+from frugalml.meter import J_PER_KWH
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
@@ -15,8 +17,8 @@ def fmt_energy(joules: float | None) -> str:
     """``0.42 mJ``, ``12.3 J``, ``2,480 J``, ``1.41 Wh``, ``0.123 kWh``; ``?`` when unknown."""
     if joules is None or not math.isfinite(joules):
         return "?"
-    if joules >= 3.6e5:
-        return f"{joules / 3.6e6:.4g} kWh"
+    if joules >= 0.1 * J_PER_KWH:
+        return f"{joules / J_PER_KWH:.4g} kWh"
     if joules >= 3600:
         return f"{joules / 3600:.3g} Wh"
     if joules >= 1000:

@@ -217,7 +217,7 @@ def measure_energy(
                 samples[name].append(m.energy_j / (counts[name] * batch) * 1000.0)
                 kinds[name].add(m.provenance)
                 sources[name] = m.energy_source
-    provenance = {
-        n: (next(iter(k)) if len(k) == 1 else "mixed" if k else "none") for n, k in kinds.items()
-    }
+    from frugalml.meter import combine_provenance
+
+    provenance: dict[str, str] = {n: combine_provenance(k) for n, k in kinds.items()}
     return EnergyResult(samples_j=samples, provenance=provenance, source=sources)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from frugalml.errors import ConfigError
-from frugalml.meter._types import Measurement
+from frugalml.meter._types import J_PER_KWH, Measurement
 
 __all__ = ["LOG_COLUMNS", "append_log", "check_log", "log_row", "read_log"]
 
@@ -71,7 +71,7 @@ LOG_COLUMNS: tuple[str, ...] = (
     "frugalml_version",
 )
 
-_J_PER_KWH = 3.6e6
+_J_PER_KWH = J_PER_KWH
 
 
 def _kwh(m: Measurement, *prefixes: str) -> float:

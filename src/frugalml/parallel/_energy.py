@@ -57,10 +57,9 @@ class CombinedEnergy:
 
     @property
     def provenance(self) -> str:
-        kinds = {c[2] for r in self.ranks for c in r.components}
-        if not kinds:
-            return "none"
-        return kinds.pop() if len(kinds) == 1 else "mixed"
+        from frugalml.meter import combine_provenance
+
+        return combine_provenance(c[2] for r in self.ranks for c in r.components)
 
     def to_dict(self) -> dict[str, Any]:
         return {

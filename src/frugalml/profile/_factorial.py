@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from frugalml.errors import ConfigError, FrugalError
+from frugalml.meter import combine_provenance
 from frugalml.profile._stats import Factor, FactorEffect, factor_effects
 
 if TYPE_CHECKING:
@@ -485,11 +486,7 @@ def _warm_up(config: FactorialConfig, dataset: ImageDataset) -> None:
 
 
 def _merge_kind(current: str, new: str) -> str:
-    if current in ("none", new):
-        return new
-    if new == "none":
-        return current
-    return "mixed"
+    return combine_provenance((current, new))
 
 
 def run_factorial(
@@ -573,7 +570,7 @@ def _run_factorial(
         )
     effects = factor_effects(rows, FACTORS, energy_key=ENERGY_KEY, accuracy_key="accuracy")
     kinds = {str(r["energy_kind"]) for r in rows}
-    energy_kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    energy_kind = combine_provenance(kinds)
     sources = sorted({str(r["energy_source"]) for r in rows})
     notes = _factorial_notes(config, rows, energy_kind, sources)
     files = {

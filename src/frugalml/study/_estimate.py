@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from frugalml.meter import J_PER_KWH
 from frugalml.study._spec import StudySpec
 
 
@@ -68,7 +69,7 @@ class StudyEstimate:
 
     @property
     def total_energy_kwh(self) -> float:
-        return self.total_energy_j / 3.6e6
+        return self.total_energy_j / J_PER_KWH
 
     @property
     def total_train_energy_j(self) -> float:

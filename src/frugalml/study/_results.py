@@ -86,9 +86,9 @@ def process_rss_bytes() -> int:
 
 
 def _provenance(kinds: set[str]) -> str:
-    if not kinds:
-        return "none"
-    return kinds.pop() if len(kinds) == 1 else "mixed"
+    from frugalml.meter import combine_provenance
+
+    return combine_provenance(kinds)
 
 
 def _window_sum(windows: list[Any], attr: str) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from frugalml.errors import ConfigError, StoreError
-from frugalml.meter import Budget
+from frugalml.meter import J_PER_KWH, Budget
 from frugalml.study._spec import StudySpec, Trial
 from frugalml.study._store import StudyStore, TrialRow
 
@@ -191,7 +191,7 @@ class StudyRunner:
         mean = [sum(c[i] for c in complete) / len(complete) for i in range(3)]
         totals = [sum(c[i] for c in spent) + n_ahead * mean[i] for i in range(3)]
         limits = [
-            (budget.energy_kwh, totals[0] / 3.6e6, "kWh", mean[0] / 3.6e6),
+            (budget.energy_kwh, totals[0] / J_PER_KWH, "kWh", mean[0] / J_PER_KWH),
             (budget.co2_g, totals[1], "gCO2e", mean[1]),
             (budget.duration_s, totals[2], "s", mean[2]),
         ]

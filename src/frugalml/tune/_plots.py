@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from frugalml.meter import J_PER_KWH
 from frugalml.tune._results import TrialSummary, TuningHistory, front
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def _pyplot() -> Any:
 
 
 def _energy_unit(max_j: float) -> tuple[float, str]:
-    if max_j >= 3.6e5:
-        return 3.6e6, "kWh"
+    if max_j >= 0.1 * J_PER_KWH:
+        return J_PER_KWH, "kWh"
     if max_j >= 3600:
         return 3600.0, "Wh"
     if max_j >= 1e4:

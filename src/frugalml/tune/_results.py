@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from frugalml.meter import combine_provenance
 from frugalml.tune._prune import pareto_front
 
 if TYPE_CHECKING:
@@ -157,15 +158,9 @@ def spent(trials: Sequence[TrialSummary]) -> tuple[float, float, float]:
 
 
 def energy_provenance(kinds: Sequence[str]) -> str:
-    """``measured``, ``estimated``, ``mixed``, or ``unknown`` when nothing was recorded."""
-    present = {k for k in kinds if k}
-    if not present:
-        return "unknown"
-    if present == {"measured"}:
-        return "measured"
-    if present == {"estimated"}:
-        return "estimated"
-    return "mixed"
+    """The trials' provenance (:func:`frugalml.meter.combine_provenance`: ``none`` when
+    nothing was recorded)."""
+    return combine_provenance(kinds)
 
 
 def best_trial(trials: Sequence[TrialSummary], objective: str = "accuracy") -> TrialSummary | None:
