@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
+from frugalml.meter import J_PER_KWH
 from frugalml.tune._prune import DominancePruner
 from frugalml.tune._results import (
     TRIAL_ATTR,
@@ -73,7 +74,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_J_PER_KWH = 3.6e6
+_J_PER_KWH = J_PER_KWH
 #: Batches the calibration trains on before scaling to a whole epoch.
 CALIBRATION_BATCHES = 8
 #: Epochs the calibration trains; the last one (warm) gives the per-epoch figure.
