@@ -246,8 +246,8 @@ def test_top_two_within_noise_of_the_test_set(tmp_path: Path) -> None:
     page = page_text(build_report(pd.DataFrame(rows), tmp_path / "near", plots=False).html_path)
     assert (
         "The top two by PePR-E, a and b, differ in test accuracy by 0.003 (1 of 400 test "
-        "images) (one seed each, n = 1: how much a rerun would move them is not measured); "
-        "that is within noise (two binomial standard errors of the difference: 0.043)" in page
+        "images), within noise, less than two binomial standard errors of the difference "
+        "(0.043): their order rests on energy, not on accuracy. One seed each (n = 1)" in page
     )
     # a 0.9 vs b 0.6 (0.3 apart, 120 images): 2 sqrt(0.09/400 + 0.24/400) = 0.0574.
     rows[1] = split_trial("b", 0.6, 11.0, 1.0, 1.0)
@@ -268,6 +268,7 @@ def test_seeds_show_n_and_a_spread(tmp_path: Path) -> None:
     # mean 0.900, sample sd 0.02, range 0.88-0.92
     assert "0.900 ± 0.020 (0.880-0.920)" in page
     assert "Test accuracy (mean ± sd, min-max)" in page
+    assert "One of them is a single seed (n = 1)" in page  # b ran once
     board = pd.read_csv(report.csv_path)
     assert board["accuracy_min"].iloc[0] == pytest.approx(0.88)
     assert board["accuracy_max"].iloc[0] == pytest.approx(0.92)

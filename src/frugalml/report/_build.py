@@ -291,7 +291,8 @@ def _profile_figure(prepared: PreparedStudy, folder: Path) -> Figure:
         f"{prepared.energy_column}_norm",
         folder / PROFILE_NAME,
         label_column=_POINT,
-        title="PePR-E profile: accuracy vs energy normalised per setting",
+        title="PePR-E profile: test accuracy vs "
+        f"{energy_words(prepared.energy_column)} normalised per setting",
     )
     return Figure(
         path,

@@ -144,36 +144,36 @@ def noise_sentence(setting: Setting) -> str:
     names = f"The top two by PePR-E, {first[LABEL]} and {second[LABEL]},"
     diff = abs(p1 - p2)
     n_test = _test_samples(first, second)
-    seeds = min(int(first["n_trials"]), int(second["n_trials"]))
-    seed_text = (
-        f" (means over {seeds} or more seeds each)"
-        if seeds > 1
-        else " (one seed each, n = 1: how much a rerun would move them is not measured)"
-    )
+    counts = (int(first["n_trials"]), int(second["n_trials"]))
+    if min(counts) > 1:
+        seed_text = f" Both are means over at least {min(counts)} seeds (n)."
+    elif max(counts) > 1:
+        seed_text = " One of them is a single seed (n = 1): its spread over reruns is unknown."
+    else:
+        seed_text = " One seed each (n = 1): how much a rerun would move them is not measured."
     if n_test is None:
         if diff == 0:
-            return f"{names} have the same test accuracy{seed_text}: their order rests on energy."
+            return f"{names} have the same test accuracy: their order rests on energy.{seed_text}"
         return (
-            f"{names} differ in test accuracy by {diff:.3f}{seed_text}; the test set's size "
-            "is not recorded, so no noise bound is given."
+            f"{names} differ in test accuracy by {diff:.3f}; the test set's size is not "
+            f"recorded, so no noise bound is given.{seed_text}"
+        )
+    if diff == 0:
+        return (
+            f"{names} have the same test accuracy ({fmt_fixed(p1)} on {n_test} test images): "
+            f"their order rests on energy alone.{seed_text}"
         )
     bound = 2.0 * math.sqrt(p1 * (1.0 - p1) / n_test + p2 * (1.0 - p2) / n_test)
     images = round(diff * n_test)
-    if diff == 0:
-        return (
-            f"{names} have the same test accuracy ({fmt_fixed(p1)} on {n_test} test "
-            f"images){seed_text}: their order rests on energy alone."
-        )
-    within = diff <= bound
+    verdict = (
+        f"within noise, less than two binomial standard errors of the difference ({bound:.3f}): "
+        "their order rests on energy, not on accuracy."
+        if diff <= bound
+        else f"more than two binomial standard errors of the difference ({bound:.3f})."
+    )
     return (
-        f"{names} differ in test accuracy by {diff:.3f} ({images} of {n_test} test images)"
-        f"{seed_text}; "
-        + (
-            f"that is within noise (two binomial standard errors of the difference: "
-            f"{bound:.3f}), so their order rests on energy, not on accuracy."
-            if within
-            else f"more than two binomial standard errors of the difference ({bound:.3f})."
-        )
+        f"{names} differ in test accuracy by {diff:.3f} ({images} of {n_test} test images), "
+        f"{verdict}{seed_text}"
     )
 
 
