@@ -106,6 +106,38 @@ def test_two_concurrent_writers_lose_and_tear_no_rows(tmp_path: Path) -> None:
     assert all(row[LOG_COLUMNS.index("intensity_source")] == "s" * 5000 for row in body)
 
 
+_WAITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from frugalml.meter import ComponentEnergy, Measurement, append_log
+    part = ComponentEnergy("cpu", 1.0, "estimate:tdp*utilisation", "estimated")
+    m = Measurement(name="late", started_at="t", duration_s=1.0, cpu_time_s=1.0, energy_j=1.0,
+                    components=(part,), co2_g=0.0, intensity_g_per_kwh=0.0,
+                    intensity_source="s", pue=1.0)
+    Path(sys.argv[2]).touch()
+    append_log(sys.argv[1], m)
+    """
+)
+
+
+def test_a_writer_waits_for_the_lock_another_holds(tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    log, ready = tmp_path / "log.csv", tmp_path / "ready"
+    with log.open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        writer = subprocess.Popen([PY, "-c", _WAITER, str(log), str(ready)])
+        while not ready.exists() and writer.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.5)  # ample time to write, were the lock not respected
+        assert log.read_text() == "" and writer.poll() is None
+    assert writer.wait(timeout=60) == 0  # the lock is gone with the file: it writes
+    (row,) = read_log(log)
+    assert row["name"] == "late"
+
+
 def test_a_file_of_another_layout_is_refused_untouched(tmp_path: Path) -> None:
     other = tmp_path / "emissions.csv"
     other.write_text("timestamp,project_name,run_id\n1,2,3\n")
