@@ -238,7 +238,7 @@ def test_several_settings_are_grouped_by_default(
     # R_n = 9/29 and 0.8 / (1 + 9/29) = 0.6105.)
     np.testing.assert_allclose(table["pepr_e"], [0.8, 0.3, 0.5, 0.2], atol=1e-12)
     assert err.count("\n") == 1
-    assert "normalising within each setting of fraction (2 values of fraction)" in err
+    assert "normalising per setting, by fraction (2 values)" in err
     assert "--no-group" in err
 
 

@@ -176,10 +176,9 @@ def _setting_groups(table: pd.DataFrame, performance: str, resources: list[str])
     mixed = mixed_settings(table, exclude=[performance, *resources])
     if mixed:
         logger.info(
-            "normalising within each setting of %s (%s); --group COL to choose the columns, "
+            "normalising per setting, by %s; --group COL to choose the columns, "
             "--no-group to normalise over the whole table",
-            ", ".join(mixed),
-            ", ".join(f"{n} values of {c}" for c, n in mixed.items()),
+            ", ".join(f"{c} ({n} values)" for c, n in mixed.items()),
         )
     return list(mixed)
 
