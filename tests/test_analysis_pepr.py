@@ -366,3 +366,11 @@ def test_no_group_over_several_settings_warns() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pepr(one, performance="accuracy", resource="energy_j")
+
+
+def test_rank_defaults_to_the_pepr_e_column_the_table_has() -> None:
+    trained = pd.DataFrame({"pepr_train_energy_j": [0.2, 0.9, 0.5]})
+    assert rank(trained)["rank"].tolist() == [1, 2, 3]  # sorted: 0.9, 0.5, 0.2
+    assert rank(trained).index.tolist() == [1, 2, 0]
+    whole = pd.DataFrame({"pepr_energy_j": [0.2, 0.9]})
+    assert rank(whole).index.tolist() == [1, 0]

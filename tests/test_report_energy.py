@@ -360,3 +360,14 @@ def test_a_store_with_a_corrupt_row_still_reports_and_names_it(tmp_path: Path, c
     board = pd.read_csv(out / "report" / "leaderboard.csv")
     # a and b remain: training 10, 30 -> 0.9 / 1, 0.8 / 2
     np.testing.assert_allclose(board["pepr_train_energy_j"], [0.9, 0.4], atol=1e-12)
+
+
+def test_a_tuning_run_with_only_pruned_trials_exits_1_and_counts_them(
+    tmp_path: Path, capsys: Any
+) -> None:
+    rows = [split_trial("a", 0.3, 5.0, 1.0, 8.0, seed=n, pruned=True) for n in range(2)]
+    csv = tmp_path / "pruned.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    assert main(["report", "--csv", str(csv), "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "no complete trial with accuracy and energy to rank (0 failed, 2 pruned," in err

@@ -422,13 +422,16 @@ def score_label(column: str) -> str:
 
 def rank(
     df: pd.DataFrame,
-    by: str = "pepr_train_energy_j",
+    by: str | None = None,
     group: str | Sequence[str] | None = None,
     *,
     ascending: bool = False,
     column: str = "rank",
 ) -> pd.DataFrame:
     """Rank the rows by a score, best first, within each group.
+
+    ``by`` defaults to PePR-E: ``pepr_train_energy_j``, or ``pepr_energy_j`` in a table
+    scored on the whole trial's energy.
 
     Ties share the best rank among them (``method="min"``: 1, 2, 2, 4). Rows without a
     score get no rank (``<NA>``) and come last in their group.
@@ -440,6 +443,9 @@ def rank(
     """
     table = check_table(df)
     groups = as_columns(group, role="group")
+    if by is None:
+        present = [c for c in ("pepr_train_energy_j", "pepr_energy_j") if c in table.columns]
+        by = present[0] if present else "pepr_train_energy_j"
     require_columns(table, [by], role="score")
     require_columns(table, groups, role="group")
     values = numeric_column(table, by, role="score")

@@ -142,7 +142,9 @@ def _run(args: argparse.Namespace) -> int:
     if report.empty:
         print(
             f"frugalml: no complete trial with accuracy and energy to rank ({report.n_failed} "
-            f"failed, {report.n_unfinished} unfinished of {report.n_trials}); the report lists "
+            f"failed, "
+            + (f"{report.n_pruned} pruned, " if report.n_pruned else "")
+            + f"{report.n_unfinished} unfinished of {report.n_trials}); the report lists "
             "the failures and their errors",
             file=sys.stderr,
         )

@@ -74,6 +74,7 @@ class Report:
     n_scored: int = 0
     n_failed: int = 0
     n_unfinished: int = 0
+    n_pruned: int = 0
     notes: tuple[str, ...] = ()
 
     @property
@@ -164,6 +165,7 @@ def build_report(
         n_scored=totals.n_scored,
         n_failed=totals.n_failed,
         n_unfinished=totals.n_unfinished,
+        n_pruned=totals.n_pruned,
         notes=tuple(
             dict.fromkeys([*prepared.notes, *(findings.notes if findings else []), *notes])
         ),
