@@ -43,6 +43,7 @@ def test_quiet_measure_prints_no_summary(capsys: Any) -> None:
     assert "frugalml measure:" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real trial in a worker process
 def test_study_progress_without_a_terminal_is_one_line_per_trial_and_one_budget_stop(
     tmp_path: Path, capsys: Any
 ) -> None:

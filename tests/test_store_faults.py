@@ -70,6 +70,7 @@ def _digest(directory: Path) -> dict[str, tuple[str, int]]:
 # -- Ctrl-C while a worker is starting -------------------------------------------------------
 
 
+@pytest.mark.slow  # real trials in worker processes
 def test_ctrl_c_while_the_worker_imports_gives_the_trial_back(tmp_path: Path) -> None:
     """The real runner and worker: Ctrl-C lands right after the worker is spawned (before it
     has imported torch or installed its SIGTERM handler). The trial goes back to pending,
@@ -143,6 +144,7 @@ def test_full_disk_is_a_store_error_and_the_store_keeps_its_rows(tmp_path: Path)
         )
 
 
+@pytest.mark.slow  # real trials in worker processes
 def test_full_disk_during_a_study_is_one_line_and_resumable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -302,6 +304,7 @@ def test_a_bad_schema_version_and_a_missing_table_are_one_line(tmp_path: Path, c
 # -- a second spec into a directory ----------------------------------------------------------
 
 
+@pytest.mark.slow  # real trials in worker processes
 def test_another_spec_into_an_existing_out_is_refused_unless_added(
     tmp_path: Path, capsys: Any
 ) -> None:
@@ -355,6 +358,7 @@ def _tune_spec(name: str) -> Any:
     )
 
 
+@pytest.mark.slow  # real trials in worker processes
 def test_tuning_into_a_study_or_another_tuning_directory_is_refused(tmp_path: Path) -> None:
     from frugalml.tune import run_tune
 
@@ -376,6 +380,7 @@ def test_tuning_into_a_study_or_another_tuning_directory_is_refused(tmp_path: Pa
     assert after == before
 
 
+@pytest.mark.slow  # real trials in worker processes
 def test_a_store_failure_with_a_worker_running_stops_it_and_gives_the_trial_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
