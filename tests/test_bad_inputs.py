@@ -178,6 +178,13 @@ CASES: list[Case] = [
         "no pretrained weights",
     ),
     study("threads-huge", BASE + "threads: 100000\n", "threads"),
+    study("pretrained-files-typo", BASE + "pretrained_files: {frugal_mpl: w.pt}\n", "frugal_mpl"),
+    study(
+        "medmnist-missing-no-download",
+        "name: t\ndatasets: ['medmnist:dermamnist']\nmodels: [frugal_mlp]\ndownload: false\n"
+        "data_root: nodata\n",
+        "not found",
+    ),
     # -- degenerate data (checked from the file names at validate time) ------------------------
     Case(
         "folder-one-image-per-class",
@@ -326,6 +333,16 @@ CASES: list[Case] = [
         "factorial-fraction-nan", ["factorial", "--fraction", "nan", "--out", "{d}/f"], "fraction"
     ),
     Case("factorial-lr-nan", ["factorial", "--lr", "nan", "--out", "{d}/f"], "lr"),
+    Case("profile-model-cannot-run", ["profile", "test_vit"], "could not run"),
+    Case("profile-knob-text", ["profile", "resnet10t", "--arg", "drop_rate=abc"], "abc"),
+    Case(
+        "tune-folder-one-image-per-class",
+        ["tune", "{d}/t.yaml", "--validate"],
+        "test split is empty",
+        files={"t.yaml": TUNE.replace("digits", "'folder:{d}/img'") + LR},
+        setup=lambda d: _folder(d / "img", {"a": 1, "b": 1}),
+    ),
+    tune("tune-device-missing", TUNE.replace("{epochs: 1}", "{device: 'cuda:99'}") + LR, "cuda:99"),
     Case("profile-batch-zero", ["profile", "frugal_cnn", "--batch", "0"], "batch_size"),
     Case(
         "profile-knob-out-of-range",

@@ -166,3 +166,21 @@ def test_run_study_refuses_a_bad_time_limit(tmp_path: Path, value: float) -> Non
     with pytest.raises(ConfigError, match="--trial-timeout-s"):
         run_study(spec, tmp_path / "out", trial_timeout_s=value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_medmnist_file_is_refused_alike_at_validate_and_load(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as at_validate:
+        check_dataset("medmnist:dermamnist_64", root=tmp_path, download=False)
+    with pytest.raises(DataError) as at_load:
+        load_dataset("medmnist:dermamnist_64", root=tmp_path, download=False)
+    assert str(at_validate.value) == str(at_load.value)
+    check_dataset("medmnist:dermamnist_64", root=tmp_path)  # a download may still fetch it
+
+
+def test_pretrained_files_are_keyed_by_the_spec_models(tmp_path: Path) -> None:
+    spec = StudySpec.from_mapping(
+        {**BASE, "pretrained_files": {"frugal_mlp": "w.pt"}}, source=str(tmp_path / "s.yaml")
+    )
+    assert spec.pretrained_files == {"frugal_mlp": str((tmp_path / "w.pt").resolve())}
+    with pytest.raises(ConfigError, match="frugal_mpl"):
+        StudySpec.from_mapping({**BASE, "pretrained_files": {"frugal_mpl": "w.pt"}})

@@ -206,7 +206,7 @@ def _profile_dataset(args: argparse.Namespace, model_args: dict[str, Any]) -> Im
 def _profile(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from frugalml.models import create_model
+    from frugalml.models import count_costs, create_model
     from frugalml.profile import ProfileConfig, plot_profile, profile_network
 
     if args.top < 1:
@@ -234,6 +234,9 @@ def _profile(args: argparse.Namespace) -> int:
         model = create_model(
             args.model, num_classes=dataset.num_classes, in_chans=dataset.channels, **model_args
         )
+        # The study's check (its set-up counts costs the same way): a model that cannot run
+        # on this input (test_vit at 8 x 8, drop_rate=abc) is one line, not a traceback.
+        count_costs(model, dataset.input_shape)
     total = config.warmup_steps + config.steps + config.hooked_steps
     with err.status(
         f"training {args.model}: {config.warmup_steps} warm-up + {config.steps} metered + "

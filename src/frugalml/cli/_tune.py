@@ -94,6 +94,7 @@ def _load(args: argparse.Namespace, path: str) -> TuneSpec:
 
     check_threads(args.threads, option="--threads")  # --validate refuses what a run would
     spec = TuneSpec.from_yaml(Path(path))
+    spec.check()  # the device and the dataset, on this machine
     changes: dict[str, Any] = {}
     if args.strategy is not None:
         changes["strategy"] = args.strategy

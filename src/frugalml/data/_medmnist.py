@@ -317,6 +317,37 @@ def _labels_1d(array: NDArray[Any], key: str, path: Path, n_images: int) -> NDAr
     return array.astype(np.int64)
 
 
+def check_medmnist(
+    spec: str, *, root: str | os.PathLike[str] | None = None, download: bool | None = None
+) -> Path:
+    """What can be known about ``medmnist:<spec>`` without reading it: a single-label
+    dataset, and its file present unless a download is allowed. Returns the file's path.
+    :func:`load_medmnist` and a spec's validation share it.
+
+    Raises:
+        ConfigError: a malformed or unknown name.
+        DataError: a multi-label dataset, or a missing file with downloads disabled.
+    """
+    flag, size = parse_medmnist_name(spec)
+    package = _package_info()
+    info = _flag_info(flag, package)
+    if info is not None and info.task.startswith("multi-label"):
+        raise DataError(
+            f"{flag} is a multi-label dataset ({info.num_classes} labels per image); "
+            "multi-label classification is not supported yet",
+            fix="use a single-label MedMNIST dataset such as dermamnist or pathmnist",
+        )
+    folder = dataset_root(root)
+    file_name = medmnist_file_name(flag, size)
+    path = folder / file_name
+    if not path.is_file() and download is False:
+        raise DataError(
+            f"MedMNIST file {file_name} not found in {folder} (download disabled)",
+            fix=_manual_fix(file_name, folder, package, flag),
+        )
+    return path
+
+
 def load_medmnist(
     spec: str,
     *,
@@ -338,24 +369,11 @@ def load_medmnist(
         DataError: a missing file that cannot be downloaded (the message names the file and
             folder), an unreadable file, or contents that fail validation.
     """
+    path = check_medmnist(spec, root=root, download=download)
     flag, size = parse_medmnist_name(spec)
-    package = _package_info()
+    folder, file_name, package = path.parent, path.name, _package_info()
     info = _flag_info(flag, package)
-    if info is not None and info.task.startswith("multi-label"):
-        raise DataError(
-            f"{flag} is a multi-label dataset ({info.num_classes} labels per image); "
-            "multi-label classification is not supported yet",
-            fix="use a single-label MedMNIST dataset such as dermamnist or pathmnist",
-        )
-    folder = dataset_root(root)
-    file_name = medmnist_file_name(flag, size)
-    path = folder / file_name
     if not path.is_file():
-        if download is False:
-            raise DataError(
-                f"MedMNIST file {file_name} not found in {folder} (download disabled)",
-                fix=_manual_fix(file_name, folder, package, flag),
-            )
         _download(flag, size, folder, file_name)
         if not path.is_file():
             raise DataError(

@@ -17,7 +17,12 @@ from pathlib import Path
 from frugalml.data._dataset import ImageDataset, check_split_counts
 from frugalml.data._digits import load_digits_dataset
 from frugalml.data._folder import folder_split_counts, load_folder
-from frugalml.data._medmnist import MEDMNIST_ROOT_ENV, load_medmnist, parse_medmnist_name
+from frugalml.data._medmnist import (
+    MEDMNIST_ROOT_ENV,
+    check_medmnist,
+    load_medmnist,
+    parse_medmnist_name,
+)
 from frugalml.errors import ConfigError
 
 __all__ = [
@@ -241,14 +246,20 @@ def load_dataset(
 
 
 def check_dataset(
-    name: str, *, root: str | os.PathLike[str] | None = None, split_seed: int = 0
+    name: str,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
+    split_seed: int = 0,
 ) -> None:
     """What can be checked about a dataset without loading its images.
 
-    The name's syntax always; for ``folder:`` also the tree's layout, classes and the split
-    it would make, from the file names (so one image per class, a single class or an empty
-    split are refused before any trial starts). :func:`load_dataset` checks the loaded
-    splits the same way.
+    The name's syntax always; for ``medmnist:`` that it is single-label and its file is
+    there unless ``download`` allows fetching it; for ``folder:`` the tree's layout, classes
+    and the split it would make, from the file names (so one image per class, a single
+    class or an empty split are refused before any trial starts). :func:`load_dataset`
+    makes the same checks (the medmnist ones by the same function, the splits on the
+    loaded data).
 
     Raises:
         ConfigError: a malformed name.
@@ -256,7 +267,7 @@ def check_dataset(
     """
     scheme, argument = _split_name(name)
     if scheme == "medmnist":
-        parse_medmnist_name(argument)
+        check_medmnist(argument, root=root, download=download)
     elif scheme == "folder":
         classes, counts = folder_split_counts(_folder_path(argument, root), split_seed=split_seed)
         check_split_counts(name, classes, counts)

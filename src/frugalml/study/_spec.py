@@ -284,6 +284,7 @@ class StudySpec:
             )
         base = Path(source).parent if source != "<mapping>" else Path.cwd()
         files = {k: str((base / v).resolve()) for k, v in pretrained_files.items()}
+        files = _match_pretrained_files(files, models, renamed)
 
         timeout = data.get("trial_timeout_s")
         if timeout is not None:
@@ -346,7 +347,7 @@ class StudySpec:
             from frugalml.data import check_dataset
 
             for dataset in self.datasets:
-                check_dataset(dataset, root=self.data_root)
+                check_dataset(dataset, root=self.data_root, download=self.download)
 
     def warnings(self) -> list[str]:
         """Legal but probably unintended plans, one sentence each (logged when parsed)."""
@@ -403,6 +404,25 @@ class StudySpec:
             "workers": self.workers,
             "threads": self.threads,
         }
+
+
+def _match_pretrained_files(
+    files: dict[str, str], models: list[ModelEntry], renamed: list[tuple[str, str]]
+) -> dict[str, str]:
+    """``pretrained_files`` keyed by the models' current names. A key that names no model of
+    the spec (a typo) would leave that model's pretrained trials on hub weights: refused."""
+    names = {m.name for m in models}
+    new_name = dict(renamed)
+    out: dict[str, str] = {}
+    for key, path in files.items():
+        name = new_name.get(key, key)
+        if name not in names:
+            raise ConfigError(
+                f"pretrained_files names {key!r}, which is not among the spec's models",
+                fix=f"key the files by model name: {', '.join(sorted(names))}",
+            )
+        out[name] = path
+    return out
 
 
 def check_trial(trial: Trial, *, here: bool = True) -> None:

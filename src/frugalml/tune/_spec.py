@@ -341,6 +341,16 @@ class TuneSpec:
         return spec
 
     # -- checks -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """What a run would refuse on this machine, before it starts: the training device
+        and the dataset (a ``folder:`` tree's split from its file names, a MedMNIST file
+        that cannot be downloaded); ``tune`` and ``tune --validate`` call it."""
+        from frugalml.data import check_dataset
+        from frugalml.train._config import check_device
+
+        check_device(self.training.device)
+        check_dataset(self.dataset, root=self.data_root, download=self.download)
+
     def model_candidates(self) -> list[tuple[str | None, Any, str, dict[str, Any]]]:
         """``(parameter, value, model name, args)`` for the base model (parameter None) and
         for every bound and choice of each searched ``model.*`` parameter."""
