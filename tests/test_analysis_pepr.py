@@ -374,3 +374,10 @@ def test_rank_defaults_to_the_pepr_e_column_the_table_has() -> None:
     assert rank(trained).index.tolist() == [1, 2, 0]
     whole = pd.DataFrame({"pepr_energy_j": [0.2, 0.9]})
     assert rank(whole).index.tolist() == [1, 0]
+
+
+def test_negative_memory_is_refused_under_its_own_name() -> None:
+    table = split_table()
+    table.loc[0, "train_peak_rss_bytes"] = -1.0
+    with pytest.raises(DataError, match=r"'train_peak_rss_bytes' has negative values at row 0"):
+        score_study(table, variants=("M",))

@@ -359,16 +359,8 @@ def _with_peak_memory(table: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
         )
     require_columns(table, groups, role="group")
     n = len(table.index)
-    gpu = (
-        numeric_column(table, gpu_column, role="memory")
-        if gpu_column in table.columns
-        else np.full(n, np.nan)
-    )
-    rss = (
-        numeric_column(table, rss_column, role="memory")
-        if rss_column in table.columns
-        else np.full(n, np.nan)
-    )
+    gpu = resource_values(table, gpu_column) if gpu_column in table.columns else np.full(n, np.nan)
+    rss = resource_values(table, rss_column) if rss_column in table.columns else np.full(n, np.nan)
     codes = group_codes(table, groups)
     group_has_gpu = pd.Series(~np.isnan(gpu)).groupby(codes).transform("any")
     use_gpu = group_has_gpu.to_numpy(dtype=bool)
