@@ -696,6 +696,7 @@ class Tuner:
             train_result=result,
             measurement=measurement,
             image_size=dataset.image_size,
+            test_samples=len(dataset.test),
             epochs=records,
             baseline_rss_bytes=baseline_rss_bytes,
             threads=torch.get_num_threads(),
