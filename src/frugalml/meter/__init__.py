@@ -23,6 +23,8 @@ Modules:
 - ``_registry``: :func:`build_backends` over the factories :func:`register_backend` keeps
   (NVML, RAPL, then any added), and the estimate for what none measures.
 - ``_meter``: :class:`Meter` and its poller thread.
+- ``_attribution``: :class:`HostSampler`, the one reader of a machine's shared counters,
+  and :func:`attribute`, the rule that splits an interval's energy among the trials in it.
 - ``_predict``: :func:`predict_total`, :class:`Budget`, :class:`BudgetGuard`.
 - ``_env``: :func:`describe_environment` (``frugalml env``).
 - ``_command``: :func:`measure_command` (``frugalml measure``).
@@ -31,6 +33,16 @@ Modules:
 
 from __future__ import annotations
 
+from frugalml.meter._attribution import (
+    AttributedBackend,
+    HostSampler,
+    Share,
+    ShareRule,
+    TrialUsage,
+    attribute,
+    host_sampler,
+    split_energy,
+)
 from frugalml.meter._backend import (
     BackendCapabilities,
     ComponentReading,
@@ -87,6 +99,7 @@ __all__ = [
     "J_PER_KWH",
     "LOG_COLUMNS",
     "WORLD_INTENSITY_G_PER_KWH",
+    "AttributedBackend",
     "BackendCapabilities",
     "BackendContext",
     "BackendFactory",
@@ -107,6 +120,7 @@ __all__ = [
     "EnvironmentReport",
     "EstimateBackend",
     "GpuSelection",
+    "HostSampler",
     "Kind",
     "Measurement",
     "Meter",
@@ -122,8 +136,12 @@ __all__ = [
     "RaplBackend",
     "RaplDiscovery",
     "ResolvedCarbon",
+    "Share",
+    "ShareRule",
+    "TrialUsage",
     "Window",
     "append_log",
+    "attribute",
     "build_backends",
     "carbon_intensity_table",
     "check_log",
@@ -132,6 +150,7 @@ __all__ = [
     "cpu_power_model",
     "describe_environment",
     "discover_rapl",
+    "host_sampler",
     "log_row",
     "measure_command",
     "parse_gpu_selection",
@@ -141,4 +160,5 @@ __all__ = [
     "register_backend",
     "registered_backends",
     "resolve_carbon",
+    "split_energy",
 ]

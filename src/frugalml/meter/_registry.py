@@ -32,6 +32,7 @@ __all__ = [
     "BackendContext",
     "BackendFactory",
     "build_backends",
+    "build_counter_backends",
     "register_backend",
     "registered_backends",
 ]
@@ -52,9 +53,10 @@ class BackendContext:
     unmeasured_reasons: list[str] = field(default_factory=list)
 
     def measured(self, device: DeviceKind) -> bool:
-        """True when a backend built so far measures ``device`` with a counter."""
+        """True when a backend built so far reads ``device`` from a counter (its own, or
+        its attributed share of a shared one)."""
         return any(
-            b.capabilities.kind == "measured" and b.capabilities.covers(device)
+            b.capabilities.kind != "estimated" and b.capabilities.covers(device)
             for b in self.backends
         )
 
@@ -93,7 +95,20 @@ def build_backends(
     Raises :class:`~frugalml.errors.MeterError` only when hardware was asked for
     explicitly and cannot be measured (the backends opened before are closed).
     """
-    context = BackendContext(config, process, clock)
+    context = _run_factories(BackendContext(config, process, clock))
+    context.backends.extend(estimate_unmeasured(context))
+    return context.backends
+
+
+def build_counter_backends(
+    config: MeterConfig, process: ProcessTreeSampler, clock: Clock | None = None
+) -> list[EnergyBackend]:
+    """Only the registered factories' backends (hardware counters, no estimate): what a
+    :class:`~frugalml.meter.HostSampler` reads once for every trial on the machine."""
+    return _run_factories(BackendContext(config, process, clock)).backends
+
+
+def _run_factories(context: BackendContext) -> BackendContext:
     try:
         for factory in _factories:
             context.backends.extend(factory(context))
@@ -101,5 +116,4 @@ def build_backends(
         for backend in context.backends:
             backend.close()
         raise
-    context.backends.extend(estimate_unmeasured(context))
-    return context.backends
+    return context
