@@ -403,3 +403,38 @@ def test_a_store_failure_with_a_worker_running_stops_it_and_gives_the_trial_back
     assert not [c for c in alive if "frugalml.study._worker" in " ".join(c.cmdline())]
     with StudyStore(out, read_only=True) as store:
         assert [r.status for r in store.trials()] == ["pending"]
+
+
+def test_a_worker_whose_store_fills_gives_its_trial_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """The worker's own code, in this process: the disk fills when the first epoch is
+    recorded. The store failed, not the trial: it goes back to pending (exit 130), not to
+    failed, so a plain resume runs it."""
+    from frugalml.study._worker import EXIT_INTERRUPTED, run_trial
+
+    spec = StudySpec.from_yaml(_spec_file(tmp_path))
+    trial = spec.trials()[0]
+    with StudyStore(tmp_path / "out") as store:
+        extra = {"carbon": {}, "data_root": None, "download": spec.download}
+        store.add_trials([(trial.trial_id, trial.study, trial.label, {**trial.to_dict(), **extra})])
+        assert store.claim([trial.trial_id]) == trial.trial_id
+    real_connect = StudyStore._connect
+
+    def full_connect(self: StudyStore) -> Any:
+        return _FullDisk(real_connect(self), only="INSERT OR REPLACE INTO epochs")
+
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(StudyStore, "_connect", full_connect)
+    try:
+        code = run_trial(str(tmp_path / "out" / "study.db"), trial.trial_id, 1, 0.0)
+    finally:
+        torch.set_num_threads(threads)  # run_trial sets the process's threads
+    monkeypatch.setattr(StudyStore, "_connect", real_connect)
+    assert code == EXIT_INTERRUPTED
+    assert "given back" in capsys.readouterr().err
+    with StudyStore(tmp_path / "out", read_only=True) as store:
+        row = store.trial(trial.trial_id)
+    assert row.status == "pending" and row.error is None

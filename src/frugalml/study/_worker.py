@@ -52,7 +52,7 @@ def run_trial(
     import torch
 
     from frugalml.data import load_dataset
-    from frugalml.errors import FrugalError
+    from frugalml.errors import FrugalError, StoreError
     from frugalml.meter import CarbonConfig, Meter, MeterConfig
     from frugalml.models import count_costs, create_model
     from frugalml.study._results import build_result, process_rss_bytes, setup_record
@@ -118,6 +118,11 @@ def run_trial(
             )
     except KeyboardInterrupt:
         exit_code, error = EXIT_INTERRUPTED, "interrupted"
+    except StoreError as exc:
+        # the store, not the trial, failed (a full disk): give the trial back, so a resume
+        # runs it again; where even that write fails, its dead owner makes it claimable
+        exit_code, error = EXIT_INTERRUPTED, str(exc)
+        print(f"frugalml: trial {trial_id} given back: {exc}", file=sys.stderr)
     except FrugalError as exc:
         exit_code, error = EXIT_FAILED, str(exc)
     except torch.OutOfMemoryError as exc:
