@@ -371,3 +371,31 @@ def test_a_tuning_run_with_only_pruned_trials_exits_1_and_counts_them(
     assert main(["report", "--csv", str(csv), "--no-plots"]) == 1
     err = capsys.readouterr().err
     assert "no complete trial with accuracy and energy to rank (0 failed, 2 pruned," in err
+
+
+def test_a_pruned_trial_in_a_store_is_pruned_in_status_and_report(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from frugalml.study import StudyStore
+
+    out = tmp_path / "tune"
+    keys = ("study", "model", "model_args", "dataset", "pretrained", "fraction", "seed")
+    rows = split_results().to_dict("records")
+    rows[2].update(pruned=True, tune_state="pruned", epochs=1, stop_reason="median pruner")
+    with StudyStore(out) as store:
+        store.add_trials(
+            [(str(r["trial_id"]), "split", str(r["model"]), {k: r[k] for k in keys}) for r in rows]
+        )
+        for r in rows:
+            result = {k: v for k, v in r.items() if k not in (*keys, "status", "error")}
+            # The tuner records a pruned trial as finished in the store.
+            store.finish(str(r["trial_id"]), "complete", result=result)
+    assert main(["study", "status", str(out)]) == 0
+    assert "complete 2, pruned 1, failed 0" in capsys.readouterr().out
+    assert main(["report", str(out), "--no-plots"]) == 0
+    capsys.readouterr()
+    page = page_text(out / "report" / "report.html")
+    assert "<h3>Pruned (1)</h3>" in page and "median pruner" in page
+    assert "1 pruned" in page
+    board = pd.read_csv(out / "report" / "leaderboard.csv")
+    assert board["model"].tolist() == ["a", "b"]
