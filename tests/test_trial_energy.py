@@ -101,9 +101,13 @@ def test_study_trials_split_their_energy_and_time(study_dir: Path) -> None:
         )
         # set-up holds at least the set-up window (data, model, cost counting)
         assert result["setup_energy_j"] >= records[0]["measurement"]["energy_j"] * (1 - 1e-9)
-        # memory: the training's own peak above the process after its imports
-        assert result["baseline_rss_bytes"] > 0
+        # memory: the training's own peak above the process when training began, which the
+        # epochs carry; the process before its set-up (lazy imports, data, model) is smaller
+        assert result["baseline_rss_bytes"] == records[1]["baseline_rss_bytes"] > 0
+        assert result["setup_start_rss_bytes"] <= result["baseline_rss_bytes"]
         assert 0 <= result["train_peak_rss_bytes"] < result["peak_rss_bytes"]
+        peak = max(r["train_measurement"]["peak_rss_bytes"] for r in records[1:])
+        assert result["train_peak_rss_bytes"] == max(0, peak - result["baseline_rss_bytes"])
 
 
 def test_less_data_means_clearly_less_training_energy(study_dir: Path) -> None:

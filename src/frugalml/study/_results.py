@@ -78,8 +78,8 @@ def _finite(value: Any) -> Any:
 
 
 def process_rss_bytes() -> int:
-    """This process's resident set size now: the baseline that ``train_peak_rss_bytes`` is
-    counted above (take it after the imports, before loading data and building the model)."""
+    """This process's resident set size now; taken before a trial's set-up (after the core
+    imports) it is the row's ``setup_start_rss_bytes``."""
     import psutil
 
     return int(psutil.Process().memory_info().rss)
@@ -104,9 +104,13 @@ def energy_split(
     ``eval_*`` their ``eval`` windows, ``setup_*`` is the rest of the trial window (data,
     model, cost counting, the loop's own set-up): ``energy_j`` and ``duration_s`` are the
     sums of the three. ``train_peak_rss_bytes`` is the highest RSS seen in a training window
-    less ``baseline_rss_bytes`` (the process after its imports); ``train_peak_gpu_mem_bytes``
-    the highest CUDA allocation in a training window (allocations start from zero, so no
-    baseline). Epochs without a window (no meter) leave the split out.
+    less ``baseline_rss_bytes``, the process's RSS when training began (every import done,
+    data loaded, model built: recorded by :func:`frugalml.train.train` in each epoch; the
+    lazy imports of set-up, sklearn, the FLOP counter, timm, took 300-350 MB here, so a
+    baseline before them would charge them to the model); ``baseline_rss_bytes`` given
+    here is the fallback for epochs without one. ``train_peak_gpu_mem_bytes`` is the highest
+    CUDA allocation in a training window (allocations start from zero, so no baseline).
+    Epochs without a window (no meter) leave the split out.
     """
     train = [e.train_measurement for e in epochs if e.train_measurement is not None]
     evals = [e.eval_measurement for e in epochs if e.eval_measurement is not None]
@@ -139,9 +143,11 @@ def energy_split(
         duration_s=train_s + eval_s + setup_s,
     )
     peaks = [int(m.peak_rss_bytes) for m in train if m.peak_rss_bytes is not None]
-    if peaks and baseline_rss_bytes is not None:
-        row["train_peak_rss_bytes"] = max(0, max(peaks) - int(baseline_rss_bytes))
-        row["baseline_rss_bytes"] = int(baseline_rss_bytes)
+    recorded = [getattr(e, "baseline_rss_bytes", None) for e in epochs]
+    baseline = next((int(b) for b in recorded if b is not None), baseline_rss_bytes)
+    if peaks and baseline is not None:
+        row["train_peak_rss_bytes"] = max(0, max(peaks) - int(baseline))
+        row["baseline_rss_bytes"] = int(baseline)
     gpu = [int(m.peak_gpu_mem_bytes) for m in train if m.peak_gpu_mem_bytes is not None]
     if gpu:
         row["train_peak_gpu_mem_bytes"] = max(gpu)
@@ -170,6 +176,9 @@ def build_result(
     ``train_result``; pass them when training raised after some epochs) and split the
     trial's ``measurement`` into ``train_*``, ``eval_*`` and ``setup_*`` (:func:`energy_split`).
     ``threads`` is torch's thread count (default: the one ``train_result`` recorded).
+    ``baseline_rss_bytes``: the process's RSS before the trial's set-up (after its core
+    imports), kept as ``setup_start_rss_bytes``; the training's own memory is counted above
+    the RSS when training began, which the epochs carry.
     """
     row: dict[str, Any] = {
         "trial_id": trial_id,
@@ -230,7 +239,9 @@ def build_result(
             measurement=measurement.to_dict(),
         )
         ran = list(epochs) if epochs is not None else list(getattr(train_result, "epochs", []))
-        row.update(energy_split(measurement, ran, baseline_rss_bytes))
+        row.update(energy_split(measurement, ran))
+        if baseline_rss_bytes is not None:
+            row["setup_start_rss_bytes"] = int(baseline_rss_bytes)
     if threads is None and train_result is not None:
         threads = getattr(train_result, "threads", None)
     if threads is not None:
@@ -422,8 +433,11 @@ def result_rows(store: StudyStore) -> list[dict[str, Any]]:
         result = dict(trial.result or {})
         result.pop("measurement", None)
         row.update(result)
+        # A tuner stores a trial it stopped early as finished ("complete") with pruned=True;
+        # the export says "pruned", as Optuna, `study status` and the report do.
+        pruned = trial.status == "complete" and result.get("pruned") is True
         row.update(
-            status=trial.status,
+            status="pruned" if pruned else trial.status,
             error=trial.error,
             attempts=trial.attempts,
             started_at=trial.started_at,

@@ -61,6 +61,9 @@ class EpochRecord:
     measurement: Measurement | None = None
     train_measurement: Measurement | None = None
     eval_measurement: Measurement | None = None
+    #: The process's RSS when training began (imports done, data loaded, model built): what
+    #: the training's own memory (``train_peak_rss_bytes``) is counted above.
+    baseline_rss_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class EpochRecord:
                 self.train_measurement.to_dict() if self.train_measurement else None
             ),
             "eval_measurement": self.eval_measurement.to_dict() if self.eval_measurement else None,
+            "baseline_rss_bytes": self.baseline_rss_bytes,
         }
 
 
@@ -268,6 +272,15 @@ def _measurement(window: Any) -> Measurement | None:
     return getattr(window, "measurement", None)
 
 
+def _process_rss_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # memory is reported, never a reason to fail a training
+        return None
+
+
 def _sync(device: torch.device) -> None:
     import torch
 
@@ -369,6 +382,7 @@ def train(
     records: list[EpochRecord] = []
     epoch_measurements: list[Measurement] = []
     stop_reason: str | None = None
+    baseline_rss_bytes = _process_rss_bytes()
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         with _window(meter, f"epoch {epoch}") as epoch_window:
@@ -416,6 +430,7 @@ def train(
             measurement=_measurement(epoch_window),
             train_measurement=_measurement(train_window),
             eval_measurement=_measurement(eval_window),
+            baseline_rss_bytes=baseline_rss_bytes,
         )
         records.append(record)
         logger.debug(
