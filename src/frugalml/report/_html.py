@@ -526,8 +526,13 @@ def _pruned_table(pruned: pd.DataFrame) -> str:
         energy = record.get(ENERGY)
         spent = "" if is_missing(energy) else fmt_joules(float(str(energy)))
         reason = plain_text(record.get("stop_reason"), limit=200) or "pruned by the tuner"
+        number = record.get("tune_number")
+        name = ("" if is_missing(number) else f"#{int(float(str(number)))} ") + trial_name(record)
+        params = plain_text(record.get("tune_params"), limit=200)
+        if params and params != "{}":
+            name += f" {params}"
         rows.append(
-            f"<tr><td>{_e(trial_name(record))}</td><td class='num'>{_e(ran)}</td>"
+            f"<tr><td>{_e(name)}</td><td class='num'>{_e(ran)}</td>"
             f"<td class='num'>{_e(shown)}</td><td class='num'>{_e(spent)}</td>"
             f"<td>{_e(reason)}</td></tr>"
         )
