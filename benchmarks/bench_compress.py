@@ -54,27 +54,39 @@ def _mlp_methods() -> list[dict[str, Any]]:
 
 
 def _cnn_methods() -> list[dict[str, Any]]:
+    ft = {"fine_tune_epochs": 3}
     return [
         {
             "method": "group_lasso",
+            "name": "group_lasso@3e-4",
             "strength": 3e-4,
             "threshold": {"std": 0.5},
-            "fine_tune_epochs": 3,
+            **ft,
+        },
+        {
+            "method": "group_lasso",
+            "name": "group_lasso@1e-3",
+            "strength": 1e-3,
+            "threshold": {"std": 0.5},
+            **ft,
         },
         {
             "method": "group_hoyer_square",
+            "name": "group_hs@1e-4",
+            "strength": 1e-4,
+            "threshold": {"std": 0.25},
+            **ft,
+        },
+        {
+            "method": "group_hoyer_square",
+            "name": "group_hs@3e-4",
             "strength": 3e-4,
             "threshold": {"std": 0.5},
-            "fine_tune_epochs": 3,
+            **ft,
         },
-        {"method": "channels", "ratio": 0.5, "fine_tune_epochs": 3},
-        {
-            "method": "penni",
-            "basis": 4,
-            "strength": 1e-4,
-            "threshold": {"sparsity": 0.7},
-            "fine_tune_epochs": 3,
-        },
+        {"method": "channels", "name": "channels@0.3", "ratio": 0.3, **ft},
+        {"method": "channels", "name": "channels@0.5", "ratio": 0.5, **ft},
+        {"method": "penni", "basis": 4, "strength": 1e-4, "threshold": {"sparsity": 0.7}, **ft},
     ]
 
 

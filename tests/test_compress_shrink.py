@@ -252,3 +252,27 @@ def test_load_errors_are_one_line(tmp_path: Path) -> None:
     torch.save({"state": torch.zeros(1)}, bad)
     with pytest.raises(ModelError):
         load_compressed(bad)
+
+
+def test_untraceable_model_is_a_one_line_model_error() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.a(x) if float(x.sum()) > 0 else x  # data-dependent: fx cannot trace
+
+    with pytest.raises(ModelError) as info:
+        trace_channels(Branchy(), torch.ones(1, 2))
+    assert "cannot trace Branchy" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_channels_without_torch_pruning_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from frugalml.compress._channels import prune_channels
+
+    monkeypatch.setitem(sys.modules, "torch_pruning", None)
+    with pytest.raises(ConfigError, match=r"frugalml\[compress\]"):
+        prune_channels(nn.Sequential(nn.Linear(2, 2)), torch.ones(1, 2), 0.5)

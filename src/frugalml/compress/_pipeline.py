@@ -318,9 +318,9 @@ def _latency_words(ratio: Interval, flops: int, dense_flops: int, where: str) ->
     if flops < dense_flops and ratio.excludes(1.0) and ratio.low > 1:
         return (
             f"{where}: fewer FLOPs ({flops / dense_flops:.0%} of dense) but more latency "
-            f"(x{ratio.median:.2f}, {ratio.low:.2f}-{ratio.high:.2f})"
+            f"(x{ratio.median:.3f}, {ratio.low:.3f}-{ratio.high:.3f})"
         )
-    return f"{where}: {saved} (x{ratio.median:.2f}, {ratio.low:.2f}-{ratio.high:.2f})"
+    return f"{where}: {saved} (x{ratio.median:.3f}, {ratio.low:.3f}-{ratio.high:.3f})"
 
 
 def build_rows(
