@@ -191,3 +191,27 @@ def test_the_tuning_example_runs_tpe_past_start_up_prunes_and_a_spent_rerun_cost
     assert again.overhead_energy_j == pytest.approx(first.overhead_energy_j)
     assert again.trial_energy_j == pytest.approx(first.trial_energy_j)
     assert sum(again.counts().values()) == max_trials
+
+
+@pytest.mark.slow  # two tuning runs
+def test_tune_says_its_budget_stop_once(tmp_path: Path, capsys: Any) -> None:
+    spec = {
+        "name": "t",
+        "dataset": "digits",
+        "fraction": 0.2,
+        "model": TINY,
+        "training": {"epochs": 1, "batch_size": 32},
+        "search_space": {"lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+        "strategy": "random",
+        "budget": {"max_trials": 1},
+    }
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    argv = ["tune", str(path), "-o", str(tmp_path / "out"), "--threads", "1"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("max_trials reached") == 1
+    assert main(argv) == 0  # spent: starts nothing, says so once
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("max_trials reached") == 1
+    assert "calibration:" not in captured.err

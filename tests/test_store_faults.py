@@ -187,6 +187,7 @@ def test_read_only_commands_never_write_the_store(tmp_path: Path, capsys: Any) -
     before = _digest(study)
     assert main(["study", "status", str(study)]) == 0
     assert main(["study", "export", str(study), "--csv", str(tmp_path / "x.csv")]) == 0
+    assert main(["report", str(study), "-o", str(tmp_path / "r" / "r.html"), "--no-plots"]) == 0
     assert _digest(study) == before
     with StudyStore(study, read_only=True) as store:
         assert store.open_mode.startswith("mode=ro")

@@ -106,4 +106,4 @@ def time_left(done: int, total: int, elapsed_s: float) -> str:
 def progress_line(done: int, total: int | None, text: str, left: str | None = None) -> str:
     """One plain line per event for logs: ``[3/8] text (~1.2 min left)``."""
     count = f"[{done}/{total}] " if total else ""
-    return f"{count}{text}" + (f" (~{left} left)" if left and left != "?" else "")
+    return f"{count}{text}" + (f" (~{left} left)" if left and left not in ("?", "0 s") else "")
