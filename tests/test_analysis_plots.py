@@ -158,3 +158,28 @@ def test_profile_labels_without_overlap(tmp_path: Path) -> None:
         table, "accuracy", "energy_j_norm", tmp_path / "p.png", label_column="model_label"
     )
     assert_png(path)
+
+
+def test_labels_leave_the_drawn_lines_uncovered_when_there_is_room() -> None:
+    # The quickstart's five models: the median line of the small side runs through the
+    # label's first choice (right of frugal_cnn(4, 16)), so the label moves off it.
+    table = pd.DataFrame(
+        {
+            "model_label": [
+                "frugal_mlp(hidden=64)",
+                "frugal_cnn(conv_layers=4, width=16)",
+                "frugal_cnn(conv_layers=1, width=8)",
+                "mobilenetv3_small_050",
+                "lcnet_050",
+            ],
+            "pepr_energy_j": [0.928, 0.893, 0.613, 0.443, 0.347],
+            "params": [8970.0, 25300.0, 2840.0, 578e3, 613e3],
+        }
+    )
+    fig = _plots._size_figure(table, "pepr_energy_j", "params", 25300.0, None, None, "model_label")
+    boxes, frame, texts = label_boxes(fig)
+    assert len(texts) == 5
+    assert_apart(boxes, frame)
+    drawn = _plots._line_samples(fig.axes[0])
+    assert len(drawn) > 100  # the split and the two medians, sampled
+    assert not any(_plots._covers(box, drawn) for box in boxes)

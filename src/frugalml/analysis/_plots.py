@@ -368,13 +368,15 @@ def _annotate(
     Greedy placement, in the order of ``rows`` (most important first): each label takes
     the nearest of :data:`_OFFSETS` where its box lies inside the axes and clear of every
     label placed before, every point of ``points`` (default: the labelled ones) and the
-    legend; a thin line joins a label to its point when it sits further out. A label with
-    no free place is left out. Call after the axes' scales, limits and legend are final.
+    legend, preferring a place that also leaves the drawn lines (a front, a median, a
+    threshold) uncovered; a thin line joins a label to its point when it sits further out.
+    A label with no free place is left out. Call after the axes' scales, limits, lines
+    and legend are final.
 
     Returns:
         The rows left without a label.
     """
-    from matplotlib.transforms import Bbox, ScaledTranslation
+    from matplotlib.transforms import Bbox
 
     picked = [int(i) for i in rows]
     if not picked:
@@ -395,48 +397,109 @@ def _annotate(
     legend = ax.get_legend()
     if legend is not None:
         blocked.append(legend.get_window_extent(renderer))
+    drawn = _line_samples(ax)
     left_out: list[int] = []
     for i in picked:
-        placed = False
-        for dx, dy, ha, va in _OFFSETS:
-            offset = ScaledTranslation(dx / 72.0, dy / 72.0, root.dpi_scale_trans)
-            text = ax.text(
-                float(x[i]),
-                float(y[i]),
-                names[i],
-                transform=ax.transData + offset,
-                ha=ha,
-                va=va,
-                fontsize=_LABEL_FONT,
-                zorder=5,
-                bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
-            )
-            text.set_in_layout(False)
+        chosen: tuple[float, float, str, str] | None = None
+        fallback: tuple[float, float, str, str] | None = None
+        for candidate in _OFFSETS:
+            text = _label(ax, root, float(x[i]), float(y[i]), names[i], candidate)
             box = text.get_window_extent(renderer).padded(_LABEL_PAD_PX)
+            text.remove()
             inside = (
                 box.x0 >= frame.x0
                 and box.x1 <= frame.x1
                 and box.y0 >= frame.y0
                 and box.y1 <= frame.y1
             )
-            if inside and not any(_overlap(box, other) for other in blocked):
-                blocked.append(box)
-                placed = True
-                if math.hypot(dx, dy) > 12.0:
-                    leader = ax.annotate(
-                        "",
-                        (float(x[i]), float(y[i])),
-                        xytext=(dx, dy),
-                        textcoords="offset points",
-                        arrowprops={"arrowstyle": "-", "color": "0.35", "linewidth": 0.6},
-                        zorder=4,
-                    )
-                    leader.set_in_layout(False)
+            if not inside or any(_overlap(box, other) for other in blocked):
+                continue
+            if not _covers(box, drawn):
+                chosen = candidate
                 break
-            text.remove()
-        if not placed:
+            if fallback is None:
+                fallback = candidate
+        chosen = chosen or fallback
+        if chosen is None:
             left_out.append(i)
+            continue
+        text = _label(ax, root, float(x[i]), float(y[i]), names[i], chosen)
+        blocked.append(text.get_window_extent(renderer).padded(_LABEL_PAD_PX))
+        dx, dy = chosen[0], chosen[1]
+        if math.hypot(dx, dy) > 12.0:
+            leader = ax.annotate(
+                "",
+                (float(x[i]), float(y[i])),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                arrowprops={"arrowstyle": "-", "color": "0.35", "linewidth": 0.6},
+                zorder=4,
+            )
+            leader.set_in_layout(False)
     return left_out
+
+
+def _label(
+    ax: Axes, root: Any, x: float, y: float, name: str, where: tuple[float, float, str, str]
+) -> Any:
+    """A label ``where`` = (dx, dy points, ha, va) from the point (x, y), outside layout."""
+    from matplotlib.transforms import ScaledTranslation
+
+    dx, dy, ha, va = where
+    offset = ScaledTranslation(dx / 72.0, dy / 72.0, root.dpi_scale_trans)
+    text = ax.text(
+        x,
+        y,
+        name,
+        transform=ax.transData + offset,
+        ha=ha,
+        va=va,
+        fontsize=_LABEL_FONT,
+        zorder=5,
+        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85},
+    )
+    text.set_in_layout(False)
+    return text
+
+
+def _line_samples(ax: Axes) -> FloatArray:
+    """Points every few pixels along the lines drawn in ``ax`` (display coordinates)."""
+    from matplotlib.cbook import STEP_LOOKUP_MAP
+    from matplotlib.collections import LineCollection
+
+    paths: list[FloatArray] = []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=np.float64)
+        style = line.get_drawstyle()
+        if style in STEP_LOOKUP_MAP and style != "default" and len(xy) > 1:
+            xs, ys = STEP_LOOKUP_MAP[style](xy[:, 0], xy[:, 1])
+            xy = np.column_stack([xs, ys])
+        paths.append(np.asarray(line.get_transform().transform(xy), dtype=np.float64))
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            transform = collection.get_transform()
+            for segment in collection.get_segments():
+                paths.append(np.asarray(transform.transform(segment), dtype=np.float64))
+    samples: list[FloatArray] = []
+    for path in paths:
+        path = path[np.isfinite(path).all(axis=1)]
+        for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
+            n = int(min(2000, max(2, math.hypot(x1 - x0, y1 - y0) / 3.0)))
+            samples.append(np.column_stack([np.linspace(x0, x1, n), np.linspace(y0, y1, n)]))
+    return np.concatenate(samples) if samples else np.zeros((0, 2))
+
+
+def _covers(box: Any, points: FloatArray) -> bool:
+    """Whether any of ``points`` (display coordinates) lies inside ``box``."""
+    if not len(points):
+        return False
+    inside = (
+        (points[:, 0] > box.x0)
+        & (points[:, 0] < box.x1)
+        & (points[:, 1] > box.y0)
+        & (points[:, 1] < box.y1)
+    )
+    return bool(inside.any())
 
 
 def _overlap(a: Any, b: Any) -> bool:
