@@ -22,5 +22,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("frugalml.testing needs pytest: pip install 'frugalml[testing]'") from exc
 
 from frugalml.testing._backend import BackendCase, EnergyBackendContract
+from frugalml.testing._data import DatasetSchemeContract
+from frugalml.testing._models import BuiltinModelContract
 
-__all__ = ["BackendCase", "EnergyBackendContract"]
+__all__ = [
+    "BackendCase",
+    "BuiltinModelContract",
+    "DatasetSchemeContract",
+    "EnergyBackendContract",
+]
