@@ -18,6 +18,7 @@ from frugalml.tune import (
     comparison_table,
     energy_to_target,
     load_comparison,
+    pairwise_tests,
     parse_strategies,
     table_markdown,
 )
@@ -64,14 +65,30 @@ def test_comparison_table_median_min_max_and_not_reached() -> None:
     assert (tpe["min_energy_to_target_j"], tpe["max_energy_to_target_j"]) == (20, 50)
     assert tpe["median_trials_to_target"] == 2
     assert (rnd["reached"], rnd["not_reached"]) == (1, 2)
-    assert math.isinf(rnd["median_energy_to_target_j"])  # most runs never got there
-    assert rnd["min_energy_to_target_j"] == 90 and math.isinf(rnd["max_energy_to_target_j"])
+    assert rnd["reached_share"] == pytest.approx(1 / 3)
+    # Kaplan-Meier: the run censored at 60 J drops out; at 90 J one of the two runs still
+    # short of the target reaches it (the other is censored there): S(90) = 1/2.
+    assert rnd["median_energy_to_target_j"] == 90
+    assert rnd["min_energy_to_target_j"] == 90 and rnd["max_energy_to_target_j"] == 90
     assert (grid["reached"], grid["not_reached"]) == (2, 1)
-    assert grid["median_energy_to_target_j"] == 120  # [40, 120, inf]
+    assert grid["median_energy_to_target_j"] == 120  # S(40) = 2/3 (3 at risk), S(120) = 0
     assert tpe["median_best_val_accuracy"] == pytest.approx(0.945)
+    assert (tpe["min_best_val_accuracy"], tpe["max_best_val_accuracy"]) == (0.94, 0.95)
     assert tpe["median_total_energy_j"] == 50
-    markdown = table_markdown(comparison_table(curves, target=0.01), target=0.01)
-    assert "| random | 1/3 | not reached | 90.0 | not reached |" in markdown
+    # bootstrap interval of tpe's median over 20, 30, 50: within the sample's range
+    assert 20 <= tpe["ci_low_energy_to_target_j"] <= 30 <= tpe["ci_high_energy_to_target_j"]
+    assert tpe["ci_high_energy_to_target_j"] <= 50
+    # two of three random runs censored: many resamples never reach the median
+    assert math.isinf(rnd["ci_high_energy_to_target_j"])
+    tests = pairwise_tests(curves, target=0.01).set_index(["strategy_a", "strategy_b"])
+    assert list(tests.index) == [("tpe", "random"), ("tpe", "grid"), ("random", "grid")]
+    assert tests.loc[("tpe", "random"), "less_energy"] == "tpe"
+    assert 0 < tests.loc[("tpe", "random"), "logrank_p"] < 1
+    markdown = table_markdown(
+        comparison_table(curves, target=0.01), target=0.01, tests=pairwise_tests(curves)
+    )
+    assert "| random | 1/3 (33%) | 90.0 | " in markdown
+    assert "| tpe vs random | " in markdown
     assert ">= 0.9400" in markdown
 
 
@@ -83,6 +100,7 @@ def test_comparison_table_edge_cases() -> None:
         comparison_table([_curve("tpe", 0, [1], [0.5])], target=-0.1)
     ref = comparison_table([_curve("tpe", 0, [1, 2], [0.5, 0.7])], target=0.0, best_accuracy=0.6)
     assert ref.loc[0, "median_energy_to_target_j"] == 2
+    assert pairwise_tests([_curve("tpe", 0, [1], [0.5])]).empty
 
 
 def _spec_data(**changes: Any) -> dict[str, Any]:

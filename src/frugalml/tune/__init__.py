@@ -35,6 +35,7 @@ from frugalml.tune._compare import (
     comparison_table,
     energy_to_target,
     load_comparison,
+    pairwise_tests,
     parse_strategies,
     table_markdown,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "measured_trials",
     "metered",
     "open_storage",
+    "pairwise_tests",
     "pareto_front",
     "parse_param",
     "parse_strategies",

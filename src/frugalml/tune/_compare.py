@@ -10,19 +10,26 @@ For each run the curve is *best validation accuracy among completed trials* agai
 *cumulative energy of every trial* (pruned and failed ones included). The threshold is the
 best validation accuracy any run found minus ``target``; a run's energy to target is the
 cumulative energy at the end of the first trial that brings its best to the threshold or
-above. Per strategy the table gives the median, min and max over repeats, with runs that
-never reach the threshold counted as infinitely expensive (so the median is "not reached"
-when half or more of the runs did not reach it) and reported in ``not_reached``.
+above. A run that never reaches it is *censored* at the energy it spent (:mod:`._stats`).
+Per strategy the table gives the share of runs that reached the threshold, the Kaplan-Meier
+median energy to target with a 95% bootstrap interval, min and max over the runs that
+reached it, and the best validation accuracy at the end of the budget; every pair of
+strategies gets a log-rank test and a Mann-Whitney test (censored runs ranked last) on
+energy to target, with the p-value in words. Repeats are interleaved across strategies, and
+the load average around each run is recorded, with a warning when it exceeds the cores.
 
 Output in ``out_dir``: one tuning directory per run (``<strategy>/repeat<r>/``, each
 resumable, with its trials CSV but no per-run plot), ``comparison.png``, ``comparison.csv``,
-``comparison.md`` and ``comparison_curves.csv``.
+``comparison_tests.csv``, ``comparison_load.csv``, ``comparison.md``, ``comparison.html``
+and ``comparison_curves.csv``.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,32 +39,64 @@ from typing import TYPE_CHECKING, Any
 from frugalml.errors import ConfigError
 from frugalml.tune._results import TrialSummary, TuningHistory, energy_provenance
 from frugalml.tune._spec import PRUNERS, STRATEGIES, TuneSpec
+from frugalml.tune._stats import (
+    Outcome,
+    bootstrap_median_ci,
+    km_median,
+    logrank_test,
+    mann_whitney_censored,
+    p_in_words,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from frugalml.tune._tuner import TuneEvent
 
+logger = logging.getLogger(__name__)
 PLOT_FILENAME = "comparison.png"
 TABLE_CSV = "comparison.csv"
 TABLE_MD = "comparison.md"
 PAGE_HTML = "comparison.html"
 CURVES_CSV = "comparison_curves.csv"
 
+TESTS_CSV = "comparison_tests.csv"
+LOAD_CSV = "comparison_load.csv"
+
+#: Repeats per strategy unless told: fewer cannot show a difference at 5% between two
+#: strategies that both reach the target in most runs.
+DEFAULT_REPEATS = 10
+
 TABLE_COLUMNS = (
     "strategy",
     "runs",
     "reached",
     "not_reached",
+    "reached_share",
     "median_energy_to_target_j",
+    "ci_low_energy_to_target_j",
+    "ci_high_energy_to_target_j",
     "min_energy_to_target_j",
     "max_energy_to_target_j",
     "median_trials_to_target",
     "median_best_val_accuracy",
+    "min_best_val_accuracy",
+    "max_best_val_accuracy",
     "median_total_energy_j",
     "median_trials",
     "threshold",
     "energy_kind",
+)
+
+TESTS_COLUMNS = (
+    "strategy_a",
+    "strategy_b",
+    "logrank_statistic",
+    "logrank_p",
+    "mann_whitney_u",
+    "mann_whitney_p",
+    "less_energy",
+    "in_words",
 )
 
 
@@ -117,49 +156,77 @@ def _median_with_inf(values: list[float]) -> float:
     return float(statistics.median(values)) if values else math.nan
 
 
-def comparison_table(
-    curves: Sequence[RunCurve], target: float = 0.01, *, best_accuracy: float | None = None
-) -> pd.DataFrame:
-    """Energy to come within ``target`` of the best accuracy any run found, per strategy.
+def run_outcome(curve: RunCurve, threshold: float) -> Outcome:
+    """The run's energy to target, or censored at the energy it spent in all."""
+    hit = energy_to_target(curve, threshold) if math.isfinite(threshold) else None
+    if hit is not None:
+        return Outcome(hit[0], True)
+    return Outcome(curve.total_energy_j, False)
 
-    Columns: see :data:`TABLE_COLUMNS`. Energies in joules; ``inf`` means not reached (in the
-    median: half or more of the runs did not reach it; in the max: at least one did not).
-    ``best_accuracy`` overrides the reference (default: the best of ``curves``).
-    """
-    import pandas as pd
 
-    if not curves:
-        return pd.DataFrame(columns=list(TABLE_COLUMNS))
+def _threshold(curves: Sequence[RunCurve], target: float, best_accuracy: float | None) -> float:
     if not (math.isfinite(target) and target >= 0):
         raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. --target 0.01")
     reference = best_accuracy
     if reference is None:
         finals = [c.final_best for c in curves if math.isfinite(c.final_best)]
         reference = max(finals) if finals else math.nan
-    threshold = reference - target
-    rows: list[dict[str, Any]] = []
-    strategies: list[str] = []
+    return reference - target
+
+
+def _by_strategy(curves: Sequence[RunCurve]) -> dict[str, list[RunCurve]]:
+    groups: dict[str, list[RunCurve]] = {}
     for curve in curves:
-        if curve.strategy not in strategies:
-            strategies.append(curve.strategy)
-    for strategy in strategies:
-        runs = [c for c in curves if c.strategy == strategy]
+        groups.setdefault(curve.strategy, []).append(curve)
+    return groups
+
+
+def comparison_table(
+    curves: Sequence[RunCurve],
+    target: float = 0.01,
+    *,
+    best_accuracy: float | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Energy to come within ``target`` of the best accuracy any run found, per strategy.
+
+    Columns: see :data:`TABLE_COLUMNS`. Energies in joules. A run that never reached the
+    threshold is censored at the energy it spent (:mod:`._stats`): the median is the
+    Kaplan-Meier median (``inf``: fewer than half of the runs reached it), its 95% interval
+    a bootstrap over runs (``seed``; an ``inf`` bound: not reached in the resamples), min and
+    max over the runs that reached it. ``best_accuracy`` overrides the reference (default:
+    the best of ``curves``); the best validation accuracy is each run's at the end of its
+    budget.
+    """
+    import pandas as pd
+
+    if not curves:
+        return pd.DataFrame(columns=list(TABLE_COLUMNS))
+    threshold = _threshold(curves, target, best_accuracy)
+    rows: list[dict[str, Any]] = []
+    for strategy, runs in _by_strategy(curves).items():
+        outcomes = [run_outcome(c, threshold) for c in runs]
         hits = [energy_to_target(c, threshold) if math.isfinite(threshold) else None for c in runs]
-        energies = [h[0] if h else math.inf for h in hits]
         trials = [float(h[1]) if h else math.inf for h in hits]
-        reached = [e for e in energies if math.isfinite(e)]
+        reached = [o.energy_j for o in outcomes if o.reached]
         bests = [c.final_best for c in runs if math.isfinite(c.final_best)]
+        low, high = bootstrap_median_ci(outcomes, seed=seed)
         rows.append(
             {
                 "strategy": strategy,
                 "runs": len(runs),
                 "reached": len(reached),
                 "not_reached": len(runs) - len(reached),
-                "median_energy_to_target_j": _median_with_inf(energies),
+                "reached_share": len(reached) / len(runs),
+                "median_energy_to_target_j": km_median(outcomes),
+                "ci_low_energy_to_target_j": low,
+                "ci_high_energy_to_target_j": high,
                 "min_energy_to_target_j": min(reached) if reached else math.inf,
-                "max_energy_to_target_j": max(energies),
+                "max_energy_to_target_j": max(reached) if reached else math.inf,
                 "median_trials_to_target": _median_with_inf(trials),
                 "median_best_val_accuracy": statistics.median(bests) if bests else math.nan,
+                "min_best_val_accuracy": min(bests) if bests else math.nan,
+                "max_best_val_accuracy": max(bests) if bests else math.nan,
                 "median_total_energy_j": statistics.median(c.total_energy_j for c in runs),
                 "median_trials": statistics.median(len(c.energy_j) for c in runs),
                 "threshold": threshold,
@@ -167,6 +234,54 @@ def comparison_table(
             }
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def pairwise_tests(
+    curves: Sequence[RunCurve], target: float = 0.01, *, best_accuracy: float | None = None
+) -> pd.DataFrame:
+    """Every pair of strategies: the log-rank test and the Mann-Whitney test with censored
+    runs ranked last, on energy to target (columns: :data:`TESTS_COLUMNS`).
+
+    ``less_energy`` names the strategy that reached the target for less energy (lower
+    Kaplan-Meier median; on a tie of medians, more runs reaching it); ``in_words`` states the
+    log-rank p-value.
+    """
+    import pandas as pd
+
+    groups = _by_strategy(curves)
+    if len(groups) < 2:
+        return pd.DataFrame(columns=list(TESTS_COLUMNS))
+    threshold = _threshold(curves, target, best_accuracy)
+    outcomes = {s: [run_outcome(c, threshold) for c in runs] for s, runs in groups.items()}
+    rows: list[dict[str, Any]] = []
+    names = list(groups)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            logrank = logrank_test(outcomes[a], outcomes[b])
+            mw = mann_whitney_censored(outcomes[a], outcomes[b])
+
+            def key(name: str) -> tuple[float, int]:
+                return (km_median(outcomes[name]), -sum(o.reached for o in outcomes[name]))
+
+            better, worse = (a, b) if key(a) <= key(b) else (b, a)
+            same = key(a) == key(b)
+            rows.append(
+                {
+                    "strategy_a": a,
+                    "strategy_b": b,
+                    "logrank_statistic": logrank.statistic,
+                    "logrank_p": logrank.p_value,
+                    "mann_whitney_u": mw.statistic,
+                    "mann_whitney_p": mw.p_value,
+                    "less_energy": "" if same else better,
+                    "in_words": p_in_words(
+                        logrank.p_value,
+                        better=None if same else better,
+                        worse=None if same else worse,
+                    ),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(TESTS_COLUMNS))
 
 
 def _fmt_j(value: float) -> str:
@@ -177,15 +292,28 @@ def _fmt_j(value: float) -> str:
 
 _TABLE_HEADERS = (
     "strategy",
-    "reached",
+    "reached target",
     "energy to target, median (J)",
-    "min (J)",
-    "max (J)",
+    "95% interval (J)",
+    "min-max of runs reaching it (J)",
     "trials to target, median",
-    "best val acc, median",
+    "best val acc at the budget, median (min-max)",
     "total energy, median (J)",
     "trials, median",
 )
+
+_TESTS_HEADERS = (
+    "strategies",
+    "log-rank p",
+    "Mann-Whitney p (censored last)",
+    "in words (log-rank)",
+)
+
+
+def _fmt_p(value: float) -> str:
+    if not math.isfinite(value):
+        return "-"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def _table_rows(table: pd.DataFrame) -> list[list[str]]:
@@ -193,15 +321,24 @@ def _table_rows(table: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in table.to_dict("records"):
         trials_to = float(row["median_trials_to_target"])
+        reached = int(row["reached"])
         rows.append(
             [
                 str(row["strategy"]),
-                f"{row['reached']}/{row['runs']}",
+                f"{reached}/{row['runs']} ({float(row['reached_share']):.0%})",
                 _fmt_j(float(row["median_energy_to_target_j"])),
-                _fmt_j(float(row["min_energy_to_target_j"])),
-                _fmt_j(float(row["max_energy_to_target_j"])),
+                f"{_fmt_j(float(row['ci_low_energy_to_target_j']))} to "
+                f"{_fmt_j(float(row['ci_high_energy_to_target_j']))}",
+                (
+                    f"{_fmt_j(float(row['min_energy_to_target_j']))}-"
+                    f"{_fmt_j(float(row['max_energy_to_target_j']))}"
+                    if reached
+                    else "none reached"
+                ),
                 "not reached" if not math.isfinite(trials_to) else f"{trials_to:g}",
-                f"{float(row['median_best_val_accuracy']):.4f}",
+                f"{float(row['median_best_val_accuracy']):.4f} "
+                f"({float(row['min_best_val_accuracy']):.4f}-"
+                f"{float(row['max_best_val_accuracy']):.4f})",
                 f"{float(row['median_total_energy_j']):,.1f}",
                 f"{float(row['median_trials']):g}",
             ]
@@ -209,30 +346,55 @@ def _table_rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+def _tests_rows(tests: pd.DataFrame) -> list[list[str]]:
+    return [
+        [
+            f"{row['strategy_a']} vs {row['strategy_b']}",
+            _fmt_p(float(row["logrank_p"])),
+            _fmt_p(float(row["mann_whitney_p"])),
+            str(row["in_words"]),
+        ]
+        for row in tests.to_dict("records")
+    ]
+
+
 def _table_caption(table: pd.DataFrame, target: float) -> str:
     threshold = float(table["threshold"].iloc[0])
     kind = ", ".join(sorted(set(map(str, table["energy_kind"]))))
     return (
         f"Energy to reach validation accuracy >= {threshold:.4f} (best of all runs minus "
-        f"{target:g}); energy {kind}, in joules; median [min, max] over repeats."
+        f"{target:g}); energy {kind}, in joules. A run that never reached it counts as "
+        "censored at the energy it spent: the median is the Kaplan-Meier median over repeats "
+        "('not reached': fewer than half reached it), the interval a 95% bootstrap over runs."
     )
 
 
-def table_markdown(table: pd.DataFrame, *, target: float | None = None) -> str:
-    """The comparison table as Markdown (energies in J; "not reached" for infinity)."""
+def _markdown_table(headers: Sequence[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def table_markdown(
+    table: pd.DataFrame, *, target: float | None = None, tests: pd.DataFrame | None = None
+) -> str:
+    """The comparison table as Markdown (energies in J; "not reached" for infinity), with
+    the pairwise tests when given."""
     if table.empty:
         return "(no runs)\n"
     lines = []
     if target is not None:
         lines.append(_table_caption(table, target) + "\n")
-    lines.append("| " + " | ".join(_TABLE_HEADERS) + " |")
-    lines.append("|" + "---|" * len(_TABLE_HEADERS))
-    lines.extend("| " + " | ".join(row) + " |" for row in _table_rows(table))
+    lines.extend(_markdown_table(_TABLE_HEADERS, _table_rows(table)))
+    if tests is not None and not tests.empty:
+        lines.append("")
+        lines.append("Pairwise tests on energy to target (two-sided):\n")
+        lines.extend(_markdown_table(_TESTS_HEADERS, _tests_rows(tests)))
     return "\n".join(lines) + "\n"
 
 
 def comparison_html(comparison: Comparison) -> str:
-    """The comparison as a self-contained HTML page: the plot, the table, what was run."""
+    """The comparison as a self-contained HTML page: the plot, the tables, what was run."""
     from frugalml.report import figure_html, html_page, paragraph_html, table_html
 
     body = []
@@ -245,13 +407,17 @@ def comparison_html(comparison: Comparison) -> str:
                 figure_html(
                     comparison.plot_path,
                     "Best validation accuracy so far against the energy spent, per strategy; "
-                    "the line is the median over repeats, the band their range; dashed: the "
-                    "target.",
+                    "the line is the median over repeats, the dark band the interquartile "
+                    "range, the light band min to max; dashed: the target. Last panel: the "
+                    "share of runs that had reached the target against the energy spent.",
                     "best accuracy against cumulative energy for each strategy",
                     wide=True,
                 )
             )
         body.append(table_html(_TABLE_HEADERS, _table_rows(comparison.table)))
+        if not comparison.tests.empty:
+            body.append(paragraph_html("Pairwise tests on energy to target (two-sided):"))
+            body.append(table_html(_TESTS_HEADERS, _tests_rows(comparison.tests)))
     runs = sorted({(c.strategy, c.repeat) for c in comparison.curves})
     body.append(
         paragraph_html(
@@ -329,21 +495,89 @@ class Comparison:
     curves_path: Path | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    tests: pd.DataFrame = field(default_factory=lambda: _empty_tests())
+    tests_path: Path | None = None
+    load_path: Path | None = None
 
     @property
     def markdown(self) -> str:
-        return table_markdown(self.table, target=self.target)
+        text = table_markdown(self.table, target=self.target, tests=self.tests)
+        return text + "".join(f"\n{note}\n" for note in self.notes)
+
+
+def _empty_tests() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=list(TESTS_COLUMNS))
 
 
 def run_dir(out_dir: Path, label: str, repeat: int) -> Path:
     return out_dir / label.replace("+", "_") / f"repeat{repeat}"
 
 
+def _load_average() -> float:
+    """The 1-minute load average (NaN where the system does not report one)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return math.nan
+
+
+def read_loads(out_dir: Path) -> dict[tuple[str, int], tuple[float, float]]:
+    """(strategy, repeat) -> (load before, load after) from ``comparison_load.csv``."""
+    path = out_dir / LOAD_CSV
+    loads: dict[tuple[str, int], tuple[float, float]] = {}
+    if not path.is_file():
+        return loads
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                key = (row["strategy"], int(row["repeat"]))
+                loads[key] = (float(row["load_before"]), float(row["load_after"]))
+            except (KeyError, ValueError):
+                logger.warning("%s: a row could not be read and is left out: %s", path, row)
+    return loads
+
+
+def _write_loads(out_dir: Path, loads: dict[tuple[str, int], tuple[float, float]]) -> Path:
+    path = out_dir / LOAD_CSV
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["strategy", "repeat", "load_before", "load_after", "cpus"])
+        for (label, repeat), (before, after) in loads.items():
+            writer.writerow([label, repeat, f"{before:.2f}", f"{after:.2f}", os.cpu_count()])
+    tmp.replace(path)  # a kill -9 leaves the old file or the new one, never half of one
+    return path
+
+
+def load_notes(loads: dict[tuple[str, int], tuple[float, float]]) -> list[str]:
+    """The load average the runs saw, and a warning when it exceeded the cores."""
+    values = [v for pair in loads.values() for v in pair if math.isfinite(v)]
+    if not values:
+        return []
+    cpus = os.cpu_count() or 1
+    notes = [
+        f"Load average (1 min) around the {len(loads)} runs: median "
+        f"{statistics.median(values):.2f}, max {max(values):.2f}, on {cpus} logical CPU(s)."
+    ]
+    over = [key for key, pair in loads.items() if any(v > cpus for v in pair)]
+    if over:
+        notes.append(
+            f"Warning: the load average exceeded the {cpus} CPU(s) around {len(over)} of "
+            f"{len(loads)} runs: other processes competed for the cores, which inflates "
+            "estimated (CPU-time) energy unevenly; the repeats were interleaved across "
+            "strategies so that drift hits all of them alike."
+        )
+    return notes
+
+
 def compare_strategies(
     spec: TuneSpec,
     out_dir: str | Path,
     strategies: str | Sequence[str],
-    repeats: int = 3,
+    repeats: int = DEFAULT_REPEATS,
     *,
     target: float = 0.01,
     on_event: Callable[[str, int, TuneEvent], None] | None = None,
@@ -351,14 +585,19 @@ def compare_strategies(
 ) -> Comparison:
     """Tune ``spec`` with each strategy ``repeats`` times (see the module docstring).
 
-    ``on_event(label, repeat, event)`` relays each run's progress. Runs already in
-    ``out_dir`` continue rather than restart.
+    The runs are interleaved: repeat 0 of every strategy, then repeat 1 of every strategy,
+    and so on, so that a change in the machine's load during the comparison falls on all
+    strategies alike. The 1-minute load average before and after each run goes to
+    ``comparison_load.csv`` (replaced when a resumed run runs more trials). ``on_event(label,
+    repeat, event)`` relays each run's progress. Runs already in ``out_dir`` continue rather
+    than restart (after Ctrl-C or kill -9 alike: every run is a resumable tuning directory).
     """
     from frugalml.tune._tuner import run_tune
 
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(
-            f"repeats must be an integer >= 1, got {repeats!r}", fix="e.g. --repeats 3"
+            f"repeats must be an integer >= 1, got {repeats!r}",
+            fix=f"e.g. --repeats {DEFAULT_REPEATS}",
         )
     if not (math.isfinite(target) and target >= 0):
         raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. --target 0.01")
@@ -371,6 +610,7 @@ def compare_strategies(
     }
     curves: list[RunCurve] = []
     interrupted = False
+    loads = read_loads(out)
     for (label, repeat), run in specs.items():
         relay = None
         if on_event is not None:
@@ -378,20 +618,30 @@ def compare_strategies(
             def relay(event: TuneEvent, label: str = label, repeat: int = repeat) -> None:
                 on_event(label, repeat, event)
 
+        before = _load_average()
         outcome = run_tune(
             run, run_dir(out, label, repeat), on_event=relay, threads=threads, plot=False
         )
+        if outcome.new_trials > 0 or (label, repeat) not in loads:
+            loads[(label, repeat)] = (before, _load_average())
+            _write_loads(out, loads)
         curves.append(RunCurve.from_trials(label, repeat, outcome.trials))
         if outcome.interrupted:
             interrupted = True
             break
-    comparison = summarize_comparison(curves, out, target=target)
+    comparison = summarize_comparison(curves, out, target=target, loads=loads)
     comparison.interrupted = interrupted
     return comparison
 
 
-def summarize_comparison(curves: Sequence[RunCurve], out_dir: Path, *, target: float) -> Comparison:
-    """Table, plot, CSVs and Markdown of ``curves`` written into ``out_dir``."""
+def summarize_comparison(
+    curves: Sequence[RunCurve],
+    out_dir: Path,
+    *,
+    target: float,
+    loads: dict[tuple[str, int], tuple[float, float]] | None = None,
+) -> Comparison:
+    """Tables, plot, CSVs and Markdown of ``curves`` written into ``out_dir``."""
     from frugalml.tune._plots import plot_comparison
 
     table = comparison_table(curves, target)
@@ -400,12 +650,24 @@ def summarize_comparison(curves: Sequence[RunCurve], out_dir: Path, *, target: f
     comparison = Comparison(
         table=table, curves=list(curves), target=target, threshold=threshold, out_dir=out_dir
     )
+    comparison.tests = pairwise_tests(curves, target) if curves else _empty_tests()
+    if loads is None:
+        loads = read_loads(out_dir)
+    ran = {(c.strategy, c.repeat) for c in curves}
+    comparison.notes.extend(load_notes({k: v for k, v in loads.items() if k in ran}))
+    for note in comparison.notes:
+        if note.startswith("Warning"):
+            logger.warning(note)
+    if (out_dir / LOAD_CSV).is_file():
+        comparison.load_path = out_dir / LOAD_CSV
     kind = energy_provenance([c.energy_kind for c in curves])
     comparison.plot_path = plot_comparison(
         curves, out_dir / PLOT_FILENAME, threshold=threshold, energy_kind=kind
     )
     comparison.csv_path = out_dir / TABLE_CSV
     table.to_csv(comparison.csv_path, index=False)
+    comparison.tests_path = out_dir / TESTS_CSV
+    comparison.tests.to_csv(comparison.tests_path, index=False)
     comparison.markdown_path = out_dir / TABLE_MD
     comparison.markdown_path.write_text(comparison.markdown, encoding="utf-8")
     comparison.html_path = out_dir / PAGE_HTML

@@ -142,11 +142,13 @@ def plot_comparison(
     title: str = "best validation accuracy against tuning energy",
     grid_points: int = 400,
 ) -> Path:
-    """One line per strategy (median over repeats) with the min-max spread shaded; best
-    validation accuracy so far against cumulative energy; the target as a dashed line."""
+    """One line per strategy (median over repeats) with the interquartile range (dark) and
+    the min-max spread (light) shaded; best validation accuracy so far against cumulative
+    energy; the target as a dashed line. With a target, a zoom near it and a last panel: the
+    share of a strategy's runs that had reached the target against the energy spent."""
     import numpy as np
 
-    from frugalml.tune._compare import best_at
+    from frugalml.tune._compare import best_at, energy_to_target
 
     plt = _pyplot()
     by_strategy: dict[str, list[RunCurve]] = {}
@@ -156,7 +158,7 @@ def plot_comparison(
     scale, unit = _energy_unit(max_j)
     grid = np.linspace(0.0, max_j, grid_points)
     has_target = threshold is not None and math.isfinite(threshold)
-    panels = 2 if has_target else 1
+    panels = 3 if has_target else 1
     fig, axes = plt.subplots(
         panels, 1, figsize=(7.5, 3.6 * panels), constrained_layout=True, squeeze=False
     )
@@ -174,9 +176,14 @@ def plot_comparison(
         high = np.full(grid.shape, np.nan)
         low[some] = np.nanmin(values[:, some], axis=0)
         high[some] = np.nanmax(values[:, some], axis=0)
+        ranked = np.where(np.isnan(values), -np.inf, values)
+        q1 = np.quantile(ranked, 0.25, axis=0, method="inverted_cdf")
+        q3 = np.quantile(ranked, 0.75, axis=0, method="inverted_cdf")
+        q1 = np.where(np.isfinite(q1), q1, np.nan)
+        q3 = np.where(np.isfinite(q3), q3, np.nan)
         if some.any():
             top = max(top, float(np.nanmax(high)))
-        for ax in axes[:, 0]:
+        for ax in axes[:2, 0]:
             ax.plot(
                 grid / scale,
                 median,
@@ -184,19 +191,34 @@ def plot_comparison(
                 lw=1.8,
                 label=f"{strategy} (median of {len(runs)})",
             )
-            ax.fill_between(grid / scale, low, high, where=some, color=color, alpha=0.15, lw=0)
-    for ax in axes[:, 0]:
+            ax.fill_between(grid / scale, low, high, where=some, color=color, alpha=0.12, lw=0)
+            ax.fill_between(grid / scale, q1, q3, color=color, alpha=0.3, lw=0)
+        if has_target and threshold is not None:
+            hits = [energy_to_target(run, threshold) for run in runs]
+            reached = [h[0] for h in hits if h is not None]
+            share = [sum(1 for e in reached if e <= x) / len(runs) for x in grid]
+            axes[2, 0].step(grid / scale, share, where="post", color=color, lw=1.8, label=strategy)
+    for ax in axes[:2, 0]:
         if has_target:
             ax.axhline(threshold, color="black", ls="--", lw=1, label=f"target {threshold:.4f}")
         ax.set_xlabel(f"cumulative tuning energy ({unit}, {energy_kind})")
         ax.set_ylabel("best validation accuracy so far")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_title(f"{title}\n(line: median over repeats; band: min to max)")
+    axes[0, 0].set_title(
+        f"{title}\n(line: median over repeats; dark band: interquartile range; light: min-max)"
+    )
     axes[0, 0].legend(fontsize="small", loc="lower right")
     if has_target and threshold is not None:
         zoom = axes[1, 0]
         zoom.set_ylim(threshold - 0.06, max(top, threshold) + 0.01)
         zoom.set_title("near the target", fontsize="medium")
+        reach = axes[2, 0]
+        reach.set_ylim(-0.02, 1.02)
+        reach.set_xlabel(f"cumulative tuning energy ({unit}, {energy_kind})")
+        reach.set_ylabel("share of runs at the target")
+        reach.set_title("runs that had reached the target", fontsize="medium")
+        reach.grid(alpha=0.3)
+        reach.legend(fontsize="small", loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

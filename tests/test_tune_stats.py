@@ -1,0 +1,94 @@
+"""Statistics of the strategy comparison against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from frugalml.errors import ConfigError
+from frugalml.tune._stats import (
+    Outcome,
+    bootstrap_median_ci,
+    km_median,
+    logrank_test,
+    mann_whitney_censored,
+    p_in_words,
+)
+
+
+def _runs(*items: tuple[float, bool]) -> list[Outcome]:
+    return [Outcome(e, r) for e, r in items]
+
+
+# a reaches the target at 10 and 20 J, one run censored at 30 J;
+# b reaches it at 15 J, two runs censored at 25 and 30 J.
+A = _runs((10, True), (20, True), (30, False))
+B = _runs((15, True), (25, False), (30, False))
+
+
+def test_km_median_by_hand() -> None:
+    assert km_median(A) == 20  # S: 10 -> 2/3, 20 -> 1/3
+    assert math.isinf(km_median(B))  # S: 15 -> 2/3 and no further event
+    assert km_median(_runs((3, True), (1, True), (2, True))) == 2  # no censoring: the median
+    assert km_median(_runs((10, True), (20, True), (30, False), (40, False))) == 20  # 3/4, 1/2
+    assert math.isnan(km_median([]))
+
+
+def test_logrank_by_hand() -> None:
+    # t=10: n=(3,3) d_a=1: O-E = 1 - 1/2, V = 1/4
+    # t=15: n=(2,3) d_b=1: O-E += -2/5, V += 2/5 * 3/5
+    # t=20: n=(2,2) d_a=1: O-E += 1/2, V += 1/4          -> O-E = 0.6, V = 0.74
+    result = logrank_test(A, B)
+    assert result.statistic == pytest.approx(0.36 / 0.74)
+    assert result.p_value == pytest.approx(math.erfc(math.sqrt(0.36 / 0.74 / 2)))
+    from scipy.stats import CensoredData, logrank
+
+    def data(runs: list[Outcome]) -> CensoredData:
+        return CensoredData(
+            uncensored=[o.energy_j for o in runs if o.reached],
+            right=[o.energy_j for o in runs if not o.reached],
+        )
+
+    assert result.p_value == pytest.approx(logrank(data(A), data(B)).pvalue)
+    assert logrank_test(_runs((1, False)), _runs((2, False))).p_value == 1.0
+
+
+def test_mann_whitney_with_censored_runs_ranked_last_by_hand() -> None:
+    # ranked values: a = 10, 20, last; b = 15, last, last. Pairs where a is larger:
+    # 20 > 15, last > 15, and last against two lasts counts 2 x 0.5: U_a = 3 of 9.
+    # Tie-corrected variance 9/12 * (7 - (27 - 3) / 30) = 4.65; continuity correction 0.5.
+    result = mann_whitney_censored(A, B)
+    assert result.statistic == 3
+    z = (abs(3 - 4.5) - 0.5) / math.sqrt(4.65)
+    assert result.p_value == pytest.approx(math.erfc(z / math.sqrt(2)))
+    assert mann_whitney_censored(_runs((1, False)), _runs((1, False))).p_value == 1.0
+
+
+def test_bootstrap_interval_on_a_fixed_sample_with_a_fixed_seed() -> None:
+    # Resampling 1, 2, 3: the median is 1 with probability 7/27, 3 with 7/27, 2 with 13/27,
+    # so the 2.5% and 97.5% quantiles of 2000 resampled medians are 1 and 3.
+    sample = _runs((1, True), (2, True), (3, True))
+    assert bootstrap_median_ci(sample, seed=0) == (1.0, 3.0)
+    assert bootstrap_median_ci(sample, seed=0) == bootstrap_median_ci(sample, seed=0)
+    # at 40% confidence (quantiles 0.3 and 0.7 of a 7/27, 13/27, 7/27 law): both 2
+    assert bootstrap_median_ci(sample, confidence=0.4, seed=0) == (2.0, 2.0)
+    # half the runs censored: many resamples never reach the median, the bound is inf
+    half = _runs((10, True), (20, True), (30, False), (40, False))
+    low, high = bootstrap_median_ci(half, seed=1)
+    assert low == 10 and math.isinf(high)
+    assert all(math.isnan(v) for v in bootstrap_median_ci([]))
+    with pytest.raises(ConfigError, match="confidence"):
+        bootstrap_median_ci(sample, confidence=1.0)
+    with pytest.raises(ConfigError, match="finite"):
+        km_median([Outcome(math.inf, False)])
+
+
+def test_p_in_words() -> None:
+    assert p_in_words(0.0004, better="tpe", worse="random") == (
+        "strong evidence that tpe needs less energy than random (p < 0.001; significant at 1%)"
+    )
+    assert "significant at 5%" in p_in_words(0.03)
+    assert "not significant at 5%" in p_in_words(0.07)
+    assert p_in_words(0.5) == "no significant difference (p = 0.500)"
+    assert p_in_words(math.nan) == "no test (too few runs)"
