@@ -7,6 +7,7 @@ when a plot is drawn.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -483,7 +484,7 @@ def _line_samples(ax: Axes) -> FloatArray:
     samples: list[FloatArray] = []
     for path in paths:
         path = path[np.isfinite(path).all(axis=1)]
-        for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
+        for (x0, y0), (x1, y1) in itertools.pairwise(path):
             n = int(min(2000, max(2, math.hypot(x1 - x0, y1 - y0) / 3.0)))
             samples.append(np.column_stack([np.linspace(x0, x1, n), np.linspace(y0, y1, n)]))
     return np.concatenate(samples) if samples else np.zeros((0, 2))
