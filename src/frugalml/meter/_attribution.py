@@ -304,6 +304,11 @@ class HostSampler:
             return
         if self._started:
             self.tick()
+        if self._trials:
+            logger.warning(
+                "host sampler closed while trials %s were still running: their shares end here",
+                ", ".join(sorted(self._trials)),
+            )
         self._closed = True
         self._stop.set()
         if self._thread is not None:

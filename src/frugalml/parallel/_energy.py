@@ -85,9 +85,8 @@ def rank_meter(local_rank: int, device: str, *, launcher_pid: int | None = None)
     process = ProcessTreeSampler(None)
     backends: list[Any] = []
     if gpus != "none":
-        from frugalml.meter import NvmlBackend
-
-        backends = [b for b in build_backends(config, process) if isinstance(b, NvmlBackend)]
+        built = build_backends(config, process)
+        backends = [b for b in built if b.capabilities.covers("gpu")]
     if not backends:
         backends = [NullBackend("host counters are read by local rank 0")]
     return Meter(config, backends=backends, process=process)
