@@ -71,7 +71,7 @@ def _worker(rank: int, world: int, out: str, images: np.ndarray, labels: np.ndar
     import torch
     import torch.distributed as dist
 
-    from frugalml.parallel import combine_energy, rank_meter, train_uneven
+    from frugalml.parallel import calibrate_shares, combine_energy, rank_meter, train_uneven
 
     torch.set_num_threads(1)
     x = torch.from_numpy(images).to(torch.float32) * (1.0 / 255.0)
@@ -79,6 +79,8 @@ def _worker(rank: int, world: int, out: str, images: np.ndarray, labels: np.ndar
     model = _model()
     run = train_uneven(model, x, y, _config(), normalise_shares(SHARES))
     torch.save(model.state_dict(), Path(out) / f"rank{rank}.pt")
+    # calibration with rank 1 emulated 8x slower: the measured shares favour rank 0
+    calibrated = calibrate_shares(model, x, y, 2 * N_TRAIN, steps=6, slowdown=(1.0, 8.0)[rank])
 
     meter = rank_meter(rank, "cpu")
     with meter:
@@ -92,7 +94,9 @@ def _worker(rank: int, world: int, out: str, images: np.ndarray, labels: np.ndar
     combined = combine_energy(measurement, rank, rank)
     if rank == 0:
         (Path(out) / "result.json").write_text(
-            json.dumps({"run": run.__dict__, "energy": combined.to_dict()})
+            json.dumps(
+                {"run": run.__dict__, "energy": combined.to_dict(), "calibrated": calibrated}
+            )
         )
     else:
         (Path(out) / "run1.json").write_text(json.dumps(run.__dict__))
@@ -156,6 +160,13 @@ def test_uneven_split_equals_one_process_on_the_whole_batch(spawned: Path) -> No
     # and training moved the weights (the comparison is not vacuous)
     untouched = _model().state_dict()
     assert any((untouched[k] - want[k]).abs().max() > 1e-3 for k in want)
+
+
+@pytest.mark.slow
+def test_calibration_gives_the_slow_rank_less(spawned: Path) -> None:
+    shares = json.loads((spawned / "result.json").read_text())["calibrated"]
+    assert sum(shares) == pytest.approx(1.0)
+    assert shares[0] > 0.6 > shares[1]  # 8x slower: about 0.9 : 0.1, with room for noise
 
 
 @pytest.mark.slow
