@@ -276,3 +276,39 @@ def test_channels_without_torch_pruning_names_the_extra(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "torch_pruning", None)
     with pytest.raises(ConfigError, match=r"frugalml\[compress\]"):
         prune_channels(nn.Sequential(nn.Linear(2, 2)), torch.ones(1, 2), 0.5)
+
+
+def test_penni_training_alternates_basis_and_coefficients() -> None:
+    from frugalml.compress._penni import Alternate, coefficient_l1, penni_layers
+
+    torch.manual_seed(0)
+    model = Residual()
+    to_penni(model, 4)
+    alternate = Alternate()
+    alternate(model)  # after step 1: the basis's turn
+    layers = [layer for _, layer in penni_layers(model)]
+    assert all(lay.basis.requires_grad and not lay.coefficients.requires_grad for lay in layers)
+    alternate(model)
+    assert all(lay.coefficients.requires_grad and not lay.basis.requires_grad for lay in layers)
+    expected = 0.5 * sum(float(lay.coefficients.abs().sum()) for lay in layers)
+    assert float(coefficient_l1(0.5)(model)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_l0_method_closes_units_and_shrinks_them(digits: object) -> None:
+    from frugalml.compress import compress_method
+    from frugalml.compress._spec import MethodSpec
+    from frugalml.models import create_model
+
+    torch.manual_seed(0)
+    dense = create_model("frugal_mlp", num_classes=10, in_chans=1, hidden=32)
+    config = TrainConfig(epochs=1, device="cpu", lr=2e-3)  # gates move 100x lr per step
+    spec = MethodSpec.from_mapping({"method": "l0", "strength": 30.0, "epochs": 1}, "m")
+    outcome = compress_method(dense, spec, digits, config, torch.zeros(1, 1, 8, 8))  # type: ignore[arg-type]
+    closed = outcome.pruning["closed_gates"]
+    assert sum(closed.values()) > 0
+    # every closed gate is a unit removed, but a layer keeps at least one unit
+    removed = sum(min(n, 31) for n in closed.values())
+    assert outcome.removed_channels == removed
+    assert outcome.shrink_max_abs_diff < 1e-4
+    hidden = [m.out_features for m in outcome.model.modules() if isinstance(m, nn.Linear)][:2]
+    assert sum(hidden) == 64 - removed
