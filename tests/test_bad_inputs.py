@@ -178,6 +178,11 @@ CASES: list[Case] = [
         "no pretrained weights",
     ),
     study("threads-huge", BASE + "threads: 100000\n", "threads"),
+    study(
+        "timm-args-unknown",
+        "name: t\ndatasets: [digits]\nmodels: [{name: resnet10t, args: {nosuch: 1}}]\n",
+        "nosuch",
+    ),
     study("pretrained-files-typo", BASE + "pretrained_files: {frugal_mpl: w.pt}\n", "frugal_mpl"),
     study(
         "medmnist-missing-no-download",

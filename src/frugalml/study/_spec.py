@@ -449,8 +449,17 @@ def check_trial(trial: Trial, *, here: bool = True) -> None:
             fix=f"use pretrained: [false] for {name}, or give pretrained_files: "
             f"{{{name}: <a state_dict saved from it>}}",
         )
-    if trial.pretrained and trial.pretrained_file is None and name not in list_builtin_models():
-        _check_timm_weights_exist(name)
+    if name not in list_builtin_models():
+        if trial.pretrained and trial.pretrained_file is None:
+            _check_timm_weights_exist(name)
+        if trial.model.args:
+            try:
+                check_timm_args(name, trial.model.args_dict())
+            except TypeError as exc:
+                raise ConfigError(
+                    f"model {name} rejects its arguments {trial.model.args_dict()}: {exc}",
+                    fix="drop or rename the argument (see the model's constructor in timm)",
+                ) from None
     if not here:
         return
     if trial.pretrained and trial.pretrained_file and not Path(trial.pretrained_file).is_file():
@@ -515,3 +524,20 @@ def _resolve_models(
     if not models:
         raise ConfigError("the spec's models resolve to no model", fix=_KEYS["models"])
     return models, list(resolved.unresolved), list(resolved.renamed)
+
+
+def check_timm_args(name: str, args: dict[str, Any]) -> None:
+    """Build timm model ``name`` with ``args`` on the meta device: an unknown keyword is a
+    TypeError at once, with no memory and no weights (study and tuning specs share this). A
+    model whose constructor cannot run on the meta device is left to the run's own check
+    (logged)."""
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            timm.create_model(name, pretrained=False, num_classes=2, **args)
+    except TypeError:
+        raise
+    except (NotImplementedError, RuntimeError) as exc:
+        logger.debug("cannot check %s's arguments on the meta device: %s", name, exc)

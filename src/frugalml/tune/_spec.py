@@ -36,6 +36,7 @@ from frugalml._yaml import (
     read_yaml_mapping,
 )
 from frugalml.errors import ConfigError, FrugalError
+from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED
 from frugalml.tune._space import SearchSpace, apply_params
@@ -45,7 +46,16 @@ logger = logging.getLogger(__name__)
 #: The most trials a budget may plan (beyond is a typo, not a plan).
 MAX_TRIALS = 1_000_000
 
-STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe", "gp", "nsga2")
+STRATEGIES: tuple[str, ...] = (
+    "grid",
+    "random",
+    "tpe",
+    "gp",
+    "nsga2",
+    "frugal",
+    "sha",
+    "hyperband",
+)
 OBJECTIVES: tuple[str, ...] = ("accuracy", "energy")
 PRUNERS: tuple[str, ...] = ("none", "median", "successive_halving", "dominance")
 
@@ -60,7 +70,8 @@ _KEYS = {
     "model": "a model name or {name: ..., args: {...}, pretrained: false}",
     "training": "the base training options (epochs, batch_size, lr, ...)",
     "search_space": "the searched parameters, {name: {type: ..., ...}}",
-    "strategy": "grid, random, tpe, gp or nsga2 (or {name: tpe, n_startup_trials: 5})",
+    "strategy": "grid, random, tpe, gp, nsga2, frugal, sha or hyperband "
+    "(or {name: tpe, n_startup_trials: 5})",
     "objective": "accuracy, energy, or [accuracy, energy] for a Pareto front",
     "pruner": "none, median, successive_halving or dominance (or {type: ..., options})",
     "budget": "max_trials, energy_kwh, co2_g and/or duration_s",
@@ -75,6 +86,9 @@ _STRATEGY_OPTIONS: dict[str, frozenset[str]] = {
     "tpe": frozenset({"n_startup_trials", "multivariate"}),
     "gp": frozenset({"n_startup_trials"}),
     "nsga2": frozenset({"population_size"}),
+    "frugal": frozenset({"n_startup_trials"}),
+    "sha": frozenset({"min_resource", "reduction_factor"}),
+    "hyperband": frozenset({"min_resource", "reduction_factor"}),
 }
 #: Options each pruner accepts.
 _PRUNER_OPTIONS: dict[str, frozenset[str]] = {
@@ -411,7 +425,7 @@ class TuneSpec:
                 )
             return
         if args:
-            _check_timm_args(resolved.models[0].name, args)
+            check_timm_args(resolved.models[0].name, args)
 
     @staticmethod
     def _parse_model(value: Any) -> tuple[str | None, dict[str, Any], bool]:
@@ -514,19 +528,3 @@ class TuneSpec:
             "seed": self.seed,
             "carbon": dict(self.carbon),
         }
-
-
-def _check_timm_args(name: str, args: dict[str, Any]) -> None:
-    """Build timm model ``name`` with ``args`` on the meta device: an unknown keyword is a
-    TypeError at once, with no memory and no weights. A model whose constructor cannot run
-    on the meta device is left to the run's own check (logged)."""
-    import timm
-    import torch
-
-    try:
-        with torch.device("meta"):
-            timm.create_model(name, pretrained=False, num_classes=2, **args)
-    except TypeError:
-        raise
-    except (NotImplementedError, RuntimeError) as exc:
-        logger.debug("cannot check %s's arguments on the meta device: %s", name, exc)
