@@ -127,7 +127,7 @@ def test_a_table_without_the_split_falls_back_to_energy_j_and_says_so(tmp_path: 
     board = pd.read_csv(report.csv_path)
     np.testing.assert_allclose(board["pepr_energy_j"], [0.8, 0.45, 0.38], atol=1e-12)
     page = page_text(report.html_path)
-    assert "PePR-E uses energy_j, the whole trial's energy (setup and evaluation included)" in page
+    assert "PePR-E uses energy_j, the whole trial's energy (setup and evaluation included" in page
     assert any("no 'train_energy_j'" in note for note in report.notes)
     assert ">Training energy" not in page  # no empty split columns
 

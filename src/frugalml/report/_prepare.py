@@ -259,9 +259,9 @@ def prepare(results: pd.DataFrame, *, energy_column: str | None = None) -> Prepa
     energy, fallback = _energy_column(table, energy_column)
     if fallback:
         notes.append(
-            f"the table has no {TRAIN_ENERGY!r} (a study run before trials recorded their "
-            f"training energy apart): PePR-E uses {ENERGY!r}, the whole trial's energy, "
-            "setup and evaluation included"
+            f"the table has no {TRAIN_ENERGY!r} (a published table, or a study run before "
+            f"trials recorded their training energy apart): PePR-E uses {ENERGY!r}, the "
+            "whole trial's energy, setup and evaluation included where it had them"
         )
     settings_present = [c for c in SETTING_COLUMNS if c in table.columns]
     missing_settings = [c for c in SETTING_COLUMNS if c not in table.columns]

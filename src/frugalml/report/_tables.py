@@ -384,8 +384,9 @@ def energy_column_sentence(prepared: PreparedStudy) -> str:
         )
     if prepared.energy_fallback:
         return (
-            f"PePR-E uses {column}, the whole trial's energy (setup and evaluation included): "
-            f"this table has no {TRAIN_ENERGY} (a study run before trials recorded it)."
+            f"PePR-E uses {column}, the whole trial's energy (setup and evaluation included "
+            f"where it had them): this table has no {TRAIN_ENERGY} (a published table, or a "
+            "study run before trials recorded it)."
         )
     return f"PePR-E uses {column} ({energy_words(column)}), as chosen."
 
