@@ -339,7 +339,9 @@ def plan(
     times the batch. ``dp``, ``owt`` and ``hypar`` split 1:1 as published; ``dp-uneven``
     and ``accpar`` split each level so both halves finish together. Communication time is a
     level's volume x ``bytes_per_element`` / that level's bandwidth (levels run one after
-    another; the groups of one level in parallel, on their own links)."""
+    another; the groups of one level in parallel, on their own links). Below the first
+    level, the groups of a level are taken to be alike: the ratio comes from the group
+    holding the larger share, and the plan is one per level, as in AccPar."""
     count = len(devices)
     if count < 2 or count & (count - 1):
         raise ConfigError(
