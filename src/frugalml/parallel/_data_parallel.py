@@ -16,8 +16,9 @@ forward time before each backward pass (backward taken as twice the forward), an
 ``threads`` set ``torch.set_num_threads``.
 
 Ranks run in processes spawned by :func:`spawn` (a FileStore in a temporary folder, gloo on
-CPU, NCCL on CUDA), or under ``torchrun`` (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` in the
-environment, ``init_method="env://"``), which also covers several machines.
+CPU, NCCL on CUDA). :func:`train_uneven` itself works in any initialised default process
+group, e.g. one that ``torchrun`` set up (``init_method="env://"``) across machines; that
+path is not tested here.
 """
 
 from __future__ import annotations
