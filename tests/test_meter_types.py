@@ -85,3 +85,26 @@ def test_component_validation() -> None:
 def test_bad_json_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
         Measurement.from_json(text)
+
+
+def test_combine_provenance_is_the_one_vocabulary() -> None:
+    from frugalml.meter import J_PER_KWH, combine_provenance
+
+    assert combine_provenance([]) == "none"
+    assert combine_provenance(["", None, "none", "unknown"]) == "none"
+    assert combine_provenance(["measured", "measured", ""]) == "measured"
+    assert combine_provenance(["attributed", "none"]) == "attributed"
+    assert combine_provenance(["measured", "estimated"]) == "mixed"
+    assert combine_provenance(["mixed"]) == "mixed"
+    assert combine_provenance(["measured", "attributed"]) == "mixed"
+    assert combine_provenance(["made-up"]) == "mixed"  # never a label outside Provenance
+    assert J_PER_KWH == 3_600_000.0
+
+
+def test_attributed_component_round_trips_and_counts_apart() -> None:
+    from frugalml.meter import ComponentEnergy
+
+    part = ComponentEnergy("cpu:0", 6.0, "rapl:powercap share:cpu_time", "attributed")
+    assert ComponentEnergy.from_dict(part.to_dict()) == part
+    with pytest.raises(ConfigError, match="'measured', 'estimated', 'attributed'"):
+        ComponentEnergy("cpu:0", 1.0, "x", "guessed")  # type: ignore[arg-type]

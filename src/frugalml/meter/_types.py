@@ -40,8 +40,10 @@ _SCHEMA = "frugalml.measurement/1"
 
 def combine_provenance(kinds: Iterable[str | None]) -> Provenance:
     """The provenance of several parts: their one kind, ``mixed`` when they differ, ``none``
-    when there is none (empty values and ``none`` parts are left out; ``mixed`` stays)."""
-    present = {k for k in kinds if k and k != "none"}
+    when there is none. Empty values, ``none`` and the legacy ``unknown`` (older tuning
+    files) are left out; ``mixed`` stays, and a label outside :data:`Provenance` is
+    ``mixed`` (never passed on as if it were a kind)."""
+    present = {k for k in kinds if k and k not in ("none", "unknown")}
     if not present:
         return "none"
     if len(present) == 1:
