@@ -397,6 +397,19 @@ CASES: list[Case] = [
     Case("measure-bad-country", ["measure", "--country", "XQ", "--", "true"], "XQ"),
     Case("export-missing", ["study", "export", "{d}/nope", "--csv", "{d}/x.csv"], "nope"),
     Case("status-missing", ["study", "status", "{d}/nope"], "nope"),
+    Case(
+        "export-to-a-folder",
+        ["study", "export", "{d}/out", "--csv", "{d}"],
+        "Is a directory",
+        setup=_store,
+        store=True,
+    ),
+    Case(
+        "status-of-a-spec-file",
+        ["study", "status", "{d}/s.yaml"],
+        "no study store",
+        files={"s.yaml": BASE},
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ on stderr and exit code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -33,6 +34,19 @@ COMMAND_MODULES: tuple[str, ...] = (
     "frugalml.cli._parallel",
     "frugalml.cli._train",
 )
+
+
+#: The fix named for an operating-system error (by errno) that reaches the command line.
+_OS_FIXES: dict[int, str] = {
+    errno.ENOENT: "check the path (a missing file or folder)",
+    errno.EISDIR: "give a file path, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EACCES: "check the permissions, or choose a path you can write to",
+    errno.EPERM: "check the permissions, or choose a path you can write to",
+    errno.ENOSPC: "free some disk space, or write somewhere else",
+    errno.EROFS: "the filesystem is read-only: write the output somewhere else",
+    errno.EEXIST: "remove it or choose another path",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"frugalml: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        fix = _OS_FIXES.get(exc.errno or 0, "check the path, its permissions and the free space")
+        print(f"frugalml: error: {exc.strerror or exc}{where} (fix: {fix})", file=sys.stderr)
         return 2
     return int(code or 0)
 
