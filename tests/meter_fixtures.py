@@ -7,6 +7,7 @@ nvidia-ml-py, so a wrong call signature fails the test).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,12 @@ class PowercapTree:
         return path
 
     def set(self, zone_id: str, energy_uj: int | str) -> None:
-        (self.root / zone_id / "energy_uj").write_text(f"{energy_uj}\n")
+        """Set a zone's counter atomically, as sysfs reads are (a reader never sees a
+        half-written file)."""
+        target = self.root / zone_id / "energy_uj"
+        partial = target.with_name("energy_uj.partial")
+        partial.write_text(f"{energy_uj}\n")
+        os.replace(partial, target)
 
 
 @pytest.fixture

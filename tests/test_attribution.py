@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,24 @@ def test_one_reader_per_host(meter_powercap: PowercapTree) -> None:
     again.close()
     with pytest.raises(ConfigError, match="is not running"):
         again.leave("t")
+
+
+def test_the_poller_thread_keeps_the_sum(meter_powercap: PowercapTree) -> None:
+    _tree(meter_powercap)
+    a, b = Cpu(), Cpu()
+    spent_uj = 0
+    with HostSampler(NO_GPU, interval_s=0.01) as sampler:
+        sampler.join("a", cpu_time=a)
+        sampler.join("b", cpu_time=b)
+        for _ in range(30):  # the poller closes intervals while the test spends energy
+            spent_uj += 100_000
+            meter_powercap.set("intel-rapl:0", spent_uj)
+            a.s += 0.01
+            b.s += 0.03
+            sampler.backends[0].poll()
+            threading.Event().wait(0.005)
+        got = {n: {c.component: c.energy_j for c in sampler.leave(n)} for n in ("a", "b")}
+    given = got["a"]["cpu:0"] + got["b"]["cpu:0"] + sampler.unattributed_j.get("cpu:0", 0.0)
+    assert given == pytest.approx(sampler.counter_j["cpu:0"], rel=1e-9)
+    assert sampler.counter_j["cpu:0"] == pytest.approx(spent_uj / 1e6)
+    assert got["b"]["cpu:0"] > got["a"]["cpu:0"] > 0
