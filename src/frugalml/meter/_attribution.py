@@ -430,7 +430,15 @@ class HostSampler:
     ) -> Meter:
         """A :class:`~frugalml.meter.Meter` for ``trial``: its attributed view of the
         shared counters, and stated estimates for whatever they do not cover. Closing
-        the meter makes the trial leave."""
+        the meter makes the trial leave.
+
+        For a trial that runs in this process. Without ``pid`` or ``cpu_time`` its CPU time
+        is this whole process's: right only when it is the only trial here; trials on
+        threads pass their thread's CPU clock, e.g. ``cpu_time=lambda:
+        time.clock_gettime(time.pthread_getcpuclockid(ident))``. A trial in another
+        process (a subprocess, a Ray worker) is :meth:`join`-ed with its ``pid`` and
+        :meth:`leave`-s with its record.
+        """
         from frugalml.meter._estimate import estimate_unmeasured
         from frugalml.meter._meter import Meter
         from frugalml.meter._registry import BackendContext
