@@ -316,3 +316,28 @@ def test_profile_and_factorial_default_to_one_thread() -> None:
         ProfileConfig(threads=0)
     with pytest.raises(ConfigError, match="threads"):
         FactorialConfig(threads=-2)
+
+
+# -- the budget prediction ---------------------------------------------------------------------
+
+
+def test_estimate_predicts_training_energy_and_the_total_with_setup() -> None:
+    from frugalml.study._estimate import estimate_study
+
+    estimate = estimate_study(_spec(), calibration_cap_s=10)
+    assert len(estimate.trials) == 2 and estimate.threads == 1
+    for t in estimate.trials:
+        parts = t.train_energy_j + t.eval_energy_j + t.setup_energy_j
+        assert parts == pytest.approx(t.energy_j, rel=1e-9)
+        assert t.setup_duration_s > 0 and 0 < t.train_energy_j < t.energy_j
+    full, tenth = estimate.trials
+    # ceil(1259 / 32) = 40 steps an epoch against ceil(126 / 32) = 4, at the same timed step
+    assert tenth.train_energy_j == pytest.approx(full.train_energy_j * 4 / 40, rel=1e-9)
+    assert tenth.setup_energy_j == pytest.approx(full.setup_energy_j, rel=1e-9)
+    assert estimate.total_train_energy_j == pytest.approx(
+        sum(t.train_energy_j for t in estimate.trials)
+    )
+    assert estimate.total_energy_j == pytest.approx(
+        estimate.total_train_energy_j + estimate.total_eval_energy_j + estimate.total_setup_energy_j
+    )
+    assert "fresh interpreter" in estimate.method and "PePR's resource" in estimate.method

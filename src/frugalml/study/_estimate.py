@@ -12,7 +12,9 @@ Method, stated in every estimate:
 4. Energy is predicted time times the mean power the meter saw during calibration, with that
    meter's provenance (measured from a counter, or estimated).
 5. Set-up (what a trial's window holds besides its epochs: loading the data, building the
-   model, counting its costs) is the time those took here, once per dataset and model.
+   model, counting its costs) is the time those took here, once per dataset and model, plus
+   what a fresh process pays once on top (the lazy imports of the data loader, the FLOP
+   counter and timm), timed by doing the first trial's set-up in a new interpreter.
 
 The prediction is split as the results are: ``train_energy_j`` (the training steps, PePR's
 resource), ``eval_energy_j``, ``setup_energy_j`` and ``energy_j``, their sum, which is what a
@@ -110,19 +112,70 @@ def _time_steps(
     return statistics.median(times[1:])
 
 
+_FRESH_SETUP = """
+import json, sys, time
+import torch
+import frugalml.study  # what a worker has imported when its trial window opens
+t0 = time.perf_counter()
+from frugalml.data import load_dataset
+from frugalml.models import count_costs, create_model
+a = json.loads(sys.argv[1])
+ds = load_dataset(a["dataset"], root=a["root"], download=a["download"], image_size=a["size"])
+model = create_model(a["model"], num_classes=ds.num_classes, in_chans=ds.channels, **a["args"])
+count_costs(model, (ds.channels, *ds.image_size))
+print(time.perf_counter() - t0)
+"""
+
+
+def _fresh_setup_s(spec: StudySpec, trial: Any) -> float | None:
+    """Seconds the set-up of ``trial`` takes in a new interpreter (None if it fails)."""
+    import json
+    import subprocess
+    import sys
+
+    args = {
+        "dataset": trial.dataset,
+        "root": spec.data_root,
+        "download": spec.download,
+        "size": trial.image_size,
+        "model": trial.model.name,
+        "args": trial.model.args_dict(),
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _FRESH_SETUP, json.dumps(args)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        return float(done.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
 def estimate_study(
-    spec: StudySpec, *, calibration_cap_s: float = 30.0, steps: int = 3
+    spec: StudySpec, *, calibration_cap_s: float = 30.0, steps: int = 3, fresh_setup: bool = True
 ) -> StudyEstimate:
-    """Predict the energy and time of every trial of ``spec`` on this machine."""
+    """Predict the energy and time of every trial of ``spec`` on this machine.
+
+    ``fresh_setup=False`` skips timing a trial's set-up in a new interpreter (a few seconds);
+    the set-up is then what this process took, without the imports every trial pays again.
+    """
+    from frugalml._yaml import parse_seconds
     from frugalml.train import using_threads
 
+    parse_seconds(calibration_cap_s, "calibration_cap_s", example="30")  # as --calibration-cap-s
+
     with using_threads(spec.threads) as threads:  # time the steps as the trials run them
-        estimate = _estimate(spec, calibration_cap_s, steps)
+        estimate = _estimate(spec, calibration_cap_s, steps, fresh_setup)
     estimate.threads = threads
     return estimate
 
 
-def _estimate(spec: StudySpec, calibration_cap_s: float, steps: int) -> StudyEstimate:
+def _estimate(
+    spec: StudySpec, calibration_cap_s: float, steps: int, fresh_setup: bool
+) -> StudyEstimate:
     import torch
 
     from frugalml.data import load_dataset
@@ -178,6 +231,20 @@ def _estimate(spec: StudySpec, calibration_cap_s: float, steps: int) -> StudyEst
         raise RuntimeError("the calibration window recorded no measurement")
     calibration_s = measurement.duration_s
     power_w = measurement.energy_j / calibration_s if calibration_s > 0 else 0.0
+    extra_setup_s = 0.0
+    setup_rule = "the time loading the data and building each model took here"
+    if fresh_setup and trials:
+        first = trials[0]
+        first_key = (first.dataset, first.image_size)
+        fresh = _fresh_setup_s(spec, first)
+        if fresh is not None:
+            extra_setup_s = max(0.0, fresh - load_s[first_key] - build_s[(first.model, first_key)])
+            setup_rule += (
+                f", plus {extra_setup_s:.2f} s per trial that a new process pays on top (the "
+                f"first trial's set-up took {fresh:.2f} s in a fresh interpreter)"
+            )
+        else:
+            notes.append("timing a set-up in a fresh interpreter failed: set-up is a low bound")
     if pending:
         rates = [f * batch / s for s, _, f, _ in calibrated.values() if s > 0 and f > 0]
         rate = statistics.median(rates) if rates else math.nan
@@ -200,7 +267,7 @@ def _estimate(spec: StudySpec, calibration_cap_s: float, steps: int) -> StudyEst
         epochs = trial.training.epochs
         train_s = math.ceil(n_train / batch) * step_s * epochs
         eval_s = (n_eval / batch) * step_s / 3 * epochs
-        setup_s = load_s[data_key] + build_s[(trial.model, data_key)]
+        setup_s = load_s[data_key] + build_s[(trial.model, data_key)] + extra_setup_s
         duration = train_s + eval_s + setup_s
         estimates.append(
             TrialEstimate(
@@ -227,7 +294,7 @@ def _estimate(spec: StudySpec, calibration_cap_s: float, steps: int) -> StudyEst
     method = (
         f"each model timed for {steps} training steps at batch {batch} on this machine "
         f"(first step discarded); epoch = training steps + evaluation at 1/3 of a step per "
-        f"sample; set-up = the time loading the data and building each model took here; "
+        f"sample; set-up = {setup_rule}; "
         f"energy = time x {power_w:.1f} W, the mean power over the calibration "
         f"({measurement.provenance}: {measurement.energy_source}); training energy is the "
         "steps alone (PePR's resource), the total adds evaluation and set-up (what budgets "
