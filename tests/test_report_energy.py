@@ -76,6 +76,13 @@ def split_results() -> pd.DataFrame:
     )
 
 
+def definition(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """A store's trial definition from a results row (model_args as a mapping)."""
+    out = {k: row[k] for k in keys}
+    out["model_args"] = {}
+    return out
+
+
 def page_text(report_html: Path) -> str:
     return html.unescape(report_html.read_text(encoding="utf-8"))
 
@@ -346,7 +353,7 @@ def test_a_store_with_a_corrupt_row_still_reports_and_names_it(tmp_path: Path, c
     with StudyStore(out) as store:
         rows = split_results().to_dict("records")
         store.add_trials(
-            [(str(r["trial_id"]), "split", str(r["model"]), {k: r[k] for k in keys}) for r in rows]
+            [(str(r["trial_id"]), "split", str(r["model"]), definition(r, keys)) for r in rows]
         )
         for r in rows:
             result = {k: v for k, v in r.items() if k not in (*keys, "status", "error")}
@@ -384,7 +391,7 @@ def test_a_pruned_trial_in_a_store_is_pruned_in_status_and_report(
     rows[2].update(pruned=True, tune_state="pruned", epochs=1, stop_reason="median pruner")
     with StudyStore(out) as store:
         store.add_trials(
-            [(str(r["trial_id"]), "split", str(r["model"]), {k: r[k] for k in keys}) for r in rows]
+            [(str(r["trial_id"]), "split", str(r["model"]), definition(r, keys)) for r in rows]
         )
         for r in rows:
             result = {k: v for k, v in r.items() if k not in (*keys, "status", "error")}
@@ -399,3 +406,34 @@ def test_a_pruned_trial_in_a_store_is_pruned_in_status_and_report(
     assert "1 pruned" in page
     board = pd.read_csv(out / "report" / "leaderboard.csv")
     assert board["model"].tolist() == ["a", "b"]
+
+
+def test_a_negative_energy_in_a_store_leaves_that_trial_out_with_a_note(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from frugalml.study import StudyStore
+
+    out = tmp_path / "study"
+    keys = ("study", "model", "model_args", "dataset", "pretrained", "fraction", "seed")
+    rows = split_results().to_dict("records")
+    rows[1]["train_energy_j"] = -30.0  # no meter books this: a damaged row
+    with StudyStore(out) as store:
+        store.add_trials(
+            [(str(r["trial_id"]), "split", str(r["model"]), definition(r, keys)) for r in rows]
+        )
+        for r in rows:
+            result = {k: v for k, v in r.items() if k not in (*keys, "status", "error")}
+            store.finish(str(r["trial_id"]), "complete", result=result)
+    before = (out / "study.db").read_bytes()
+    assert main(["report", str(out), "--no-plots"]) == 0
+    capsys.readouterr()
+    assert (out / "study.db").read_bytes() == before
+    page = page_text(out / "report" / "report.html")
+    assert (
+        "not in this report: b (digits, from scratch, 100% of the training data, seed 0) "
+        "records train_energy_j = -30, which cannot be negative" in page
+    )
+    board = pd.read_csv(out / "report" / "leaderboard.csv")
+    # a and c remain: training 10, 20 -> E_n 0, 1 -> 0.9, 0.57 / 2 = 0.285
+    assert board["model"].tolist() == ["a", "c"]
+    np.testing.assert_allclose(board["pepr_train_energy_j"], [0.9, 0.285], atol=1e-12)

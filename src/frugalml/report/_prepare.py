@@ -248,14 +248,20 @@ def prepare(results: pd.DataFrame, *, energy_column: str | None = None) -> Prepa
         ConfigError: ``results`` is not a DataFrame, lacks ``model`` or ``accuracy``, or
             has no energy column (or not the one asked for).
         DataError: the table has no rows, a numeric column holds text, or a cost (energy,
-            time, memory, a count) is negative.
+            time, memory, a count) is negative in a table given as such (a CSV). A study
+            store's table (``load_results``, which names the store's unreadable rows in
+            ``attrs["store_warnings"]``) loses such a row instead, named in a note, so one
+            impossible row does not make the study unreportable.
     """
-    table = _checked(results)
+    attrs = getattr(results, "attrs", {})
+    left_out: list[str] = []
+    table = _checked(results, skip_negative="store_warnings" in attrs, left_out=left_out)
     notes: list[str] = [
         f"not in this report, unreadable in the study store: {w}"
-        for w in results.attrs.get("store_warnings") or []
+        for w in attrs.get("store_warnings") or []
         if isinstance(w, str) and w
     ]
+    notes += left_out
     energy, fallback = _energy_column(table, energy_column)
     if fallback:
         notes.append(
@@ -335,7 +341,9 @@ def _energy_column(table: pd.DataFrame, asked: str | None) -> tuple[str, bool]:
     )
 
 
-def _checked(results: object) -> pd.DataFrame:
+def _checked(
+    results: object, *, skip_negative: bool = False, left_out: list[str] | None = None
+) -> pd.DataFrame:
     if not isinstance(results, pd.DataFrame):
         raise ConfigError(
             f"a report needs a pandas DataFrame of results, got {type(results).__name__}",
@@ -362,8 +370,25 @@ def _checked(results: object) -> pd.DataFrame:
         if column in table.columns:
             table[column] = _numbers(table, column)
     for column in _NON_NEGATIVE:
-        if column in table.columns:
+        if column not in table.columns:
+            continue
+        if not skip_negative:
             _refuse_negative(table, column)
+            continue
+        negative = (table[column] < 0).to_numpy(dtype=bool)
+        for position in np.flatnonzero(negative):
+            record = table.iloc[int(position)].to_dict()
+            if left_out is not None:
+                left_out.append(
+                    f"not in this report: {trial_name(record)} records {column} = "
+                    f"{float(table[column].iloc[int(position)]):g}, which cannot be negative"
+                )
+        table = table[~negative].reset_index(drop=True)
+        if not len(table.index):
+            raise DataError(
+                f"every trial of the study records a negative {column}",
+                fix="the store is damaged: rerun the study into a new --out directory",
+            )
     if "pretrained" in table.columns and not pd.api.types.is_bool_dtype(table["pretrained"]):
         table["pretrained"] = pd.Series(
             [_flag(v, position) for position, v in enumerate(table["pretrained"])],
