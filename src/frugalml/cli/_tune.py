@@ -32,9 +32,12 @@ DIR/optuna.db holds Optuna's study, DIR/study.db the trials for 'frugalml study 
 DIR/tuning.png, DIR/tuning_trials.csv and DIR/tuning_summary.json the results.
 
 'compare' runs each strategy --repeats times under the spec's budget (repeat r uses sampler
-seed r for every strategy) and writes the energy each needs to come within --target of the
-best validation accuracy any run found: DIR/comparison.{png,csv,md}. A strategy may name a
-pruner: tpe+median, random+none, nsga2+dominance.
+seed r for every strategy; repeats interleaved across strategies) and writes the energy
+each needs to come within --target of the best validation accuracy any run found (share of
+runs reaching it, Kaplan-Meier median with a bootstrap interval, runs that never reach it
+censored), pairwise log-rank and Mann-Whitney tests, and the load average around each run:
+DIR/comparison.{png,csv,md,html}, comparison_tests.csv, comparison_load.csv. A strategy may
+name a pruner: tpe+median, random+none, nsga2+dominance.
 
 See examples/tune_digits.yaml and examples/compare_digits.yaml for the spec format."""
 
@@ -71,7 +74,12 @@ def register(subparsers: Any) -> None:
     compare.add_argument(
         "--strategies", default=None, help="compare: comma-separated, e.g. grid,random,tpe,gp"
     )
-    compare.add_argument("--repeats", type=int, default=3, help="compare: runs per strategy")
+    compare.add_argument(
+        "--repeats",
+        type=int,
+        default=10,
+        help="compare: runs per strategy, interleaved (default 10: fewer rarely decide a test)",
+    )
     compare.add_argument(
         "--target",
         type=float,

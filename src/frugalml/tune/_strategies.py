@@ -8,7 +8,14 @@ strategy           Optuna sampler
 ``tpe``            :class:`optuna.samplers.TPESampler` (multi-objective too)
 ``gp``             :class:`optuna.samplers.GPSampler` (Gaussian process)
 ``nsga2``          :class:`optuna.samplers.NSGAIISampler`
+``frugal``         multivariate TPE, acquisition per predicted joule, candidates
+                   the remaining energy budget cannot afford skipped (:mod:`._cost`)
+``sha``            random sampling, successive halving over epochs
+``hyperband``      random sampling, Hyperband over epochs
 =================  ==========================================================
+
+TPE, GP and frugal start with random trials: a fifth of the trials the budget affords
+(2 to 10), unless the spec names ``n_startup_trials`` (:func:`startup_trials`).
 
 Pruners: ``median`` (:class:`optuna.pruners.MedianPruner`), ``successive_halving``
 (:class:`optuna.pruners.SuccessiveHalvingPruner`), ``none``; ``dominance`` is our own rule
@@ -17,6 +24,8 @@ for accuracy against energy (:mod:`._prune`), so Optuna gets a ``NopPruner`` for
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
     import optuna
 
     from frugalml.tune._spec import TuneSpec
+    from frugalml.tune._tuner import Tuner
 
 
 def _grid_sampler(search_space: dict[str, list[Any]], seed: int) -> optuna.samplers.GridSampler:
@@ -44,29 +54,145 @@ def _grid_sampler(search_space: dict[str, list[Any]], seed: int) -> optuna.sampl
     return AskTellGridSampler(search_space, seed=seed)
 
 
-def make_sampler(spec: TuneSpec, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler of ``spec.strategy`` seeded with ``seed``."""
+#: Start-up (random) trials of a model-based strategy: a fifth of the trials the budget
+#: affords, within these bounds, unless the spec names ``n_startup_trials``.
+MIN_STARTUP_TRIALS = 2
+MAX_STARTUP_TRIALS = 10
+#: Without an estimate of the trials the budget affords: Optuna's default.
+DEFAULT_STARTUP_TRIALS = 10
+#: Strategies whose sampler starts with random trials.
+MODEL_BASED = ("tpe", "gp", "frugal")
+
+
+def startup_trials(spec: TuneSpec, affordable_trials: float | None) -> tuple[int | None, str]:
+    """The start-up trials of ``spec``'s strategy and a sentence saying why (None: not a
+    model-based strategy)."""
+    if spec.strategy not in MODEL_BASED:
+        return None, ""
+    named = spec.strategy_options.get("n_startup_trials")
+    if named is not None:
+        return int(named), f"{spec.strategy}: {named} random start-up trial(s), as the spec says"
+    if affordable_trials is None or not math.isfinite(affordable_trials):
+        n = DEFAULT_STARTUP_TRIALS
+        return n, f"{spec.strategy}: {n} random start-up trial(s) (no estimate of the budget)"
+    n = max(MIN_STARTUP_TRIALS, min(MAX_STARTUP_TRIALS, int(affordable_trials // 5)))
+    return n, (
+        f"{spec.strategy}: {n} random start-up trial(s), a fifth of the about "
+        f"{affordable_trials:.0f} trial(s) the budget affords (bounds "
+        f"{MIN_STARTUP_TRIALS}-{MAX_STARTUP_TRIALS})"
+    )
+
+
+def _cost_aware_tpe(
+    seed: int,
+    n_startup_trials: int,
+    predict_costs: Callable[[list[dict[str, Any]]], list[float | None]],
+    remaining_j: Callable[[], float | None],
+) -> optuna.samplers.TPESampler:
+    """TPE whose acquisition is per joule and skips what the remaining budget cannot afford.
+
+    TPE picks, among candidates drawn from the density of good trials ``l(x)``, the one with
+    the largest ``log l(x) - log g(x)`` (a monotone transform of expected improvement). Here
+    ``log predicted_energy_j(x)`` is subtracted (expected improvement per joule), and a
+    candidate predicted to cost more than the remaining budget scores ``-inf``; when none
+    is affordable the cheapest is proposed (and the tuner's budget check stops the run).
+    Multivariate, so that a candidate is a whole configuration whose cost can be predicted.
+    """
+    import numpy as np
+    import optuna
+
+    class CostAwareTPESampler(optuna.samplers.TPESampler):
+        _space: dict[str, Any]
+
+        def _sample(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            self._space = search_space
+            return super()._sample(study, trial, search_space)
+
+        def _compute_acquisition_func(
+            self, samples: dict[str, Any], mpe_below: Any, mpe_above: Any
+        ) -> Any:
+            values = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+            size = int(values.size)
+            candidates = [
+                {
+                    name: self._space[name].to_external_repr(samples[name][i].item())
+                    for name in samples
+                }
+                for i in range(size)
+            ]
+            costs = predict_costs(candidates)
+            if any(c is None or not math.isfinite(c) or c <= 0 for c in costs):
+                return values
+            cost = np.array(costs, dtype=float)
+            left = remaining_j()
+            scored = values - np.log(cost)
+            if left is not None:
+                affordable = cost <= left
+                if not affordable.any():
+                    return -cost
+                scored = np.where(affordable, scored, -np.inf)
+            return scored
+
+    return CostAwareTPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True)
+
+
+def make_sampler(
+    spec: TuneSpec,
+    seed: int,
+    *,
+    affordable_trials: float | None = None,
+    predict_costs: Callable[[list[dict[str, Any]]], list[float | None]] | None = None,
+    remaining_j: Callable[[], float | None] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The sampler of ``spec.strategy`` seeded with ``seed``.
+
+    ``affordable_trials`` (about how many trials the budget affords) sets the start-up
+    trials of tpe, gp and frugal (:func:`startup_trials`). ``frugal`` is TPE with a cost-aware
+    acquisition (:func:`_cost_aware_tpe`), given ``predict_costs`` (Optuna parameters of
+    candidates -> predicted J) and ``remaining_j`` (J the budget has left; None: no energy
+    limit); without them it is plain multivariate TPE. ``sha`` and ``hyperband`` sample at
+    random; their pruner (:func:`make_pruner`) does the multi-fidelity work over epochs.
+    """
     import optuna
 
     options: dict[str, Any] = dict(spec.strategy_options)
     name = spec.strategy
+    startup, _ = startup_trials(spec, affordable_trials)
+    if startup is not None:
+        options["n_startup_trials"] = startup
     if name == "grid":
         return _grid_sampler(spec.search_space.grid(), seed)
-    if name == "random":
+    if name in ("random", "sha", "hyperband"):
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **options)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, **options)
+    if name == "frugal":
+        if predict_costs is None or remaining_j is None:
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, **options)
+        return _cost_aware_tpe(seed, int(options["n_startup_trials"]), predict_costs, remaining_j)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, **options)
-    raise ConfigError(f"unknown strategy {name!r}", fix="use one of: grid, random, tpe, gp, nsga2")
+    raise ConfigError(
+        f"unknown strategy {name!r}",
+        fix="use one of: grid, random, tpe, gp, nsga2, frugal, sha, hyperband",
+    )
 
 
 def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for ``spec.pruner`` (a no-op for ``none`` and ``dominance``)."""
+    """Optuna's pruner for ``spec.pruner`` (a no-op for ``none`` and ``dominance``); the
+    ``sha`` and ``hyperband`` strategies bring their own, over epochs (minimum 1 epoch,
+    reduction factor 3 unless the strategy's options say otherwise)."""
     import optuna
 
+    if spec.strategy in ("sha", "hyperband"):
+        fidelity: dict[str, Any] = {"min_resource": 1, "reduction_factor": 3}
+        fidelity.update(spec.strategy_options)
+        if spec.strategy == "sha":
+            return optuna.pruners.SuccessiveHalvingPruner(**fidelity)
+        _, high = spec.search_space.epochs_range(spec.training.epochs)
+        return optuna.pruners.HyperbandPruner(max_resource=max(high, 1), **fidelity)
     options: dict[str, Any] = dict(spec.pruner_options)
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(**options)
@@ -78,3 +204,33 @@ def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
         f"unknown pruner {spec.pruner!r}",
         fix="use none, median, successive_halving or dominance",
     )
+
+
+def configure_search(tuner: Tuner, seed: int) -> list[str]:
+    """Once the tuner can predict costs (after its calibration or from its trials): the
+    sampler with start-up trials scaled to the budget and, for ``frugal``, the cost-aware
+    acquisition and per-configuration budget checks. Returns the sentences saying so."""
+    from frugalml.tune._cost import TrialCosts
+
+    spec = tuner.spec
+    if spec.strategy not in MODEL_BASED:
+        return []
+    costs = TrialCosts(tuner)
+    affordable = costs.affordable_trials()
+    tuner.study.sampler = make_sampler(
+        spec,
+        seed,
+        affordable_trials=affordable,
+        predict_costs=costs.predict_candidates,
+        remaining_j=costs.remaining_j,
+    )
+    notes = [startup_trials(spec, affordable)[1]]
+    if spec.strategy == "frugal":
+        tuner.cost_of = costs.predict
+        notes.append(
+            "frugal: each configuration's energy is predicted before it runs from its FLOPs "
+            "(frugalml.models.count_costs), batches and epochs, refined by the trials so far; "
+            "TPE's acquisition is divided by it and what the energy left cannot afford is "
+            "skipped"
+        )
+    return notes

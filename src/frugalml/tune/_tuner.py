@@ -62,7 +62,7 @@ from frugalml.tune._results import (
 from frugalml.tune._space import apply_params
 from frugalml.tune._spec import TuneSpec
 from frugalml.tune._storage import directory_lock, load_or_create_study
-from frugalml.tune._strategies import make_pruner, make_sampler
+from frugalml.tune._strategies import configure_search, make_pruner, make_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -279,6 +279,8 @@ class Tuner:
             DominancePruner(**spec.pruner_options) if spec.pruner == "dominance" else None
         )
         self.calibration: Calibration | None = None
+        #: Predicted energy (J) of a trial's params (the frugal strategy's cost model).
+        self.cost_of: Callable[[dict[str, Any]], float | None] | None = None
         self._store: StudyStore | None = None
         self._study: optuna.Study | None = None
         self._dataset: ImageDataset | None = None
@@ -451,8 +453,15 @@ class Tuner:
             method=method,
         )
 
-    def predict(self, planned_epochs: int, trials: list[TrialSummary]) -> CostPrediction | None:
-        """The predicted cost of a trial of ``planned_epochs`` (see the module docstring)."""
+    def predict(
+        self,
+        planned_epochs: int,
+        trials: list[TrialSummary],
+        params: dict[str, Any] | None = None,
+    ) -> CostPrediction | None:
+        """The predicted cost of a trial of ``planned_epochs`` (see the module docstring);
+        with ``params`` and a cost model (:attr:`cost_of`), the energy is that model's
+        prediction for those params (CO2 and time scaled alike)."""
         ran = [
             t for t in trials if t.epochs > 0 and math.isfinite(t.energy_j) and t.state != "skipped"
         ]
@@ -474,6 +483,11 @@ class Tuner:
             method = f"calibration ({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
         else:
             return None
+        predicted = self.cost_of(params) if params is not None and self.cost_of else None
+        if predicted is not None and per_epoch[0] > 0:
+            ratio = predicted / (per_epoch[0] * planned_epochs)
+            per_epoch = (per_epoch[0] * ratio, per_epoch[1] * ratio, per_epoch[2] * ratio)
+            method = f"cost model of the configuration's FLOPs and batches: {predicted:.3g} J"
         return CostPrediction(
             energy_j=per_epoch[0] * planned_epochs,
             co2_g=per_epoch[1] * planned_epochs,
@@ -481,13 +495,18 @@ class Tuner:
             method=method,
         )
 
-    def budget_stop(self, planned_epochs: int, trials: list[TrialSummary]) -> str | None:
-        """A reason not to start a trial of ``planned_epochs``, or None."""
+    def budget_stop(
+        self,
+        planned_epochs: int,
+        trials: list[TrialSummary],
+        params: dict[str, Any] | None = None,
+    ) -> str | None:
+        """A reason not to start a trial of ``planned_epochs`` (with ``params``), or None."""
         budget = self.spec.budget
         if not budget.has_resource_limit:
             return None
         energy_j, co2_g, duration_s = self._spent(trials)
-        prediction = self.predict(planned_epochs, trials)
+        prediction = self.predict(planned_epochs, trials, params)
         # energy is compared in J (the limit is given in kWh; both are shown)
         checks = (
             (
@@ -844,6 +863,8 @@ class Tuner:
                 # skews its energy objective and the pruning decisions compared against it.
                 warm = self.calibrate(self._dataset, meter)
                 self._add_overhead(warm.spent_energy_j, warm.spent_co2_g, warm.spent_duration_s)
+            if spent is None:  # start-up trials scaled to the budget, frugal's cost model
+                notes.extend(configure_search(self, self._sampler_seed(len(self.study.trials))))
             try:
                 if spent is None:
                     stop_reason = self._loop(meter)
@@ -939,7 +960,7 @@ class Tuner:
             sampler = _cost(sampler_window.measurement)
             try:
                 planned = apply_params(params, spec.training)[0].epochs
-                reason = self.budget_stop(planned, trials)
+                reason = self.budget_stop(planned, trials, params)
                 if reason is not None:
                     trial.set_user_attr(
                         TRIAL_ATTR,
