@@ -206,6 +206,13 @@ CASES: list[Case] = [
         setup=lambda d: _folder(d / "img", {"only": 10}),
     ),
     Case(
+        "folder-mixed-sizes",
+        ["study", "validate", "{d}/s.yaml", "--no-calibrate"],
+        "different sizes",
+        files={"s.yaml": "name: t\ndatasets: ['folder:{d}/img']\nmodels: [frugal_mlp]\n"},
+        setup=lambda d: _folder(d / "img", {"a": 6, "b": 6}, sizes=(8, 12)),
+    ),
+    Case(
         "folder-missing",
         ["study", "validate", "{d}/s.yaml", "--no-calibrate"],
         "does not exist",

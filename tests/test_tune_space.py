@@ -326,3 +326,15 @@ def test_validation_checks_the_models_a_search_can_ask_for() -> None:
             TuneSpec.from_mapping(_spec(strategy=bad))
     with pytest.raises(ConfigError, match="pruner"):
         TuneSpec.from_mapping(_spec(pruner={"type": ["median"]}))
+
+
+def test_absurd_but_legal_tuning_plans_warn(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    space = {"epochs": {"type": "int", "low": 1, "high": 5000}}
+    with caplog.at_level(logging.WARNING, logger="frugalml"):
+        TuneSpec.from_mapping(_spec(search_space=space, budget={"max_trials": 20_000}))
+    assert "search_space.epochs reaches 5,000" in caplog.text
+    assert "budget.max_trials is 20,000" in caplog.text
+    with pytest.raises(ConfigError, match="max_trials"):
+        TuneSpec.from_mapping(_spec(budget={"max_trials": 10**7}))

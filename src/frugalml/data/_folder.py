@@ -29,7 +29,7 @@ from frugalml.data._dataset import SPLIT_NAMES, ImageDataset, Split
 from frugalml.data._split import DEFAULT_SPLIT_FRACTIONS, stratified_split_indices
 from frugalml.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "folder_split_counts", "load_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "folder_image_sizes_agree", "folder_split_counts", "load_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +169,8 @@ def _check_same_classes(root: Path, split_dirs: dict[str, Path]) -> list[str]:
     return reference
 
 
-def _to_nchw(
-    decoded: list[_Decoded], paths: list[Path], rgb: bool, root: Path
-) -> NDArray[np.uint8]:
-    sizes: dict[tuple[int, int], Path] = {}
-    for item, path in zip(decoded, paths, strict=True):
-        sizes.setdefault((int(item.array.shape[0]), int(item.array.shape[1])), path)
+def _refuse_mixed_sizes(sizes: dict[tuple[int, int], Path], root: Path) -> None:
+    """``sizes``: (H, W) -> one file of that size."""
     if len(sizes) > 1:
         examples = ", ".join(f"{h}x{w} ({p})" for (h, w), p in list(sizes.items())[:3])
         raise DataError(
@@ -182,6 +178,44 @@ def _to_nchw(
             fix="set image_size to resize every image to N x N while loading (spec key "
             "image_size: N, or image_size=N in Python)",
         )
+
+
+#: A validation reads the headers of at most this many images to find mixed sizes.
+MAX_HEADER_CHECKS = 20_000
+
+
+def folder_image_sizes_agree(path: str | os.PathLike[str]) -> None:
+    """Refuse a tree whose images differ in size (it loads only with ``image_size``), from
+    the image headers alone (no pixel is decoded). A tree of more than
+    :data:`MAX_HEADER_CHECKS` images is left to the load, which checks the same way."""
+    from PIL import Image
+
+    tree = _read_tree(path)
+    paths = [p for paths, _ in tree.scanned.values() for p in paths]
+    if len(paths) > MAX_HEADER_CHECKS:
+        logger.debug("%s: %d images, sizes checked at load time", tree.root, len(paths))
+        return
+    sizes: dict[tuple[int, int], Path] = {}
+    for file in paths:
+        try:
+            with Image.open(file) as image:
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(
+                f"cannot read image {file}: {exc}",
+                fix=f"delete or replace {file}, or move it out of the dataset folder",
+            ) from exc
+        sizes.setdefault((height, width), file)
+    _refuse_mixed_sizes(sizes, tree.root)
+
+
+def _to_nchw(
+    decoded: list[_Decoded], paths: list[Path], rgb: bool, root: Path
+) -> NDArray[np.uint8]:
+    sizes: dict[tuple[int, int], Path] = {}
+    for item, path in zip(decoded, paths, strict=True):
+        sizes.setdefault((int(item.array.shape[0]), int(item.array.shape[1])), path)
+    _refuse_mixed_sizes(sizes, root)
     stacked: list[NDArray[np.uint8]] = []
     for item in decoded:
         if rgb:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from frugalml.data._dataset import ImageDataset, check_split_counts
 from frugalml.data._digits import load_digits_dataset
-from frugalml.data._folder import folder_split_counts, load_folder
+from frugalml.data._folder import folder_image_sizes_agree, folder_split_counts, load_folder
 from frugalml.data._medmnist import (
     MEDMNIST_ROOT_ENV,
     check_medmnist,
@@ -250,6 +250,7 @@ def check_dataset(
     *,
     root: str | os.PathLike[str] | None = None,
     download: bool | None = None,
+    image_size: int | None = None,
     split_seed: int = 0,
 ) -> None:
     """What can be checked about a dataset without loading its images.
@@ -257,7 +258,8 @@ def check_dataset(
     The name's syntax always; for ``medmnist:`` that it is single-label and its file is
     there unless ``download`` allows fetching it; for ``folder:`` the tree's layout, classes
     and the split it would make, from the file names (so one image per class, a single
-    class or an empty split are refused before any trial starts). :func:`load_dataset`
+    class or an empty split are refused before any trial starts) and, without
+    ``image_size``, that the images share one size (from their headers). :func:`load_dataset`
     makes the same checks (the medmnist ones by the same function, the splits on the
     loaded data).
 
@@ -269,5 +271,8 @@ def check_dataset(
     if scheme == "medmnist":
         check_medmnist(argument, root=root, download=download)
     elif scheme == "folder":
-        classes, counts = folder_split_counts(_folder_path(argument, root), split_seed=split_seed)
+        folder = _folder_path(argument, root)
+        classes, counts = folder_split_counts(folder, split_seed=split_seed)
         check_split_counts(name, classes, counts)
+        if image_size is None:
+            folder_image_sizes_agree(folder)

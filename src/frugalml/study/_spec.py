@@ -325,7 +325,7 @@ class StudySpec:
         )
         spec.check(here=False)
         for warning in spec.warnings():
-            logger.warning("%s: %s", source, warning)
+            logger.warning("warning: %s: %s", source, warning)
         return spec
 
     def check(self, *, here: bool = True) -> None:
@@ -346,8 +346,15 @@ class StudySpec:
         if here:
             from frugalml.data import check_dataset
 
+            trials = self.trials()
             for dataset in self.datasets:
-                check_dataset(dataset, root=self.data_root, download=self.download)
+                sizes = {t.image_size for t in trials if t.dataset == dataset}
+                check_dataset(
+                    dataset,
+                    root=self.data_root,
+                    download=self.download,
+                    image_size=None if None in sizes else min(s for s in sizes if s),
+                )
 
     def warnings(self) -> list[str]:
         """Legal but probably unintended plans, one sentence each (logged when parsed)."""

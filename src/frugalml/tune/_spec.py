@@ -38,7 +38,7 @@ from frugalml._yaml import (
 from frugalml.errors import ConfigError, FrugalError
 from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
-from frugalml.train._config import MAX_SEED
+from frugalml.train._config import MAX_SEED, WARN_EPOCHS
 from frugalml.tune._space import SearchSpace, apply_params
 
 logger = logging.getLogger(__name__)
@@ -350,9 +350,19 @@ class TuneSpec:
             source=source,
         )
         spec.check_models()
-        for warning in training.warnings():
-            logger.warning("%s: %s", source, warning)
+        for warning in spec.warnings():
+            logger.warning("warning: %s: %s", source, warning)
         return spec
+
+    def warnings(self) -> list[str]:
+        """Legal but probably unintended plans, one sentence each (logged when parsed)."""
+        out = self.training.warnings()
+        _, most = self.search_space.epochs_range(self.training.epochs)
+        if most > WARN_EPOCHS and most != self.training.epochs:
+            out.append(f"search_space.epochs reaches {most:,} epochs a trial; check the range")
+        if self.budget.max_trials is not None and self.budget.max_trials > 10_000:
+            out.append(f"budget.max_trials is {self.budget.max_trials:,}; check the number")
+        return out
 
     # -- checks -----------------------------------------------------------------------------
     def check(self) -> None:
@@ -363,7 +373,9 @@ class TuneSpec:
         from frugalml.train._config import check_device
 
         check_device(self.training.device)
-        check_dataset(self.dataset, root=self.data_root, download=self.download)
+        check_dataset(
+            self.dataset, root=self.data_root, download=self.download, image_size=self.image_size
+        )
 
     def model_candidates(self) -> list[tuple[str | None, Any, str, dict[str, Any]]]:
         """``(parameter, value, model name, args)`` for the base model (parameter None) and
