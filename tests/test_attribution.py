@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,52 @@ def test_the_poller_thread_keeps_the_sum(meter_powercap: PowercapTree) -> None:
     assert given == pytest.approx(sampler.counter_j["cpu:0"], rel=1e-9)
     assert sampler.counter_j["cpu:0"] == pytest.approx(spent_uj / 1e6)
     assert got["b"]["cpu:0"] > got["a"]["cpu:0"] > 0
+
+
+def test_two_trials_on_threads_meter_their_share(
+    meter_powercap: PowercapTree, meter_idle_load: object
+) -> None:
+    _tree(meter_powercap)
+    clock, total = FakeClock(), [0.0]
+    idents: dict[str, int] = {}
+    burnt = {name: threading.Event() for name in ("a", "b")}
+    release = threading.Event()
+
+    def thread_cpu(name: str) -> float:
+        ident = idents.get(name)
+        return 0.0 if ident is None else time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+    def trial(name: str, cpu_s: float) -> None:
+        idents[name] = threading.get_ident()
+        end = time.thread_time() + cpu_s
+        while time.thread_time() < end:
+            pass
+        burnt[name].set()
+        release.wait(30)  # alive until its CPU clock has been read
+
+    # the fake tree spends its energy at the end, so no poller may close an interval
+    # while the threads burn (that interval would hold their CPU time and no energy)
+    quiet = MeterConfig(gpus="none", poll_interval_s=3600.0)
+    with HostSampler(quiet, clock=clock, thread=False, interval_s=3600.0) as sampler:
+        meter_a = sampler.meter("a", cpu_time=lambda: thread_cpu("a"))
+        meter_b = sampler.meter("b", cpu_time=lambda: thread_cpu("b"))
+        threads = [
+            threading.Thread(target=trial, args=("a", 0.1)),
+            threading.Thread(target=trial, args=("b", 0.3)),
+        ]
+        try:
+            with meter_a, meter_b, meter_a.window("a") as wa, meter_b.window("b") as wb:
+                for thread in threads:
+                    thread.start()
+                assert all(e.wait(60) for e in burnt.values())
+                _spend(meter_powercap, clock, 40.0, total)
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(30)
+    assert wa.measurement is not None and wb.measurement is not None
+    cpu_a = {c.component: c.energy_j for c in wa.measurement.components}["cpu:0"]
+    cpu_b = {c.component: c.energy_j for c in wb.measurement.components}["cpu:0"]
+    assert cpu_a + cpu_b == pytest.approx(40.0, rel=0.01)
+    assert cpu_a / (cpu_a + cpu_b) == pytest.approx(0.25, abs=0.03)
+    assert wa.measurement.provenance == "attributed"
