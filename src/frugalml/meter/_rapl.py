@@ -153,10 +153,6 @@ class RaplDiscovery:
     def counts_dram(self) -> bool:
         return any(z.name in ("dram", "psys") for z in self.selected)
 
-    @property
-    def counts_cpu(self) -> bool:
-        return bool(self.selected)
-
 
 def _probe_zone(path: Path, reader: Reader) -> RaplZone:
     match = _ZONE_RE.match(path.name)
