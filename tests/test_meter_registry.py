@@ -197,3 +197,20 @@ def test_a_failing_factory_closes_what_was_opened(
 def test_register_backend_refuses_a_non_callable() -> None:
     with pytest.raises(Exception, match="must be callable"):
         register_backend("nvml")  # type: ignore[arg-type]
+
+
+def test_env_names_registered_backends_beyond_the_builtins(
+    restore_registry: None, meter_no_powercap: object
+) -> None:
+    from frugalml.meter import describe_environment
+
+    def amd_backends(context: BackendContext) -> list[EnergyBackend]:
+        return []
+
+    assert not any("register_backend" in n for n in describe_environment(NO_GPU).notes)
+    register_backend(amd_backends)
+    notes = describe_environment(NO_GPU).notes
+    assert any("register_backend" in n and "amd_backends" in n for n in notes)
+
+
+NO_GPU = MeterConfig(gpus="none")

@@ -156,6 +156,14 @@ def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport
             f"dram: energy = integral of process-tree RSS (GB) over time x "
             f"{config.dram_w_per_gb:g} W/GB ({source})"
         )
+    from frugalml.meter._registry import _BUILTIN, registered_backends
+
+    extra = [getattr(f, "__name__", repr(f)) for f in registered_backends() if f not in _BUILTIN]
+    if extra:
+        notes.append(
+            f"also registered (register_backend), opened by every meter, not probed here: "
+            f"{', '.join(extra)}"
+        )
     return EnvironmentReport(
         platform=platform.platform(),
         python=sys.version.split()[0],
