@@ -107,6 +107,7 @@ CASES: list[Case] = [
     study("yaml-deep", f"name: t\ndatasets: {DEEP}\nmodels: [frugal_mlp]\n", "too deeply"),
     study("yaml-syntax", "name: t\ndatasets: [digits\n", "not valid YAML"),
     study("yaml-not-mapping", "- a\n- b\n", "mapping"),
+    study("yaml-huge-file", "# " + "x" * (5 * 2**20) + "\n", "MiB"),
     # -- study specs: "OK" before, yet every trial failed or trained wrong ----------------------
     training("weight-decay-nan", "weight_decay: .nan", "training.weight_decay"),
     training("weight-decay-negative", "weight_decay: -1", "training.weight_decay"),

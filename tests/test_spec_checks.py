@@ -137,6 +137,10 @@ def test_absurd_but_legal_plans_warn(caplog: pytest.LogCaptureFixture) -> None:
     assert "training.epochs is 5,000" in text and "training.lr is 2" in text
     with pytest.raises(ConfigError, match=r"training\.epochs"):
         StudySpec.from_mapping({**BASE, "training": {"epochs": 10**20}})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="frugalml"):
+        StudySpec.from_mapping({**BASE, "trial_timeout_s": 0.5})
+    assert "trial_timeout_s is 0.5 s" in caplog.text
 
 
 def test_one_input_size_rule_for_studies_and_profile() -> None:

@@ -64,6 +64,11 @@ def _count_values(data: Any, path: Path) -> None:
             stack.extend(item)
 
 
+#: The largest spec file read (a real one is a few kB; this keeps a wrong file from filling
+#: the memory).
+MAX_SPEC_BYTES = 4 * 2**20
+
+
 def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapping[str, Any]:
     """The top-level mapping of the YAML file at ``path``, read with ``yaml.safe_load``'s
     constructors.
@@ -78,6 +83,13 @@ def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapp
 
     path = Path(path)
     try:
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_SPEC_BYTES:
+            raise ConfigError(
+                f"spec file {path} is {size / 2**20:.1f} MiB, more than a spec can be "
+                f"({MAX_SPEC_BYTES // 2**20} MiB)",
+                fix=f"check that this is the spec you meant (see {example})",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
@@ -173,12 +185,14 @@ def parse_number(value: Any, where: str) -> float:
 MAX_SECONDS = 365 * 24 * 3600.0
 
 
-def parse_seconds(value: Any, where: str, *, example: str = "3600") -> float:
+def parse_seconds(
+    value: Any, where: str, *, example: str = "3600", warn_below: float | None = None
+) -> float:
     """A time limit: a finite number of seconds in (0, one year].
 
     Shared by spec keys (``trial_timeout_s``) and command-line options
     (``--trial-timeout-s``, ``--calibration-cap-s``), so ``-5`` and ``nan`` are refused the
-    same way everywhere.
+    same way everywhere. A limit below ``warn_below`` is legal but logged as a warning.
     """
     try:
         seconds = parse_number(value, where)
@@ -191,6 +205,13 @@ def parse_seconds(value: Any, where: str, *, example: str = "3600") -> float:
             f"{where} must be a positive number of seconds up to {MAX_SECONDS:.0f} (a year), "
             f"got {value!r}",
             fix=f"give e.g. {example}",
+        )
+    if warn_below is not None and seconds < warn_below:
+        logger.warning(
+            "warning: %s is %g s: a trial's set-up alone (imports, data, model) takes a few "
+            "seconds, so most trials would time out",
+            where,
+            seconds,
         )
     return seconds
 

@@ -125,8 +125,11 @@ class StudyRunner:
         self.retry_failed = retry_failed
         if trial_timeout_s is not None:  # -5 would fail every trial, nan disable the limit
             from frugalml._yaml import parse_seconds
+            from frugalml.study._spec import WARN_TIMEOUT_S
 
-            trial_timeout_s = parse_seconds(trial_timeout_s, "--trial-timeout-s")
+            trial_timeout_s = parse_seconds(
+                trial_timeout_s, "--trial-timeout-s", warn_below=WARN_TIMEOUT_S
+            )
         self.trial_timeout_s = trial_timeout_s or spec.trial_timeout_s
         spec.check()  # what every worker would refuse here, before the store is touched
         self.on_event = on_event or (lambda event: None)

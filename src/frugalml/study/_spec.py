@@ -43,6 +43,8 @@ from frugalml.train._config import MAX_SEED, check_device
 
 logger = logging.getLogger(__name__)
 
+#: A trial time limit below this draws a warning (a trial's set-up takes a few seconds).
+WARN_TIMEOUT_S = 10.0
 #: A study of more trials than this draws a warning (it is legal, but probably a typo).
 WARN_TRIALS = 10_000
 
@@ -288,7 +290,7 @@ class StudySpec:
 
         timeout = data.get("trial_timeout_s")
         if timeout is not None:
-            timeout = parse_seconds(timeout, "trial_timeout_s")
+            timeout = parse_seconds(timeout, "trial_timeout_s", warn_below=WARN_TIMEOUT_S)
         parallel = {key: parse_count(data.get(key, 1), key) for key in ("workers", "threads")}
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
