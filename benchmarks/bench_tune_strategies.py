@@ -7,8 +7,9 @@ the energy each strategy needed to come within that much (absolute validation ac
 the best validation accuracy any run found: median, min and max over repeats, with runs
 that never got there counted as "not reached".
 
-    python benchmarks/bench_tune_strategies.py [--repeats 3] [--threads 1]
-        [--strategies grid,random,tpe,tpe+median,gp] [--targets 0.01,0.02] [--out DIR]
+    python benchmarks/bench_tune_strategies.py [--repeats 10] [--threads 1]
+        [--strategies random,tpe,frugal,frugal+median,hyperband] [--targets 0.01,0.02]
+        [--out DIR]
 
 Before the comparison, one untimed training warms up the process (imports, first-call
 initialisation), so the first run does not pay for it. The run directories are resumable:
@@ -36,6 +37,7 @@ from frugalml.tune import (
     compare_strategies,
     comparison_table,
     load_study,
+    pairwise_tests,
     summarize_trials,
     table_markdown,
 )
@@ -93,8 +95,8 @@ def run_details(out: Path, labels: list[str], repeats: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "compare_digits.yaml")
-    parser.add_argument("--strategies", default="grid,random,tpe,tpe+median,gp")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--strategies", default="random,tpe,frugal,frugal+median,hyperband")
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--targets", default="0.01,0.02")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
@@ -146,8 +148,11 @@ def main() -> None:
     print()
     for target in targets:
         table = comparison_table(comparison.curves, target)
-        print(table_markdown(table, target=target))
-    print(run_details(out, labels, args.repeats))
+        tests = pairwise_tests(comparison.curves, target)
+        print(table_markdown(table, target=target, tests=tests))
+    for note in comparison.notes:
+        print(note)
+    print(run_details(out, labels, len({c.repeat for c in comparison.curves})))
     print(f"plot: {comparison.plot_path}")
 
 

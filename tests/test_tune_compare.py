@@ -174,3 +174,52 @@ def test_compare_runs_each_strategy_with_the_same_seeds(tmp_path: Path) -> None:
     # a rerun continues: nothing left to run, the same curves
     rerun = compare_strategies(spec, tmp_path, "grid,random", repeats=2, target=0.05, threads=1)
     assert [c.energy_j for c in rerun.curves] == [c.energy_j for c in comparison.curves]
+
+
+_KILLER = """
+import os, signal, sys
+from frugalml.tune import TuneSpec, compare_strategies
+
+spec = TuneSpec.from_mapping({data!r})
+
+def on_event(label, repeat, event):
+    if (label, repeat) == ("random", 1) and event.kind == "epoch":
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of a trial
+
+compare_strategies(spec, sys.argv[1], "grid,random", repeats=3, target=0.05, threads=1,
+                   on_event=on_event)
+"""
+
+
+@pytest.mark.slow
+def test_a_comparison_killed_with_sigkill_resumes_interleaved(tmp_path: Path) -> None:
+    """2 strategies x 3 repeats: killed (-9) during random's repeat 1, then rerun."""
+    import subprocess
+    import sys
+
+    from frugalml.tune import load_study
+    from frugalml.tune._compare import read_loads, run_dir
+
+    script = tmp_path / "killer.py"
+    script.write_text(_KILLER.format(data=_spec_data()), encoding="utf-8")
+    out = tmp_path / "cmp"
+    killed = subprocess.run([sys.executable, str(script), str(out)], check=False, timeout=300)
+    assert killed.returncode == -9
+    # interleaved: repeat 0 of both strategies and grid's repeat 1 ran before random's repeat 1
+    loads = read_loads(out)
+    assert list(loads) == [("grid", 0), ("random", 0), ("grid", 1)]
+    assert not (out / "grid" / "repeat2").exists()
+    before = {key: [t.value for t in load_study(run_dir(out, *key)).trials] for key in loads}
+    comparison = compare_strategies(
+        TuneSpec.from_mapping(_spec_data()), out, "grid,random", repeats=3, target=0.05, threads=1
+    )
+    assert len(comparison.curves) == 6
+    for key, values in before.items():  # finished runs were not run again
+        assert [t.value for t in load_study(run_dir(out, *key)).trials] == values
+    killed_run = load_study(run_dir(out, "random", 1))
+    assert sum(t.state.name == "COMPLETE" for t in killed_run.trials) == 2
+    assert list(read_loads(out))[3:] == [("random", 1), ("grid", 2), ("random", 2)]
+    assert len(comparison.tests) == 1 and comparison.tests.loc[0, "strategy_a"] == "grid"
+    assert (out / "comparison_tests.csv").exists() and (out / "comparison_load.csv").exists()
+    assert any("Load average (1 min) around the 6 runs" in n for n in comparison.notes)
+    assert "Pairwise tests on energy to target" in (out / "comparison.md").read_text()
