@@ -223,3 +223,16 @@ def test_a_comparison_killed_with_sigkill_resumes_interleaved(tmp_path: Path) ->
     assert (out / "comparison_tests.csv").exists() and (out / "comparison_load.csv").exists()
     assert any("Load average (1 min) around the 6 runs" in n for n in comparison.notes)
     assert "Pairwise tests on energy to target" in (out / "comparison.md").read_text()
+
+
+def test_load_notes_warn_when_the_load_exceeds_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from frugalml.tune._compare import load_notes
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    quiet = load_notes({("tpe", 0): (0.5, 1.0), ("random", 0): (1.0, 1.5)})
+    assert quiet == [
+        "Load average (1 min) around the 2 runs: median 1.00, max 1.50, on 2 logical CPU(s)."
+    ]
+    busy = load_notes({("tpe", 0): (0.5, 1.0), ("random", 0): (1.0, 2.5)})
+    assert busy[1].startswith("Warning: the load average exceeded the 2 CPU(s) around 1 of 2")
+    assert load_notes({("tpe", 0): (math.nan, math.nan)}) == []
