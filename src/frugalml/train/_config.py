@@ -34,10 +34,13 @@ _INT_LIMITS = {
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    wrong_type = isinstance(value, bool) or not isinstance(value, int)
+    if wrong_type or not low <= value <= high:
         raise ConfigError(
             f"training.{name} must be an integer in [{low}, {high:,}], got {value!r}",
-            fix=f"set training.{name} to a whole number in that range (no quotes, no dot)",
+            fix=f"write training.{name} as a whole number, without quotes or a dot"
+            if wrong_type
+            else f"set training.{name} to {low} .. {high:,}",
         )
 
 
@@ -48,20 +51,20 @@ def _check_real(name: str, value: Any, *, fix: str) -> None:
         raise ConfigError(f"training.{name} must be a finite number, got {value!r}", fix=fix)
 
 
+_EXAMPLES = {"lr": "lr: 5.0e-4", "weight_decay": "weight_decay: 1.0e-4", "betas": "[0.9, 0.999]"}
+
+
 def _number_from_text(value: Any, name: str) -> Any:
-    """A number written as text becomes a float; other values go on unchanged (and the
-    checks name them)."""
+    """A number written as text (YAML reads ``5e-4`` as one) becomes a float; anything else
+    but a number is refused: ``true`` is not a learning rate."""
+    fix = f"write a number, e.g. {_EXAMPLES[name]}"
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            raise ConfigError(
-                f"training.{name} must be a number, got {value!r}", fix="write e.g. 5.0e-4"
-            ) from None
+            raise ConfigError(f"training.{name} must be a number, got {value!r}", fix=fix) from None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(
-            f"training.{name} must be a number, got {value!r}", fix="write e.g. 5.0e-4"
-        )
+        raise ConfigError(f"training.{name} must be a number, got {value!r}", fix=fix)
     return value
 
 
