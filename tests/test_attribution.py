@@ -239,7 +239,10 @@ def test_one_reader_per_host(meter_powercap: PowercapTree) -> None:
     with HostSampler(NO_GPU, thread=False) as first:
         with pytest.raises(MeterError, match="already reading this machine's counters"):
             HostSampler(NO_GPU, thread=False)
+        with pytest.raises(MeterError, match="already reading"):  # any config: one reader
+            HostSampler(MeterConfig(gpus="auto", rapl_psys=True), thread=False)
         assert host_sampler(NO_GPU) is first
+        assert host_sampler() is first
         first.join("t", cpu_time=lambda: 0.0)
         with pytest.raises(ConfigError, match="already running"):
             first.join("t", cpu_time=lambda: 0.0)

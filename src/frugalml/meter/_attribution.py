@@ -190,7 +190,6 @@ class _Trial:
     last_gpu_s: dict[str, float]
     energy_j: dict[str, float] = field(default_factory=dict)
     unmeasured_s: dict[str, float] = field(default_factory=dict)
-    rules: dict[str, ShareRule] = field(default_factory=dict)
     joined_t: float = 0.0
     view: AttributedBackend | None = None
 
@@ -218,8 +217,8 @@ _open_lock = threading.Lock()
 _open: dict[str, HostSampler] = {}
 
 
-def _host_key(config: MeterConfig) -> str:
-    return f"powercap={config.powercap_root!s};rapl={config.use_rapl};gpus={config.gpus!r}"
+#: The key of the sampler over this host's own counters (whatever its config): one reader.
+_HOST = "host"
 
 
 class HostSampler:
@@ -229,8 +228,8 @@ class HostSampler:
     no estimate: estimates are per process tree, not shared counters). ``interval_s`` is
     how often the poller thread closes an interval (default: the backends' own poll
     interval); ``thread=False`` leaves that to the caller (:meth:`tick`, in tests).
-    Opening a second sampler over the same host counters while one is open raises
-    :class:`MeterError`; :func:`host_sampler` returns the open one.
+    Opening a second sampler over this host's counters while one is open (with any
+    config) raises :class:`MeterError`; :func:`host_sampler` returns the open one.
     """
 
     def __init__(
@@ -246,12 +245,12 @@ class HostSampler:
 
         self.config = config or MeterConfig()
         self._clock: Clock = clock or time.monotonic
-        self._key = _host_key(self.config) if backends is None else f"backends:{id(self)}"
+        self._key = _HOST if backends is None else f"backends:{id(self)}"
         with _open_lock:
             if self._key in _open:
                 raise MeterError(
                     "a host sampler is already reading this machine's counters",
-                    fix="share it: frugalml.meter.host_sampler(config) returns the open one",
+                    fix="share it: frugalml.meter.host_sampler() returns the open one",
                 )
             _open[self._key] = self
         try:
@@ -492,7 +491,6 @@ class HostSampler:
                 entry.unmeasured_s[component] = (
                     entry.unmeasured_s.get(component, 0.0) + unmeasured[component]
                 )
-                entry.rules.setdefault(component, share.rule)
         self._last = readings
 
     def _run(self) -> None:
@@ -598,11 +596,13 @@ class AttributedBackend(EnergyBackend):
 
 
 def host_sampler(config: MeterConfig | None = None, **kwargs: Any) -> HostSampler:
-    """The open :class:`HostSampler` over this host's counters for ``config``, or a new,
-    started one (the one reader per counter)."""
-    cfg = config or MeterConfig()
+    """The open :class:`HostSampler` over this host's counters (opened with whatever
+    config it was given), or a new, started one for ``config``: the one reader per
+    counter."""
     with _open_lock:
-        found = _open.get(_host_key(cfg))
+        found = _open.get(_HOST)
     if found is not None:
+        if config is not None and found.config != config:
+            logger.info("host_sampler: the open sampler's config is used, not the one given")
         return found
-    return HostSampler(cfg, **kwargs).start()
+    return HostSampler(config or MeterConfig(), **kwargs).start()
