@@ -143,6 +143,12 @@ def _validate(args: argparse.Namespace) -> int:
     parse_seconds(args.calibration_cap_s, "--calibration-cap-s", example="30")
     spec = _load_spec(args.spec)
     trials = spec.trials()
+    estimate = None
+    if not args.no_calibrate:  # first: a model that cannot run fails here, before "OK"
+        from frugalml.study._estimate import estimate_study
+
+        print("  calibrating on this machine ...", file=sys.stderr)
+        estimate = estimate_study(spec, calibration_cap_s=args.calibration_cap_s)
     out = sys.stdout
     print(f"spec {args.spec}: OK", file=out)
     print(
@@ -158,12 +164,8 @@ def _validate(args: argparse.Namespace) -> int:
             f"{k}={v:g}" for k, v in budget_dict(spec.budget).items() if v is not None
         )
         print(f"  budget: {limits}", file=out)
-    if args.no_calibrate:
+    if estimate is None:
         return 0
-    from frugalml.study._estimate import estimate_study
-
-    print("  calibrating on this machine ...", file=sys.stderr)
-    estimate = estimate_study(spec, calibration_cap_s=args.calibration_cap_s)
     print(
         f"  predicted training: {fmt_energy(estimate.total_train_energy_j)} "
         f"({estimate.power_provenance}), {fmt_time(estimate.total_train_duration_s)} "
