@@ -266,13 +266,16 @@ def test_tuner_trials_split_their_energy(tmp_path: Path) -> None:
         }
     )
     before = torch.get_num_threads()
-    run_tune(spec, tmp_path, plot=False, warm_up=False)
+    outcome = run_tune(spec, tmp_path, plot=False, warm_up=False)
     assert torch.get_num_threads() == before  # restored afterwards
     with StudyStore(tmp_path, create=False) as store:
         rows = store.trials()
         records = store.epochs(rows[0].trial_id)
     assert len(rows) == 1 and rows[0].result is not None
     _assert_split(rows[0].result)  # threads: the default, one
+    summary = outcome.trials[0]  # the tuning record carries the training part, too
+    assert summary.train_energy_j == pytest.approx(rows[0].result["train_energy_j"])
+    assert summary.train_energy_j < summary.energy_j
     assert rows[0].result["train_energy_j"] == pytest.approx(_train_windows(records), rel=1e-12)
 
 

@@ -38,6 +38,7 @@ CSV_COLUMNS = (
     "params",
     "val_accuracy",
     "test_accuracy",
+    "train_energy_j",
     "energy_j",
     "sampler_energy_j",
     "cumulative_energy_j",
@@ -84,6 +85,9 @@ class TrialSummary:
     sampler_energy_j: float = 0.0
     sampler_co2_g: float = 0.0
     sampler_duration_s: float = 0.0
+    #: The epochs' training windows alone (PePR's resource); ``energy_j`` is the whole trial
+    #: window (model build, training, evaluation), which budgets count.
+    train_energy_j: float = math.nan
 
     @property
     def total_energy_j(self) -> float:
@@ -138,6 +142,7 @@ class TrialSummary:
             sampler_energy_j=float(sampler.get("energy_j") or 0.0),
             sampler_co2_g=float(sampler.get("co2_g") or 0.0),
             sampler_duration_s=float(sampler.get("duration_s") or 0.0),
+            train_energy_j=_float(attrs.get("train_energy_j")),
         )
 
 
@@ -233,6 +238,7 @@ def write_trials_csv(trials: Sequence[TrialSummary], path: Path) -> Path:
                     "params": json.dumps(t.params, sort_keys=True),
                     "val_accuracy": _cell(t.val_accuracy),
                     "test_accuracy": _cell(t.test_accuracy),
+                    "train_energy_j": _cell(t.train_energy_j),
                     "energy_j": _cell(t.energy_j),
                     "sampler_energy_j": _cell(t.sampler_energy_j),
                     "cumulative_energy_j": _cell(cumulative.get(t.number, math.nan)),

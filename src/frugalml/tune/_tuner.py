@@ -745,6 +745,7 @@ class Tuner:
                 energy_kind=measurement.provenance,
                 co2_g=measurement.co2_g,
                 duration_s=measurement.duration_s,
+                train_energy_j=row.get("train_energy_j"),
             )
         if prune_reason:
             attrs["prune_reason"] = prune_reason[-1]
