@@ -362,6 +362,22 @@ CASES: list[Case] = [
         ["profile", "frugal_cnn", "--arg", "conv_layers=100"],
         "conv_layers",
     ),
+    # -- train, compress, models ----------------------------------------------------------------
+    Case("train-epochs-zero", ["train", "--model", "frugal_cnn", "--epochs", "0"], "epochs"),
+    Case("train-lr-nan", ["train", "--model", "frugal_cnn", "--lr", "nan"], "training.lr"),
+    Case(
+        "train-yaml-bf16-text",
+        ["train", "{d}/r.yaml"],
+        "training.bf16",
+        files={"r.yaml": "model: frugal_cnn\ndataset: digits\ntraining: {bf16: 'false'}\n"},
+    ),
+    Case(
+        "compress-no-methods",
+        ["compress", "{d}/c.yaml", "--out", "{d}/c"],
+        "methods",
+        files={"c.yaml": "name: c\ndataset: digits\nmodel: frugal_cnn\n"},
+    ),
+    Case("models-no-match", ["models", "zzz_no_such_*"], "no model name matches"),
     # -- pepr, report, measure, export, status ------------------------------------------------
     Case("pepr-missing", ["pepr", "{d}/nope.csv", *PEPR], "nope.csv"),
     Case(
