@@ -188,3 +188,12 @@ def test_pretrained_files_are_keyed_by_the_spec_models(tmp_path: Path) -> None:
     assert spec.pretrained_files == {"frugal_mlp": str((tmp_path / "w.pt").resolve())}
     with pytest.raises(ConfigError, match="frugal_mpl"):
         StudySpec.from_mapping({**BASE, "pretrained_files": {"frugal_mpl": "w.pt"}})
+
+
+def test_profile_names_a_preset_s_input_size() -> None:
+    from frugalml.cli._profile import _preset_size_notes
+
+    (note,) = _preset_size_notes("lcnet_050", 1, (8, 8))
+    assert "preset cpu-tiny trains it at 32x32" in note and "--input 1x32x32" in note
+    assert _preset_size_notes("lcnet_050", 3, (32, 32)) == []  # already what cpu-tiny uses
+    assert _preset_size_notes("resnet18", 1, (8, 8)) == []  # no preset gives it a size

@@ -203,6 +203,23 @@ def _profile_dataset(args: argparse.Namespace, model_args: dict[str, Any]) -> Im
     return dataset.with_channels(c).resized((h, w))
 
 
+def _preset_size_notes(model: str, channels: int, size: tuple[int, int]) -> list[str]:
+    """Where a preset trains ``model`` at another input size than ``size`` (the dataset's,
+    which a study also uses for a model named on its own), say so and how to match it."""
+    from frugalml.models import get_preset, list_presets
+
+    notes = []
+    for preset in list_presets():
+        sides = {r.image_size for r in get_preset(preset) if r.name == model and r.image_size}
+        for side in sorted(s for s in sides if (s, s) != size):
+            notes.append(
+                f"{model} runs at {size[0]}x{size[1]} here (the dataset's size, as in a study "
+                f"that names it on its own); preset {preset} trains it at {side}x{side}: "
+                f"add --input {channels}x{side}x{side} to profile what that study trains"
+            )
+    return notes
+
+
 def _profile(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -226,8 +243,12 @@ def _profile(args: argparse.Namespace) -> int:
         _parse_input(args.input)  # before anything is loaded
     _set_threads(args.threads)
     err = Console(stderr=True)
-    with err.status(f"loading {args.dataset} and building {args.model} ..."):
+    with err.status(f"loading {args.dataset} ..."):
         dataset = _profile_dataset(args, model_args)
+    if not args.input:
+        for note in _preset_size_notes(args.model, dataset.channels, dataset.image_size):
+            err.print(f"note: {note}", highlight=False)
+    with err.status(f"building {args.model} ..."):
         import torch
 
         torch.manual_seed(args.seed)
