@@ -260,11 +260,13 @@ def test_compress_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (out / "compress.csv").read_bytes() == before
 
 
-def test_channels_prunes_a_residual_timm_model_and_saves(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["resnet10t", "mobilenetv3_small_050"])
+def test_channels_prunes_a_timm_model_and_saves(tmp_path: Path, name: str) -> None:
+    """Residual blocks (resnet10t) and depthwise convolutions whose groups shrink too."""
     pytest.importorskip("torch_pruning")
     from frugalml.compress._channels import prune_channels
 
-    ref = ArchitectureRef("resnet10t", num_classes=4, in_chans=1)
+    ref = ArchitectureRef(name, num_classes=4, in_chans=1)
     torch.manual_seed(0)
     model = ref.build().eval()
     x = torch.randn(2, 1, 32, 32)
