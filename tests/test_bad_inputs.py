@@ -144,6 +144,11 @@ CASES: list[Case] = [
     study("timeout-negative", BASE + "trial_timeout_s: -5\n", "trial_timeout_s"),
     study("timeout-bool", BASE + "trial_timeout_s: true\n", "trial_timeout_s"),
     study("fraction-nan", BASE + "fractions: [.nan]\n", "fraction"),
+    study("fractions-repeated", BASE + "fractions: [1.0, 1]\n", "twice"),
+    study("seeds-repeated", BASE + "seeds: [0, 1, 0]\n", "twice"),
+    study(
+        "datasets-repeated", "name: t\ndatasets: [digits, digits]\nmodels: [frugal_mlp]\n", "twice"
+    ),
     study("fraction-zero", BASE + "fractions: [0]\n", "fraction"),
     study("budget-negative", BASE + "budget: {energy_kwh: -1}\n", "budget.energy_kwh"),
     study("budget-inf", BASE + "budget: {energy_kwh: .inf}\n", "budget.energy_kwh"),

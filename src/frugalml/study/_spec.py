@@ -38,6 +38,7 @@ from frugalml._yaml import (
 )
 from frugalml.errors import ConfigError, ModelError
 from frugalml.meter import Budget
+from frugalml.study._executors import ExecutorConfig
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, check_device
 
@@ -66,6 +67,7 @@ _KEYS = {
     "trial_timeout_s": "seconds before a trial is stopped and marked failed",
     "workers": "trials run side by side (default 1; --workers overrides)",
     "threads": "torch threads per trial (default 1; --threads overrides)",
+    "executor": "{kind: local|ray, address, num_cpus, num_gpus} (--executor overrides)",
 }
 
 
@@ -76,6 +78,17 @@ def _as_list(value: Any, key: str) -> list[Any]:
     if not items:
         raise ConfigError(f"spec key {key!r} is an empty list", fix=f"give {key}: {_KEYS[key]}")
     return items
+
+
+def _refuse_repeats(key: str, values: list[Any]) -> None:
+    """A value listed twice would count trials twice in validate's total but run once."""
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise ConfigError(
+                f"spec key {key!r} lists {value!r} twice", fix=f"list each of the {key} once"
+            )
+        seen.append(value)
 
 
 def parse_budget(values: Mapping[str, Any] | None) -> Budget | None:
@@ -206,6 +219,7 @@ class StudySpec:
     trial_timeout_s: float | None = None
     workers: int = 1
     threads: int = 1
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     description: str = ""
     unresolved_models: tuple[tuple[str, str], ...] = ()
     renamed_models: tuple[tuple[str, str], ...] = ()
@@ -263,6 +277,13 @@ class StudySpec:
                     fix="e.g. seeds: [0, 1]",
                 )
             seeds.append(item)
+        for key, values in (
+            ("datasets", datasets),
+            ("pretrained", pretrained),
+            ("fractions", fractions),
+            ("seeds", seeds),
+        ):
+            _refuse_repeats(key, values)
 
         image_size = parse_image_size(data.get("image_size"))
 
@@ -320,6 +341,7 @@ class StudySpec:
             trial_timeout_s=timeout,
             workers=parallel["workers"],
             threads=parallel["threads"],
+            executor=ExecutorConfig.from_mapping(data.get("executor")),
             description=str(data.get("description") or ""),
             unresolved_models=tuple(unresolved),
             renamed_models=tuple(renamed),
@@ -412,6 +434,7 @@ class StudySpec:
             "trial_timeout_s": self.trial_timeout_s,
             "workers": self.workers,
             "threads": self.threads,
+            "executor": self.executor.to_dict(),
         }
 
 
