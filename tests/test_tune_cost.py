@@ -142,3 +142,25 @@ def test_frugal_run_predicts_costs_and_keeps_to_the_energy_budget(tmp_path: Path
     model = TrialCosts(tuner).model()
     print(model.describe())
     assert math.isfinite(model.error) and model.error <= 0.35, model.describe()
+
+
+@pytest.mark.slow
+def test_hyperband_stops_trials_early_over_epochs(tmp_path: Path) -> None:
+    spec = TuneSpec.from_mapping(_spec_data("hyperband", budget={"max_trials": 8}))
+    outcome = Tuner(spec, tmp_path, plot=False, threads=1).run()
+    pruned = [t for t in outcome.trials if t.state == "pruned"]
+    assert pruned and all(t.epochs == 1 for t in pruned)  # stopped at the first rung
+    assert any(t.state == "complete" and t.epochs == 2 for t in outcome.trials)
+
+
+def test_multi_fidelity_strategies_refuse_a_second_pruner() -> None:
+    from frugalml.errors import ConfigError
+    from frugalml.tune import parse_strategies
+
+    spec = TuneSpec.from_mapping(_spec_data("tpe", pruner="median"))
+    assert parse_strategies("hyperband,sha", spec) == [
+        ("hyperband", "hyperband", "none"),
+        ("sha", "sha", "none"),
+    ]
+    with pytest.raises(ConfigError, match="brings its own pruner"):
+        parse_strategies("hyperband+median", spec)

@@ -47,6 +47,7 @@ from frugalml.tune._stats import (
     mann_whitney_censored,
     p_in_words,
 )
+from frugalml.tune._strategies import FIDELITY_STRATEGIES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -444,8 +445,13 @@ def parse_strategies(text: str | Sequence[str], spec: TuneSpec) -> list[tuple[st
         raise ConfigError("no strategies to compare", fix="e.g. --strategies grid,random,tpe")
     out: list[tuple[str, str, str]] = []
     for item in items:
-        name, _, pruner = item.partition("+")
-        pruner = pruner or spec.pruner
+        name, _, named = item.partition("+")
+        if named and name in FIDELITY_STRATEGIES:
+            raise ConfigError(
+                f"{item!r}: the {name} strategy brings its own pruner over epochs",
+                fix=f"list it as plain {name}",
+            )
+        pruner = "none" if name in FIDELITY_STRATEGIES else named or spec.pruner
         if name not in STRATEGIES:
             raise ConfigError(
                 f"unknown strategy {name!r} in {item!r}",

@@ -62,6 +62,8 @@ MAX_STARTUP_TRIALS = 10
 DEFAULT_STARTUP_TRIALS = 10
 #: Strategies whose sampler starts with random trials.
 MODEL_BASED = ("tpe", "gp", "frugal")
+#: Strategies that stop trials early over epochs by their own pruner (:func:`make_pruner`).
+FIDELITY_STRATEGIES = ("sha", "hyperband")
 
 
 def startup_trials(spec: TuneSpec, affordable_trials: float | None) -> tuple[int | None, str]:
@@ -186,7 +188,7 @@ def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
     reduction factor 3 unless the strategy's options say otherwise)."""
     import optuna
 
-    if spec.strategy in ("sha", "hyperband"):
+    if spec.strategy in FIDELITY_STRATEGIES:
         fidelity: dict[str, Any] = {"min_resource": 1, "reduction_factor": 3}
         fidelity.update(spec.strategy_options)
         if spec.strategy == "sha":

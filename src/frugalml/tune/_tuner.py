@@ -62,7 +62,12 @@ from frugalml.tune._results import (
 from frugalml.tune._space import apply_params
 from frugalml.tune._spec import TuneSpec
 from frugalml.tune._storage import directory_lock, load_or_create_study
-from frugalml.tune._strategies import configure_search, make_pruner, make_sampler
+from frugalml.tune._strategies import (
+    FIDELITY_STRATEGIES,
+    configure_search,
+    make_pruner,
+    make_sampler,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -650,12 +655,15 @@ class Tuner:
                         f"{so_far:.3g} J) by a completed trial's ({by[0]:.3f}, {by[1]:.3g} J)"
                     )
                     raise optuna.TrialPruned(prune_reason[-1])
-            elif spec.pruner != "none":
+            elif spec.pruner != "none" or spec.strategy in FIDELITY_STRATEGIES:
                 value = so_far if spec.objectives[0] == "energy" else accuracy
                 if math.isfinite(value):
                     trial.report(value, record.epoch)
                     if trial.should_prune():
-                        prune_reason.append(f"{spec.pruner} pruner at epoch {record.epoch}")
+                        rule = (
+                            spec.strategy if spec.strategy in FIDELITY_STRATEGIES else spec.pruner
+                        )
+                        prune_reason.append(f"{rule} pruner at epoch {record.epoch}")
                         raise optuna.TrialPruned(prune_reason[-1])
 
         window: Any = None
