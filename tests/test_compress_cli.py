@@ -121,6 +121,7 @@ def test_rows_break_even_only_for_a_real_energy_saving() -> None:
     assert "no energy saving" in rows["same"]["notes"]
     assert "cannot tell from noise" in rows["same"]["notes"] or "noise" in rows["same"]["notes"]
     assert rows["dense"]["compress_energy_j"] == ""
+    assert "points below dense" not in rows["small"]["notes"]  # 0.5 points: within 1
 
 
 def test_fewer_flops_with_more_latency_is_said_in_words() -> None:
@@ -137,6 +138,11 @@ def test_fewer_flops_with_more_latency_is_said_in_words() -> None:
         outcomes, {"dense": dense, "small": small}, lat1, lat1, energy, (1, 2, 2), "cpu"
     )
     assert "fewer FLOPs (50% of dense) but more latency" in rows[1]["notes"]
+    outcomes["small"].accuracy = 0.85
+    rows = build_rows(
+        outcomes, {"dense": dense, "small": small}, lat1, lat1, energy, (1, 2, 2), "cpu"
+    )
+    assert "accuracy 5.0 points below dense" in rows[1]["notes"]
 
 
 def test_measure_energy_books_each_window_with_its_provenance() -> None:

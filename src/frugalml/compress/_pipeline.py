@@ -348,6 +348,9 @@ def build_rows(
         r1, rb = lat1.ratio(name, "dense"), latb.ratio(name, "dense")
         e, er = energy.interval(name), energy.ratio(name, "dense")
         notes = list(outcome.notes)
+        drop_points = 100 * (dense.accuracy - outcome.accuracy)
+        if drop_points > 1:
+            notes.append(f"accuracy {drop_points:.1f} points below dense")
         if name != "dense":
             for ratio, where in ((r1, "batch 1"), (rb, f"batch {latb.batch_size}")):
                 words = _latency_words(ratio, costs.flops_per_sample, dense_flops, where)
