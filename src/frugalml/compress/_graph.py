@@ -121,10 +121,10 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(int(s) for s in shape) if shape is not None else None
 
 
-def trace_channels(model: torch.nn.Module, example: torch.Tensor) -> ChannelGraph:
-    """Trace ``model`` on ``example`` (one batch) and group its channel spaces."""
+def _traced(model: torch.nn.Module, example: torch.Tensor) -> Any:
+    """``model`` traced by ``torch.fx`` with every node's shape on ``example``."""
     import torch
-    from torch import fx, nn
+    from torch import fx
     from torch.fx.passes.shape_prop import ShapeProp
 
     try:
@@ -141,146 +141,225 @@ def trace_channels(model: torch.nn.Module, example: torch.Tensor) -> ChannelGrap
             fix="shrink works on models torch.fx can trace (the built-ins, timm CNNs such as "
             "resnet10t); use method 'channels' (Torch-Pruning) for others",
         ) from exc
-    uf = _UnionFind()
-    space: dict[Any, tuple[int, int]] = {}  # node -> (space id, multiplier)
-    producers: list[tuple[str, int]] = []
-    consumers: list[tuple[str, int, int]] = []
-    norms: list[tuple[str, int]] = []
-    follow_norm: dict[str, str] = {}
-    layer_of_node: dict[Any, str] = {}
-    uses: Counter[str] = Counter()
-    pass_functions = _pass_functions()
+    return traced
 
-    def inputs(node: Any) -> list[Any]:
-        return [a for a in node.all_input_nodes if a in space]
 
-    def freeze_all(node: Any, reason: str) -> None:
-        for a in inputs(node):
-            uf.freeze(space[a][0], reason)
+def _flattened_features(in_shape: tuple[int, ...]) -> int:
+    """How many features one channel becomes when dimensions 2.. are flattened into 1."""
+    mult = 1
+    for s in in_shape[2:]:
+        mult *= s
+    return mult
+
+
+class _ChannelTracer:
+    """Walks a traced graph node by node, giving each tensor its channel space."""
+
+    def __init__(self, traced: Any) -> None:
+        self.traced = traced
+        self.uf = _UnionFind()
+        self.space: dict[Any, tuple[int, int]] = {}  # node -> (space id, multiplier)
+        self.producers: list[tuple[str, int]] = []
+        self.consumers: list[tuple[str, int, int]] = []
+        self.norms: list[tuple[str, int]] = []
+        self.follow_norm: dict[str, str] = {}
+        self.layer_of_node: dict[Any, str] = {}
+        self.uses: Counter[str] = Counter()
+        self.pass_functions = _pass_functions()
+
+    def freeze_all(self, node: Any, reason: str) -> None:
+        for a in node.all_input_nodes:
+            if a in self.space:
+                self.uf.freeze(self.space[a][0], reason)
         shape = _shape(node)
         if shape is not None and len(shape) >= 2:
-            sid = uf.new(shape[1])
-            uf.freeze(sid, reason)
-            space[node] = (sid, 1)
+            sid = self.uf.new(shape[1])
+            self.uf.freeze(sid, reason)
+            self.space[node] = (sid, 1)
 
-    for node in traced.graph.nodes:
+    def visit(self, node: Any) -> None:
+        from torch import fx
+
         shape = _shape(node)
         if node.op == "placeholder":
             if shape is not None and len(shape) >= 2:
-                sid = uf.new(shape[1])
-                uf.freeze(sid, "model input")
-                space[node] = (sid, 1)
-            continue
+                sid = self.uf.new(shape[1])
+                self.uf.freeze(sid, "model input")
+                self.space[node] = (sid, 1)
+            return
         if node.op == "output":
             for a in node.all_input_nodes:
-                if a in space:
-                    uf.freeze(space[a][0], "model output")
-            continue
+                if a in self.space:
+                    self.uf.freeze(self.space[a][0], "model output")
+            return
         if node.op == "get_attr":
-            continue
+            return
         first = node.args[0] if node.args else None
-        source = space.get(first) if isinstance(first, fx.Node) else None
+        source = self.space.get(first) if isinstance(first, fx.Node) else None
         if node.op == "call_module":
-            module = traced.get_submodule(node.target)
-            name = str(node.target)
-            kind = type(module).__name__
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and source is not None:
-                uses[name] += 1
-                grouped = isinstance(module, nn.Conv2d) and module.groups != 1
-                flat_ok = isinstance(module, nn.Linear) or source[1] == 1
-                if grouped or not flat_ok or shape is None or len(shape) not in (2, 4):
-                    freeze_all(node, f"{name}: grouped or unusual layer")
-                    continue
-                consumers.append((name, source[0], source[1]))
-                sid = uf.new(shape[1])
-                space[node] = (sid, 1)
-                producers.append((name, sid))
-                layer_of_node[node] = name
-                continue
-            if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and source is not None:
-                uses[name] += 1
-                if source[1] != 1:
-                    freeze_all(node, f"{name}: norm over flattened features")
-                    continue
-                norms.append((name, source[0]))
-                space[node] = source
-                if first in layer_of_node:
-                    follow_norm[layer_of_node[first]] = name
-                continue
-            if kind in _PASS_MODULES and source is not None and len(node.all_input_nodes) == 1:
-                space[node] = source
-                continue
-            if isinstance(module, nn.Flatten) and source is not None:
-                in_shape = _shape(first)
-                if module.start_dim == 1 and module.end_dim == -1 and in_shape is not None:
-                    mult = 1
-                    for s in in_shape[2:]:
-                        mult *= s
-                    space[node] = (source[0], source[1] * mult)
-                    continue
-            freeze_all(node, f"{name}: {kind} is not understood")
-            continue
+            self._module(node, first, source, shape)
+        elif not self._call(node, first, source, shape):
+            target = node.target
+            reason = f"{node.op} {getattr(target, '__name__', target)} is not understood"
+            self.freeze_all(node, reason)
+
+    def _module(
+        self, node: Any, first: Any, source: tuple[int, int] | None, shape: tuple[int, ...] | None
+    ) -> None:
+        from torch import nn
+
+        module = self.traced.get_submodule(node.target)
+        name = str(node.target)
+        kind = type(module).__name__
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and source is not None:
+            self._layer(node, module, name, source, shape)
+            return
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and source is not None:
+            self._norm(node, first, name, source)
+            return
+        if kind in _PASS_MODULES and source is not None and len(node.all_input_nodes) == 1:
+            self.space[node] = source
+            return
+        if isinstance(module, nn.Flatten) and source is not None:
+            in_shape = _shape(first)
+            if module.start_dim == 1 and module.end_dim == -1 and in_shape is not None:
+                self.space[node] = (source[0], source[1] * _flattened_features(in_shape))
+                return
+        self.freeze_all(node, f"{name}: {kind} is not understood")
+
+    def _layer(
+        self,
+        node: Any,
+        module: Any,
+        name: str,
+        source: tuple[int, int],
+        shape: tuple[int, ...] | None,
+    ) -> None:
+        """A Conv2d or Linear: reads ``source``, writes a new space of its outputs."""
+        from torch import nn
+
+        self.uses[name] += 1
+        grouped = isinstance(module, nn.Conv2d) and module.groups != 1
+        flat_ok = isinstance(module, nn.Linear) or source[1] == 1
+        if grouped or not flat_ok or shape is None or len(shape) not in (2, 4):
+            self.freeze_all(node, f"{name}: grouped or unusual layer")
+            return
+        self.consumers.append((name, source[0], source[1]))
+        sid = self.uf.new(shape[1])
+        self.space[node] = (sid, 1)
+        self.producers.append((name, sid))
+        self.layer_of_node[node] = name
+
+    def _norm(self, node: Any, first: Any, name: str, source: tuple[int, int]) -> None:
+        """A BatchNorm: acts on its input's space and passes it through."""
+        self.uses[name] += 1
+        if source[1] != 1:
+            self.freeze_all(node, f"{name}: norm over flattened features")
+            return
+        self.norms.append((name, source[0]))
+        self.space[node] = source
+        if first in self.layer_of_node:
+            self.follow_norm[self.layer_of_node[first]] = name
+
+    def _call(
+        self, node: Any, first: Any, source: tuple[int, int] | None, shape: tuple[int, ...] | None
+    ) -> bool:
+        """A function or method call; False when this analysis does not understand it."""
+        if source is not None:
+            passes = (node.op == "call_function" and node.target in self.pass_functions) or (
+                node.op == "call_method" and node.target in _PASS_METHODS
+            )
+            if passes:
+                self.space[node] = source
+                return True
+            if self._flatten_call(node, first, source) or self._mean_call(
+                node, first, source, shape
+            ):
+                return True
+        return self._add_call(node, shape)
+
+    def _flatten_call(self, node: Any, first: Any, source: tuple[int, int]) -> bool:
+        import torch
+
         target = node.target
-        if node.op == "call_function" and target in pass_functions and source is not None:
-            space[node] = source
-            continue
-        if node.op == "call_method" and target in _PASS_METHODS and source is not None:
-            space[node] = source
-            continue
         is_flatten = (node.op == "call_function" and target is torch.flatten) or (
             node.op == "call_method" and target == "flatten"
         )
-        if is_flatten and source is not None:
-            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
-            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
-            in_shape = _shape(first)
-            if start == 1 and end == -1 and in_shape is not None:
-                mult = 1
-                for s in in_shape[2:]:
-                    mult *= s
-                space[node] = (source[0], source[1] * mult)
-                continue
-        is_mean = node.op == "call_method" and target == "mean"
-        if is_mean and source is not None and shape is not None:
-            in_shape = _shape(first)
-            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            if isinstance(dims, int):
-                dims = (dims,)
-            spatial = dims is not None and {d % 4 for d in dims} == {2, 3}
-            if in_shape is not None and len(in_shape) == 4 and spatial and source[1] == 1:
-                space[node] = source
-                continue
+        if not is_flatten:
+            return False
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        in_shape = _shape(first)
+        if start == 1 and end == -1 and in_shape is not None:
+            self.space[node] = (source[0], source[1] * _flattened_features(in_shape))
+            return True
+        return False
+
+    def _mean_call(
+        self, node: Any, first: Any, source: tuple[int, int], shape: tuple[int, ...] | None
+    ) -> bool:
+        """A mean over the two spatial dimensions keeps the channel space."""
+        if not (node.op == "call_method" and node.target == "mean") or shape is None:
+            return False
+        in_shape = _shape(first)
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if isinstance(dims, int):
+            dims = (dims,)
+        spatial = dims is not None and {d % 4 for d in dims} == {2, 3}
+        if in_shape is not None and len(in_shape) == 4 and spatial and source[1] == 1:
+            self.space[node] = source
+            return True
+        return False
+
+    def _add_call(self, node: Any, shape: tuple[int, ...] | None) -> bool:
+        """Adding two tensors of one shape (a residual connection) joins their spaces."""
+        import torch
+        from torch import fx
+
+        target = node.target
         is_add = (node.op == "call_function" and target in (*_ADD, torch.add)) or (
             node.op == "call_method" and target in ("add", "add_")
         )
-        if is_add and len(node.args) == 2 and not node.kwargs:
-            a, b = node.args
-            both = isinstance(a, fx.Node) and isinstance(b, fx.Node) and a in space and b in space
-            if both and space[a][1] == space[b][1] and _shape(a) == _shape(b) == shape:
-                uf.union(space[a][0], space[b][0])
-                space[node] = space[a]
-                continue
-        freeze_all(node, f"{node.op} {getattr(target, '__name__', target)} is not understood")
+        if not (is_add and len(node.args) == 2 and not node.kwargs):
+            return False
+        a, b = node.args
+        space = self.space
+        both = isinstance(a, fx.Node) and isinstance(b, fx.Node) and a in space and b in space
+        if both and space[a][1] == space[b][1] and _shape(a) == _shape(b) == shape:
+            self.uf.union(space[a][0], space[b][0])
+            space[node] = space[a]
+            return True
+        return False
 
-    groups: dict[int, SpaceGroup] = {}
+    def graph(self) -> ChannelGraph:
+        """The joined spaces, each with its producers, consumers, norms and freeze reasons."""
+        groups: dict[int, SpaceGroup] = {}
 
-    def group(sid: int) -> SpaceGroup:
-        root = uf.find(sid)
-        if root not in groups:
-            groups[root] = SpaceGroup(size=uf.size[root])
-        return groups[root]
+        def group(sid: int) -> SpaceGroup:
+            root = self.uf.find(sid)
+            if root not in groups:
+                groups[root] = SpaceGroup(size=self.uf.size[root])
+            return groups[root]
 
-    for name, sid in producers:
-        group(sid).producers.append(name)
-    for name, sid, mult in consumers:
-        group(sid).consumers.append((name, mult))
-    for name, sid in norms:
-        group(sid).norms.append(name)
-    shared = {name for name, count in uses.items() if count > 1}
-    for root, g in groups.items():
-        g.reasons = list(uf.frozen[root])
-        names = set(g.producers) | set(g.norms) | {n for n, _ in g.consumers}
-        if names & shared:
-            g.reasons.append(f"layer(s) used twice: {', '.join(sorted(names & shared))}")
-        g.frozen = bool(g.reasons)
-    return ChannelGraph(groups=list(groups.values()), follow_norm=follow_norm)
+        for name, sid in self.producers:
+            group(sid).producers.append(name)
+        for name, sid, mult in self.consumers:
+            group(sid).consumers.append((name, mult))
+        for name, sid in self.norms:
+            group(sid).norms.append(name)
+        shared = {name for name, count in self.uses.items() if count > 1}
+        for root, g in groups.items():
+            g.reasons = list(self.uf.frozen[root])
+            names = set(g.producers) | set(g.norms) | {n for n, _ in g.consumers}
+            if names & shared:
+                g.reasons.append(f"layer(s) used twice: {', '.join(sorted(names & shared))}")
+            g.frozen = bool(g.reasons)
+        return ChannelGraph(groups=list(groups.values()), follow_norm=self.follow_norm)
+
+
+def trace_channels(model: torch.nn.Module, example: torch.Tensor) -> ChannelGraph:
+    """Trace ``model`` on ``example`` (one batch) and group its channel spaces."""
+    tracer = _ChannelTracer(_traced(model, example))
+    for node in tracer.traced.graph.nodes:
+        tracer.visit(node)
+    return tracer.graph()
