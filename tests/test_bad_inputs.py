@@ -107,6 +107,19 @@ CASES: list[Case] = [
     study("yaml-deep", f"name: t\ndatasets: {DEEP}\nmodels: [frugal_mlp]\n", "too deeply"),
     study("yaml-syntax", "name: t\ndatasets: [digits\n", "not valid YAML"),
     study("yaml-not-mapping", "- a\n- b\n", "mapping"),
+    study(
+        "yaml-date-as-name", "name: 2024-01-31\ndatasets: [digits]\nmodels: [frugal_mlp]\n", "date"
+    ),
+    tune(
+        "yaml-set-in-choices",
+        TUNE + "search_space: {batch_size: {type: categorical, choices: [!!set {a, b}]}}\n",
+        "set",
+    ),
+    tune(
+        "yaml-date-in-choices",
+        TUNE + "search_space: {betas: {type: categorical, choices: [2001-12-14]}}\n",
+        "date",
+    ),
     study("yaml-huge-file", "# " + "x" * (5 * 2**20) + "\n", "MiB"),
     # -- study specs: "OK" before, yet every trial failed or trained wrong ----------------------
     training("weight-decay-nan", "weight_decay: .nan", "training.weight_decay"),

@@ -45,9 +45,14 @@ def _safe_loader() -> Any:
     return SpecLoader
 
 
-def _count_values(data: Any, path: Path) -> None:
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_values(data: Any, path: Path) -> None:
     """Refuse a document that expands into more than :data:`MAX_SPEC_VALUES` values,
-    counting an aliased value each time it is used (iteratively: no recursion)."""
+    counting an aliased value each time it is used (iteratively: no recursion), or that holds
+    a value that is not plain data: YAML reads ``2024-01-31`` as a date and ``!!set``,
+    ``!!binary`` as sets and bytes, which no spec key takes (and JSON cannot store)."""
     stack, count = [data], 0
     while stack:
         item = stack.pop()
@@ -59,9 +64,16 @@ def _count_values(data: Any, path: Path) -> None:
                 fix="write the values out, without nested &anchor/*alias repeats",
             )
         if isinstance(item, Mapping):
+            stack.extend(item.keys())
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+        elif not isinstance(item, _PLAIN):
+            raise ConfigError(
+                f"spec file {path} holds {item!r}, which YAML read as a "
+                f"{type(item).__name__}, not as text, a number or a list",
+                fix="put it in quotes if it is text, or write a plain value",
+            )
 
 
 #: The largest spec file read (a real one is a few kB; this keeps a wrong file from filling
@@ -123,7 +135,7 @@ def read_yaml_mapping(path: str | Path, *, keys_hint: str, example: str) -> Mapp
             f"spec file {path} must hold a mapping of keys ({keys_hint})",
             fix=f"see {example}",
         )
-    _count_values(data, path)
+    _check_values(data, path)
     return data
 
 
