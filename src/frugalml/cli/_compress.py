@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("spec", metavar="SPEC", help="compress spec (YAML)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
     parser.set_defaults(handler=_run)
 
 
@@ -69,8 +70,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from frugalml.compress import CompressSpec, plot_compress, run_compress, save_compressed
     from frugalml.meter import Meter, MeterConfig
+    from frugalml.train import apply_threads
 
     spec = CompressSpec.from_yaml(args.spec)
+    apply_threads(args.threads, option="--threads")  # the one threads rule: 1 unless told
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file", fix="give a directory")
