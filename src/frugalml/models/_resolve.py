@@ -59,37 +59,40 @@ def resolve_models(
             models.append(checked)
 
     for entry in entries:
-        if isinstance(entry, ModelRef):
-            add(entry, from_preset=None)
-        elif isinstance(entry, str):
-            if is_preset(entry):
-                for ref in get_preset(entry):
-                    add(ref, from_preset=entry)
-            else:
-                add(ModelRef(entry), from_preset=None)
-        elif isinstance(entry, Mapping):
-            if "preset" in entry:
-                if set(entry) != {"preset"}:
-                    raise ConfigError(
-                        f"model entry {dict(entry)!r} mixes preset with other keys",
-                        fix="write a preset as {preset: <name>} on its own",
-                    )
-                name = entry["preset"]
-                if not isinstance(name, str) or not is_preset(name):
-                    raise ModelError(
-                        f"unknown model preset {name!r}",
-                        fix=f"use one of {', '.join(list_presets())}",
-                    )
-                for ref in get_preset(name):
-                    add(ref, from_preset=name)
-            else:
-                add(ModelRef.from_mapping(entry), from_preset=None)
-        else:
-            raise ConfigError(
-                f"model entry {entry!r} is a {type(entry).__name__}",
-                fix="give a model or preset name, or a mapping {name: ..., args: {...}}",
-            )
+        for ref, preset in _entry_refs(entry):
+            add(ref, from_preset=preset)
     return ResolvedModels(models=models, unresolved=unresolved, renamed=renamed)
+
+
+def _entry_refs(
+    entry: str | Mapping[str, Any] | ModelRef,
+) -> list[tuple[ModelRef, str | None]]:
+    """The refs one spec entry stands for, each with the preset it came from (or None)."""
+    if isinstance(entry, ModelRef):
+        return [(entry, None)]
+    if isinstance(entry, str):
+        if is_preset(entry):
+            return [(ref, entry) for ref in get_preset(entry)]
+        return [(ModelRef(entry), None)]
+    if isinstance(entry, Mapping):
+        if "preset" not in entry:
+            return [(ModelRef.from_mapping(entry), None)]
+        if set(entry) != {"preset"}:
+            raise ConfigError(
+                f"model entry {dict(entry)!r} mixes preset with other keys",
+                fix="write a preset as {preset: <name>} on its own",
+            )
+        name = entry["preset"]
+        if not isinstance(name, str) or not is_preset(name):
+            raise ModelError(
+                f"unknown model preset {name!r}",
+                fix=f"use one of {', '.join(list_presets())}",
+            )
+        return [(ref, name) for ref in get_preset(name)]
+    raise ConfigError(
+        f"model entry {entry!r} is a {type(entry).__name__}",
+        fix="give a model or preset name, or a mapping {name: ..., args: {...}}",
+    )
 
 
 def _check_ref(ref: ModelRef, *, from_preset: str | None, strict: bool) -> ModelRef | str:

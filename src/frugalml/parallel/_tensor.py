@@ -176,6 +176,25 @@ def _fn(name: str) -> Any:
 _CLASSES: dict[str, Any] = {}
 
 
+def _rank_parameters(
+    layer: torch.nn.Linear | torch.nn.Conv2d, kind: ChannelType, counts: Sequence[int], rank: int
+) -> tuple[torch.nn.Parameter, torch.nn.Parameter | None]:
+    """This rank's weight slice of ``layer`` and its bias (type III: its output channels'
+    slice; type II: the whole bias, added once after the partial sums)."""
+    import torch
+
+    weight = layer.weight.detach()
+    start, stop = _bounds(counts, rank)
+    dim = 0 if kind == 2 else 1
+    part = torch.nn.Parameter(weight.narrow(dim, start, stop - start).clone())
+    bias = layer.bias
+    if bias is None:
+        return part, None
+    if kind == 2:
+        return part, torch.nn.Parameter(bias.detach()[start:stop].clone())
+    return part, torch.nn.Parameter(bias.detach().clone())
+
+
 def _split_layer_class() -> Any:
     """The module class, defined on first use so importing frugalml.parallel loads no torch."""
     if "layer" in _CLASSES:
@@ -214,16 +233,7 @@ def _split_layer_class() -> Any:
                     f"{channels} channels split by {list(shares)} gives {self.counts}",
                     fix="give every rank at least one channel (a larger share or a wider layer)",
                 )
-            start, stop = _bounds(self.counts, rank)
-            dim = 0 if kind == 2 else 1
-            self.weight = torch.nn.Parameter(weight.narrow(dim, start, stop - start).clone())
-            bias = layer.bias
-            if bias is None:
-                self.bias = None
-            elif kind == 2:
-                self.bias = torch.nn.Parameter(bias.detach()[start:stop].clone())
-            else:  # type II: the bias is added once, after the partial sums
-                self.bias = torch.nn.Parameter(bias.detach().clone())
+            self.weight, self.bias = _rank_parameters(layer, kind, self.counts, rank)
             self.conv_args: dict[str, Any] = (
                 {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation}
                 if isinstance(layer, torch.nn.Conv2d)

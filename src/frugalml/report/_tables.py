@@ -209,14 +209,7 @@ def _cell(column: str, record: Mapping[Hashable, Any]) -> str:
     if column == "n_trials":
         return "" if math.isnan(number) else str(int(number))
     if column == PERFORMANCE:
-        text = fmt_fixed(number)
-        spread = _float(record.get("accuracy_std"))
-        if not math.isnan(spread):
-            low, high = _float(record.get("accuracy_min")), _float(record.get("accuracy_max"))
-            text += f" ± {spread:.3f}"
-            if not (math.isnan(low) or math.isnan(high)):
-                text += f" ({low:.3f}-{high:.3f})"
-        return text
+        return _performance_cell(number, record)
     if column.startswith("pepr_"):
         return fmt_fixed(number)
     if column.endswith("energy_j"):
@@ -236,6 +229,18 @@ def _cell(column: str, record: Mapping[Hashable, Any]) -> str:
     if column == PARETO:
         return "yes" if value is True or (not math.isnan(number) and number == 1.0) else ""
     return plain_text(value)
+
+
+def _performance_cell(number: float, record: Mapping[Hashable, Any]) -> str:
+    """The accuracy, with its spread and range over seeds when the table has them."""
+    text = fmt_fixed(number)
+    spread = _float(record.get("accuracy_std"))
+    if not math.isnan(spread):
+        low, high = _float(record.get("accuracy_min")), _float(record.get("accuracy_max"))
+        text += f" ± {spread:.3f}"
+        if not (math.isnan(low) or math.isnan(high)):
+            text += f" ({low:.3f}-{high:.3f})"
+    return text
 
 
 def _float(value: object) -> float:
