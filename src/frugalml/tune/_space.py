@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -236,34 +236,30 @@ def parse_param(name: Any, spec: Any) -> Param:
             fix=f"use only: {', '.join(sorted(allowed))}",
         )
     if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, (list, tuple)) or not choices:
-            raise ConfigError(
-                f"{where}.choices must be a non-empty list, got {choices!r}",
-                fix="e.g. choices: [16, 32, 64]",
-            )
-        encoded = [_encode(c) for c in choices]
-        if len(set(map(json.dumps, encoded))) != len(encoded):
-            raise ConfigError(
-                f"{where}.choices has duplicates: {list(choices)}", fix="list each once"
-            )
-        return Param(name=name, type="categorical", choices=tuple(choices))
+        return _categorical(name, where, spec)
+    return _numeric(name, where, kind, spec)
 
+
+def _categorical(name: str, where: str, spec: Mapping[str, Any]) -> Param:
+    choices = spec.get("choices")
+    if not isinstance(choices, (list, tuple)) or not choices:
+        raise ConfigError(
+            f"{where}.choices must be a non-empty list, got {choices!r}",
+            fix="e.g. choices: [16, 32, 64]",
+        )
+    encoded = [_encode(c) for c in choices]
+    if len(set(map(json.dumps, encoded))) != len(encoded):
+        raise ConfigError(f"{where}.choices has duplicates: {list(choices)}", fix="list each once")
+    return Param(name=name, type="categorical", choices=tuple(choices))
+
+
+def _numeric(name: str, where: str, kind: Any, spec: Mapping[str, Any]) -> Param:
+    """An int or float range: bounds, log scale, step and grid values, checked together."""
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise ConfigError(f"{where}.log must be true or false, got {log!r}", fix="log: true")
     convert = _integer if kind == "int" else _number
-    grid: tuple[float, ...] | None = None
-    if "grid" in spec:
-        raw = spec["grid"]
-        if not isinstance(raw, (list, tuple)) or not raw:
-            raise ConfigError(
-                f"{where}.grid must be a non-empty list of values, got {raw!r}",
-                fix="e.g. grid: [1.0e-3, 1.0e-2]",
-            )
-        grid = tuple(float(convert(v, f"{where}.grid")) for v in raw)
-        if len(set(grid)) != len(grid):
-            raise ConfigError(f"{where}.grid has duplicates: {list(raw)}", fix="list each once")
+    grid = _grid(where, spec, convert)
     for key in ("low", "high"):
         if key not in spec and grid is None:
             raise ConfigError(
@@ -282,17 +278,7 @@ def parse_param(name: Any, spec: Any) -> Param:
             f"{where}: a log-scaled range needs low > 0, got low = {low:g}",
             fix="use a positive low (e.g. 1.0e-5) or drop log: true",
         )
-    step: float | None = None
-    if spec.get("step") is not None:
-        step = float(convert(spec["step"], f"{where}.step"))
-        if not step > 0:
-            raise ConfigError(f"{where}.step must be > 0, got {step:g}", fix="e.g. step: 1")
-        if log:
-            raise ConfigError(
-                f"{where}: step and log cannot be combined (Optuna samples either a stepped or "
-                "a log-scaled range)",
-                fix="drop step, or drop log and list the values in grid: [...]",
-            )
+    step = _step(where, spec, convert, log=log)
     if grid is not None:
         outside = [v for v in grid if not low <= v <= high]
         if outside:
@@ -301,6 +287,42 @@ def parse_param(name: Any, spec: Any) -> Param:
                 fix="widen low/high or drop those grid values",
             )
     return Param(name=name, type=kind, low=low, high=high, log=log, step=step, grid=grid)
+
+
+def _grid(
+    where: str, spec: Mapping[str, Any], convert: Callable[[Any, str], float]
+) -> tuple[float, ...] | None:
+    """The ``grid:`` values of a numeric parameter, or None when it lists none."""
+    if "grid" not in spec:
+        return None
+    raw = spec["grid"]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(
+            f"{where}.grid must be a non-empty list of values, got {raw!r}",
+            fix="e.g. grid: [1.0e-3, 1.0e-2]",
+        )
+    grid = tuple(float(convert(v, f"{where}.grid")) for v in raw)
+    if len(set(grid)) != len(grid):
+        raise ConfigError(f"{where}.grid has duplicates: {list(raw)}", fix="list each once")
+    return grid
+
+
+def _step(
+    where: str, spec: Mapping[str, Any], convert: Callable[[Any, str], float], *, log: bool
+) -> float | None:
+    """The ``step:`` of a numeric parameter (positive, never with ``log``), or None."""
+    if spec.get("step") is None:
+        return None
+    step = float(convert(spec["step"], f"{where}.step"))
+    if not step > 0:
+        raise ConfigError(f"{where}.step must be > 0, got {step:g}", fix="e.g. step: 1")
+    if log:
+        raise ConfigError(
+            f"{where}: step and log cannot be combined (Optuna samples either a stepped or "
+            "a log-scaled range)",
+            fix="drop step, or drop log and list the values in grid: [...]",
+        )
+    return step
 
 
 @dataclass(frozen=True)
