@@ -285,3 +285,21 @@ def test_channels_prunes_a_timm_model_and_saves(tmp_path: Path, name: str) -> No
     assert torch.equal(loaded(x), model.eval()(x))
     with pytest.raises(ConfigError, match="ratio"):
         prune_channels(model, x, 1.0)
+
+
+def test_weights_are_resolved_checked_and_loaded(tmp_path: Path) -> None:
+    from frugalml.errors import ModelError
+    from frugalml.models import create_model
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        CompressSpec.from_mapping({**BASE, "weights": "nope.pth"}, source=str(tmp_path / "s.yaml"))
+    other = create_model("frugal_cnn", num_classes=10, in_chans=1, width=4)
+    torch.save(other.state_dict(), tmp_path / "w.pth")
+    spec = CompressSpec.from_mapping(
+        {**BASE, "model_args": {"width": 8}, "weights": "w.pth"}, source=str(tmp_path / "s.yaml")
+    )
+    assert spec.weights == str((tmp_path / "w.pth").resolve())
+    from frugalml.compress import run_compress
+
+    with Meter() as meter, pytest.raises(ModelError, match="could not load"):
+        run_compress(spec, meter)  # width 4 weights into width 8: the file is really read

@@ -433,7 +433,19 @@ def run_compress(
         spec.model, dataset.num_classes, dataset.channels, dict(spec.model_args)
     )
     device = resolve_device(spec.training.device)
-    dense = architecture.build()
+    if spec.weights is None:
+        dense = architecture.build()
+    else:  # the dense phase starts from these weights (a built-in's or a timm model's)
+        from frugalml.models import create_model
+
+        dense = create_model(
+            spec.model,
+            num_classes=dataset.num_classes,
+            in_chans=dataset.channels,
+            pretrained=True,
+            pretrained_file=spec.weights,
+            **dict(spec.model_args),
+        )
     phases = _Phases(meter, "dense")
     trained = phases.run("train", lambda: train(dense, dataset, spec.training, meter=meter))
     dense.eval()

@@ -218,7 +218,24 @@ _KEYS = {
     "latency": "{repeats: 15, batch_size: 64, min_time_s: 0.02}",
     "energy": "{repeats: 5, min_window_s: 1.0}",
     "description": "free text",
+    "weights": "a state_dict file (.pth/.safetensors) the dense phase starts from",
 }
+
+
+def _weights(value: Any, source: str) -> str | None:
+    """``weights:`` resolved against the spec file's folder; it must exist."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"weights must be a file path, got {value!r}", fix="weights: dense.pth")
+    base = Path(source).parent if source != "<mapping>" else Path.cwd()
+    path = (base / value).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"weights file {str(path)!r} does not exist",
+            fix="give a state_dict saved with torch.save(model.state_dict(), path)",
+        )
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -236,6 +253,7 @@ class CompressSpec:
     energy_repeats: int = 5
     min_window_s: float = 1.0
     description: str = ""
+    weights: str | None = None
     source: str = "<mapping>"
 
     @classmethod
@@ -305,5 +323,6 @@ class CompressSpec:
             energy_repeats=_int(energy.get("repeats", 5), "energy.repeats", 1),
             min_window_s=_number(energy.get("min_window_s", 1.0), "energy.min_window_s"),
             description=str(data.get("description") or ""),
+            weights=_weights(data.get("weights"), source),
             source=source,
         )
