@@ -197,6 +197,57 @@ class Trial:
         )
 
 
+def _parse_datasets(value: Any) -> list[str]:
+    from frugalml.data import check_dataset_name
+
+    datasets = []
+    for item in _as_list(value, "datasets"):
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"datasets entries must be names, got {item!r}", fix=_KEYS["datasets"]
+            )
+        check_dataset_name(item)
+        datasets.append(item)
+    return datasets
+
+
+def _parse_pretrained(value: Any) -> list[bool]:
+    pretrained = []
+    for item in _as_list(value, "pretrained"):
+        if not isinstance(item, bool):
+            raise ConfigError(
+                f"pretrained entries must be true or false, got {item!r}",
+                fix="write pretrained: [true, false]",
+            )
+        pretrained.append(item)
+    return pretrained
+
+
+def _parse_fractions(value: Any) -> list[float]:
+    fractions = []
+    for item in _as_list(value, "fractions"):
+        fraction = parse_number(item, "fractions")
+        if not 0 < fraction <= 1:
+            raise ConfigError(
+                f"fraction {item!r} is outside (0, 1]",
+                fix="give fractions of the training data such as [1.0, 0.1]",
+            )
+        fractions.append(fraction)
+    return fractions
+
+
+def _parse_seeds(value: Any) -> list[int]:
+    seeds = []
+    for item in _as_list(value, "seeds"):
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SEED:
+            raise ConfigError(
+                f"seeds must be integers in [0, {MAX_SEED}], got {item!r}",
+                fix="e.g. seeds: [0, 1]",
+            )
+        seeds.append(item)
+    return seeds
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """A parsed, checked study spec. Build with :meth:`from_yaml` or :meth:`from_mapping`."""
@@ -231,49 +282,14 @@ class StudySpec:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> StudySpec:
-        from frugalml.data import check_dataset_name
-
         check_spec_keys(data, _KEYS, required=("name", "datasets", "models"), source=source)
         name = check_name(data["name"])
 
-        datasets = []
-        for item in _as_list(data["datasets"], "datasets"):
-            if not isinstance(item, str):
-                raise ConfigError(
-                    f"datasets entries must be names, got {item!r}", fix=_KEYS["datasets"]
-                )
-            check_dataset_name(item)
-            datasets.append(item)
-
+        datasets = _parse_datasets(data["datasets"])
         models, unresolved, renamed = _resolve_models(_as_list(data["models"], "models"))
-
-        pretrained = []
-        for item in _as_list(data.get("pretrained", [False]), "pretrained"):
-            if not isinstance(item, bool):
-                raise ConfigError(
-                    f"pretrained entries must be true or false, got {item!r}",
-                    fix="write pretrained: [true, false]",
-                )
-            pretrained.append(item)
-
-        fractions = []
-        for item in _as_list(data.get("fractions", [1.0]), "fractions"):
-            value = parse_number(item, "fractions")
-            if not 0 < value <= 1:
-                raise ConfigError(
-                    f"fraction {item!r} is outside (0, 1]",
-                    fix="give fractions of the training data such as [1.0, 0.1]",
-                )
-            fractions.append(value)
-
-        seeds = []
-        for item in _as_list(data.get("seeds", [0]), "seeds"):
-            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_SEED:
-                raise ConfigError(
-                    f"seeds must be integers in [0, {MAX_SEED}], got {item!r}",
-                    fix="e.g. seeds: [0, 1]",
-                )
-            seeds.append(item)
+        pretrained = _parse_pretrained(data.get("pretrained", [False]))
+        fractions = _parse_fractions(data.get("fractions", [1.0]))
+        seeds = _parse_seeds(data.get("seeds", [0]))
         for key, values in (
             ("datasets", datasets),
             ("pretrained", pretrained),
