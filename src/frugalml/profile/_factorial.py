@@ -371,77 +371,47 @@ class _TrialRunner:
     def run(self, trial: Trial) -> None:
         import torch
 
-        from frugalml.models import count_costs, create_model
-        from frugalml.study import build_result, process_rss_bytes
-        from frugalml.train import EpochRecord, train
+        from frugalml.study._trial import TrialPlan, prepare_dataset, run_metered_trial
 
         trial_id = trial.trial_id
-        definition = self.store.trial(trial_id).definition
+        plan = TrialPlan(
+            trial_id=trial_id,
+            definition=self.store.trial(trial_id).definition,
+            threads=int(torch.get_num_threads()),  # run_factorial's, in force
+        )
+        dataset = prepare_dataset(plan.definition, self.dataset)
         args = trial.model.args_dict()
         label = (
             f"conv {args['conv_layers']}, linear {args['linear_layers']}, "
             f"ReLU {'on' if args['relu'] else 'off'}, seed {trial.seed}"
         )
-        dataset = self.dataset
-        if trial.fraction < 1.0:
-            dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
-        costs: Any = None
-        train_result: Any = None
-        error: str | None = None
-        records: list[EpochRecord] = []
 
-        def on_epoch(record: EpochRecord) -> None:
-            records.append(record)
-            self.store.record_epoch(trial_id, record.epoch, record.to_dict())
-            if record.train_measurement is not None:
-                self.energy_kind = _merge_kind(
-                    self.energy_kind, record.train_measurement.provenance
-                )
+        def on_epoch(record: dict[str, Any]) -> None:
+            if record["epoch"] == 0:
+                return  # the set-up window: in-process, no killed trial is booked from it
+            self.store.record_epoch(trial_id, int(record["epoch"]), record)
+            train_m = record.get("train_measurement") or {}
+            if train_m.get("provenance") is not None:
+                self.energy_kind = _merge_kind(self.energy_kind, str(train_m["provenance"]))
             self.epochs_done += 1
-            if record.measurement is not None:
-                self.current_j += record.measurement.energy_j
+            self.current_j += float((record.get("measurement") or {}).get("energy_j", 0.0))
             self.emit("epoch", label)
 
         self.emit("trial_started", label)
-        window: Any = None
-        baseline_rss_bytes = process_rss_bytes()
-        try:
-            with self.meter.window(f"trial {trial.label}") as window:
-                torch.manual_seed(trial.seed)
-                model = create_model(
-                    MODEL,
-                    num_classes=dataset.num_classes,
-                    in_chans=dataset.channels,
-                    **trial.model.args_dict(),
-                )
-                costs = count_costs(model, dataset.input_shape)
-                train_result = train(
-                    model, dataset, trial.training, meter=self.meter, on_epoch=on_epoch
-                )
-        except KeyboardInterrupt:
+        outcome = run_metered_trial(
+            plan, on_epoch=on_epoch, dataset=dataset, meter=self.meter,
+            window=f"trial {trial.label}",
+        )  # fmt: skip
+        if outcome.status == "interrupted":
             self.store.finish(trial_id, "pending", only_if_running=True)
-            raise
-        except (FrugalError, RuntimeError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, FrugalError) else str(exc)
-            logger.warning("factorial trial %s failed: %s", trial.label, error)
-        measurement = getattr(window, "measurement", None)
+            raise outcome.cause or KeyboardInterrupt
         self.current_j = 0.0
-        result = build_result(
-            trial_id,
-            definition,
-            costs=costs,
-            train_result=train_result,
-            measurement=measurement,
-            image_size=dataset.image_size,
-            epochs=records,
-            baseline_rss_bytes=baseline_rss_bytes,
-            threads=torch.get_num_threads(),
-        )
-        if measurement is not None:
-            self.energy_j += measurement.energy_j
-            self.energy_kind = _merge_kind(self.energy_kind, measurement.provenance)
+        result = outcome.result or {}
+        if result.get("energy_j") is not None:
+            self.energy_j += float(result["energy_j"])
+            self.energy_kind = _merge_kind(self.energy_kind, str(result["energy_kind"]))
         train_energy_j = float(result.get(ENERGY_KEY) or 0.0)
-        if error is None:
+        if outcome.status == "complete":
             self.store.finish(trial_id, "complete", result=result, only_if_running=True)
             self.trials_done += 1
             accuracy = result.get("accuracy")
@@ -453,6 +423,8 @@ class _TrialRunner:
                 else "",
             )
         else:
+            error = outcome.error or "failed"
+            logger.warning("factorial trial %s failed: %s", trial.label, error)
             self.store.finish(trial_id, "failed", result=result, error=error, only_if_running=True)
             self.trials_failed += 1
             self.epochs_done = (self.trials_done + self.trials_failed) * self.config.epochs

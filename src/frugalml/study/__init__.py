@@ -8,6 +8,8 @@
 - :mod:`._results`: :func:`build_result` (one trial's row, for anything that writes
   trials; :func:`energy_split` into training, evaluation and set-up),
   :func:`load_results` and :func:`export_csv`, one row per trial.
+- :mod:`._trial`: :func:`run_metered_trial`, the one place a trial runs (worker, tuner,
+  factorial, remote executors): a :class:`TrialPlan` in, a :class:`TrialOutcome` out.
 - :mod:`._estimate`: :func:`estimate_study`, predicted energy and time before running.
 """
 
@@ -24,10 +26,18 @@ from frugalml.study._results import (
 from frugalml.study._runner import StudyEvent, StudyOutcome, StudyProgress, StudyRunner, run_study
 from frugalml.study._spec import ModelEntry, StudySpec, Trial, parse_budget
 from frugalml.study._store import STORE_FILENAME, StudyStore, TrialRow
+from frugalml.study._trial import (
+    BudgetStop,
+    TrialOutcome,
+    TrialPlan,
+    TrialStatus,
+    run_metered_trial,
+)
 
 __all__ = [
     "COLUMNS",
     "STORE_FILENAME",
+    "BudgetStop",
     "ModelEntry",
     "StudyEvent",
     "StudyOutcome",
@@ -36,12 +46,16 @@ __all__ = [
     "StudySpec",
     "StudyStore",
     "Trial",
+    "TrialOutcome",
+    "TrialPlan",
     "TrialRow",
+    "TrialStatus",
     "build_result",
     "energy_split",
     "export_csv",
     "load_results",
     "parse_budget",
     "process_rss_bytes",
+    "run_metered_trial",
     "run_study",
 ]

@@ -18,7 +18,6 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-import traceback  # noqa: E402
 from typing import Any  # noqa: E402
 
 logger = logging.getLogger("frugalml.study.worker")
@@ -49,116 +48,46 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def run_trial(
     store_path: str, trial_id: str, threads: int | None, spawned_at: float, workers: int = 1
 ) -> int:
-    import torch
-
-    from frugalml.data import load_dataset
-    from frugalml.errors import FrugalError, StoreError
-    from frugalml.meter import CarbonConfig, Meter, MeterConfig
-    from frugalml.models import count_costs, create_model
-    from frugalml.study._results import build_result, process_rss_bytes, setup_record
-    from frugalml.study._spec import Trial, check_trial
+    """Run the store's trial ``trial_id`` (:func:`frugalml.study.run_metered_trial`),
+    recording each epoch as it ends and the outcome; returns the exit status."""
     from frugalml.study._store import StudyStore
-    from frugalml.train import EpochRecord, TrainConfig, apply_threads, train
+    from frugalml.study._trial import TrialPlan, run_metered_trial
+    from frugalml.train import apply_threads
 
     threads = apply_threads(threads, option="--threads")
     store = StudyStore(store_path, create=False)
-    row = store.trial(trial_id)
-    definition = row.definition
-    trial = Trial.from_dict({**definition, "study": row.definition.get("study", "")})
-    carbon = definition.get("carbon") or {}
-    config = MeterConfig(carbon=CarbonConfig(**carbon))
-    costs = train_result = None
-    image_size: tuple[int, int] | None = None
-    test_samples: int | None = None
-    window: Any = None
-    records: list[EpochRecord] = []
-    exit_code = EXIT_COMPLETE
-    error: str | None = None
-    meter = Meter(config)
-
-    def on_epoch(record: EpochRecord) -> None:
-        records.append(record)
-        store.record_epoch(trial_id, record.epoch, record.to_dict())
-
-    baseline_rss_bytes = process_rss_bytes()
-    try:
-        with meter, meter.window("trial") as window:
-            with meter.window("trial setup") as setup_window:
-                check_trial(trial)  # the checks `study validate` makes, before any loading
-                dataset = load_dataset(  # resized while loading: a folder of mixed sizes loads
-                    trial.dataset,
-                    root=definition.get("data_root"),
-                    download=definition.get("download"),
-                    image_size=trial.image_size,
-                )
-                if trial.fraction < 1.0:
-                    dataset = dataset.with_fraction(trial.fraction, seed=trial.seed)
-                image_size = dataset.image_size
-                test_samples = len(dataset.test)
-                torch.manual_seed(trial.seed)
-                model = create_model(
-                    trial.model.name,
-                    num_classes=dataset.num_classes,
-                    in_chans=dataset.channels,
-                    pretrained=trial.pretrained,
-                    pretrained_file=trial.pretrained_file,
-                    **trial.model.args_dict(),
-                )
-                costs = count_costs(model, (dataset.channels, *dataset.image_size))
-            # Epoch 0 is the set-up window: with the epochs it lets the runner book the
-            # energy of a trial it had to kill (study._results.killed_result).
-            store.record_epoch(trial_id, 0, setup_record(setup_window.measurement))
-            train_result = train(
-                model,
-                dataset,
-                TrainConfig.from_mapping(definition["training"]),
-                meter=meter,
-                pretrained=trial.pretrained,
-                on_epoch=on_epoch,
-            )
-    except KeyboardInterrupt:
-        exit_code, error = EXIT_INTERRUPTED, "interrupted"
-    except StoreError as exc:
-        # the store, not the trial, failed (a full disk): give the trial back, so a resume
-        # runs it again; where even that write fails, its dead owner makes it claimable
-        exit_code, error = EXIT_INTERRUPTED, str(exc)
-        print(f"frugalml: trial {trial_id} given back: {exc}", file=sys.stderr)
-    except FrugalError as exc:
-        exit_code, error = EXIT_FAILED, str(exc)
-    except torch.OutOfMemoryError as exc:
-        exit_code, error = EXIT_FAILED, f"out of memory: {str(exc).splitlines()[0]}"
-    except Exception as exc:
-        traceback.print_exc()
-        exit_code, error = EXIT_FAILED, f"{type(exc).__name__}: {exc}"
-    measurement = getattr(window, "measurement", None)
-    overhead_s = None
-    if measurement is not None:
-        overhead_s = max(0.0, time.time() - spawned_at - measurement.duration_s)
-    result = build_result(
-        trial_id,
-        definition,
-        costs=costs,
-        train_result=train_result,
-        measurement=measurement,
-        image_size=image_size,
-        overhead_s=overhead_s,
-        test_samples=test_samples,
-        epochs=records,
-        baseline_rss_bytes=baseline_rss_bytes,
+    plan = TrialPlan(
+        trial_id=trial_id,
+        definition=store.trial(trial_id).definition,
         threads=threads,
+        workers=workers,
+        spawned_at=spawned_at,
     )
-    # Machine-wide counters (RAPL, NVML) see every trial running at the same time; the
-    # record says how many ran side by side so sums can be read correctly.
-    result["concurrent_workers"] = workers
-    if exit_code == EXIT_COMPLETE:
-        store.finish(trial_id, "complete", result=result, only_if_running=True)
-    elif exit_code == EXIT_INTERRUPTED:
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        store.record_epoch(trial_id, int(record["epoch"]), record)
+
+    outcome = run_metered_trial(plan, on_epoch=on_epoch)
+    if outcome.traceback and outcome.status == "failed":
+        print(outcome.traceback, file=sys.stderr, end="")
+    if outcome.status == "interrupted":
+        if outcome.error != "interrupted":  # the store, not the trial, failed (a full disk)
+            print(f"frugalml: trial {trial_id} given back: {outcome.error}", file=sys.stderr)
+        # give the trial back, so a resume runs it again; where even that write fails, its
+        # dead owner makes it claimable
         store.finish(trial_id, "pending", result=None, error=None, only_if_running=True)
-    else:
-        store.finish(trial_id, "failed", result=result, error=error, only_if_running=True)
-        print(f"frugalml: trial {trial_id} failed: {error}", file=sys.stderr)
+        store.close()
+        return EXIT_INTERRUPTED
+    if outcome.status == "failed":
+        store.finish(
+            trial_id, "failed", result=outcome.result, error=outcome.error, only_if_running=True
+        )
+        print(f"frugalml: trial {trial_id} failed: {outcome.error}", file=sys.stderr)
+        store.close()
+        return EXIT_FAILED
+    store.finish(trial_id, "complete", result=outcome.result, only_if_running=True)
     store.close()
-    return exit_code
+    return EXIT_COMPLETE
 
 
 def main(argv: list[str] | None = None) -> int:

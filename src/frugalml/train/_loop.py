@@ -319,6 +319,25 @@ def evaluate(
     )
 
 
+def _stop_reason(
+    record: EpochRecord,
+    epoch_measurements: list[Measurement],
+    guard: BudgetGuard | None,
+    should_stop: Callable[[EpochRecord], str | None] | None,
+) -> str | None:
+    """Why training stops after ``record``'s epoch (the caller's reason first), or None."""
+    if should_stop is not None:
+        reason = should_stop(record)
+        if reason is not None:
+            return reason
+    if guard is not None and epoch_measurements:
+        decision = guard.check(epoch_measurements)
+        if decision.stop:
+            logger.warning("stopping after epoch %d: %s", record.epoch, decision.reason)
+            return decision.reason
+    return None
+
+
 def train(
     model: torch.nn.Module,
     dataset: ImageDataset,
@@ -330,6 +349,7 @@ def train(
     guard: BudgetGuard | None = None,
     regulariser: Callable[[torch.nn.Module], torch.Tensor] | None = None,
     on_step: Callable[[torch.nn.Module], None] | None = None,
+    should_stop: Callable[[EpochRecord], str | None] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``dataset`` and evaluate it on validation and test after every epoch.
 
@@ -339,7 +359,10 @@ def train(
     stops training early when the predicted total would exceed its budget; the result then
     says so in ``stop_reason``. ``regulariser(model)`` (optional) is added to each batch's
     loss (a sparsity term, :mod:`frugalml.compress`); ``on_step(model)`` runs after each
-    optimizer step (e.g. to keep pruned weights at zero).
+    optimizer step (e.g. to keep pruned weights at zero). ``should_stop(record)`` (optional)
+    is asked after every epoch but the last whether to stop, and returns a reason (a pruner's
+    verdict, a budget) or None; training then ends with the epochs so far, ``stopped_early``
+    and the reason in ``stop_reason``.
     """
     import torch
 
@@ -445,11 +468,10 @@ def train(
             on_epoch(record)
         if record.measurement is not None:
             epoch_measurements.append(record.measurement)
-        if guard is not None and epoch < config.epochs and epoch_measurements:
-            decision = guard.check(epoch_measurements)
-            if decision.stop:
-                stop_reason = decision.reason
-                logger.warning("stopping after epoch %d: %s", epoch, decision.reason)
+        if epoch < config.epochs:
+            stop_reason = _stop_reason(record, epoch_measurements, guard, should_stop)
+            if stop_reason is not None:
+                logger.debug("stopping after epoch %d: %s", epoch, stop_reason)
                 break
 
     best = max(records, key=lambda r: (r.val.get("accuracy", -1.0), -r.epoch))

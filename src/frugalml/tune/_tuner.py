@@ -36,7 +36,6 @@ rerun tries them first.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from frugalml.errors import ConfigError
 from frugalml.meter import J_PER_KWH
 from frugalml.tune._prune import DominancePruner
+from frugalml.tune._record import json_float
 from frugalml.tune._results import (
     TRIAL_ATTR,
     TRIALS_CSV,
@@ -63,11 +63,11 @@ from frugalml.tune._space import apply_params
 from frugalml.tune._spec import TuneSpec
 from frugalml.tune._storage import directory_lock, load_or_create_study
 from frugalml.tune._strategies import (
-    FIDELITY_STRATEGIES,
     configure_search,
     make_pruner,
     make_sampler,
 )
+from frugalml.tune._trial import TuneTrial, requeue
 
 if TYPE_CHECKING:
     import optuna
@@ -75,7 +75,6 @@ if TYPE_CHECKING:
     from frugalml.data import ImageDataset
     from frugalml.meter import Meter
     from frugalml.study import StudyStore
-    from frugalml.train import EpochRecord, TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -177,9 +176,9 @@ class TuneOutcome:
             return {
                 "number": t.number,
                 "params": t.params,
-                "val_accuracy": _json_float(t.val_accuracy),
-                "test_accuracy": _json_float(t.test_accuracy),
-                "energy_j": _json_float(t.energy_j),
+                "val_accuracy": json_float(t.val_accuracy),
+                "test_accuracy": json_float(t.test_accuracy),
+                "energy_j": json_float(t.energy_j),
                 "energy_kind": t.energy_kind,
                 "epochs": t.epochs,
                 "store_trial_id": t.store_trial_id,
@@ -219,24 +218,6 @@ def _cost(measurement: Any) -> dict[str, float]:
         "co2_g": measurement.co2_g,
         "duration_s": measurement.duration_s,
     }
-
-
-def _json_float(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _trial_id(study: str, number: int, started: Any) -> str:
-    text = f"tune|{study}|{number}|{started}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _label(number: int, params: dict[str, Any]) -> str:
-    inner = ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-    return f"tune #{number} | {inner}"
-
-
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 class Tuner:
@@ -394,8 +375,7 @@ class Tuner:
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             logger.info("trial %d was left running by an earlier run; retrying it", trial.number)
             trial_id = (trial.user_attrs.get(TRIAL_ATTR) or {}).get("store_trial_id")
-            self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-            self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            requeue(self.study, trial)
             if trial_id:
                 self.store.finish(
                     str(trial_id),
@@ -565,234 +545,7 @@ class Tuner:
         meter: Meter,
         sampler: dict[str, float] | None = None,
     ) -> None:
-        import optuna
-        import torch
-        from optuna.trial import TrialState
-
-        from frugalml.models import count_costs
-        from frugalml.study import build_result, process_rss_bytes
-        from frugalml.train import TrainingDiverged, TrainResult, train
-
-        spec = self.spec
-        dataset = self._dataset
-        if dataset is None:
-            raise RuntimeError("the dataset is not loaded")
-        training, model_name, model_args = apply_params(
-            params, spec.training, spec.model, spec.model_args
-        )
-        number = trial.number
-        json_params = json.loads(json.dumps(params))
-        definition: dict[str, Any] = {
-            "study": spec.name,
-            "model": model_name,
-            "model_args": model_args,
-            "dataset": spec.dataset,
-            "pretrained": spec.pretrained,
-            "fraction": spec.fraction,
-            "seed": training.seed,
-            "image_size": spec.image_size,
-            "training": training.to_dict(),
-            "carbon": dict(spec.carbon),
-            "data_root": spec.data_root,
-            "download": spec.download,
-            "tune": {
-                "strategy": spec.strategy,
-                "number": number,
-                "params": json_params,
-                "objective": list(spec.objectives),
-                "pruner": spec.pruner,
-                "sampler_seed": spec.seed,
-            },
-        }
-        trial_id = _trial_id(spec.name, number, trial.datetime_start)
-        self.store.add_trials([(trial_id, spec.name, _label(number, params), definition)])
-        self.store.claim([trial_id], retry_failed=True)
-        record_attrs: dict[str, Any] = {
-            "store_trial_id": trial_id,
-            "params": json_params,
-            "epochs_planned": training.epochs,
-            "tune_state": "running",
-            "sampler": sampler or {},
-        }
-        trial.set_user_attr(TRIAL_ATTR, record_attrs)
-        self._emit(
-            "trial_started",
-            _label(number, params),
-            trial_number=number,
-            epochs_planned=training.epochs,
-        )
-
-        completed_curves = [
-            t.intermediate for t in self._trials() if t.state == "complete" and t.intermediate
-        ]
-        records: list[EpochRecord] = []
-        curve: list[list[float]] = []
-        prune_reason: list[str] = []
-
-        def on_epoch(record: EpochRecord) -> None:
-            records.append(record)
-            self.store.record_epoch(trial_id, record.epoch, record.to_dict())
-            energy = record.measurement.energy_j if record.measurement is not None else math.nan
-            so_far = (curve[-1][1] if curve else 0.0) + energy
-            accuracy = float(record.val.get("accuracy", math.nan))
-            curve.append([accuracy, so_far])
-            record_attrs["intermediate"] = curve
-            trial.set_user_attr(TRIAL_ATTR, record_attrs)
-            self._emit(
-                "epoch",
-                f"trial {number} epoch {record.epoch}: val accuracy {accuracy:.3f}",
-                trial_number=number,
-                epoch=record.epoch,
-                epochs_planned=training.epochs,
-            )
-            if record.epoch >= training.epochs:
-                return  # nothing left to save
-            if self.dominance is not None:
-                by = self.dominance.should_prune(record.epoch, (accuracy, so_far), completed_curves)
-                if by is not None:
-                    prune_reason.append(
-                        f"dominated at epoch {record.epoch}: (accuracy {accuracy:.3f}, "
-                        f"{so_far:.3g} J) by a completed trial's ({by[0]:.3f}, {by[1]:.3g} J)"
-                    )
-                    raise optuna.TrialPruned(prune_reason[-1])
-            elif spec.pruner != "none" or spec.strategy in FIDELITY_STRATEGIES:
-                value = so_far if spec.objectives[0] == "energy" else accuracy
-                if math.isfinite(value):
-                    trial.report(value, record.epoch)
-                    if trial.should_prune():
-                        rule = (
-                            spec.strategy if spec.strategy in FIDELITY_STRATEGIES else spec.pruner
-                        )
-                        prune_reason.append(f"{rule} pruner at epoch {record.epoch}")
-                        raise optuna.TrialPruned(prune_reason[-1])
-
-        window: Any = None
-        costs: Any = None
-        result: TrainResult | None = None
-        state = "complete"
-        error: str | None = None
-        interrupted: KeyboardInterrupt | None = None
-        baseline_rss_bytes = process_rss_bytes()
-        try:
-            with meter.window(f"tune trial {number}") as window:
-                torch.manual_seed(training.seed)
-                model = self._create_model(model_name, model_args, dataset)
-                costs = count_costs(model, (dataset.channels, *dataset.image_size))
-                result = train(
-                    model,
-                    dataset,
-                    training,
-                    meter=meter,
-                    pretrained=spec.pretrained,
-                    on_epoch=on_epoch,
-                )
-        except optuna.TrialPruned:
-            state = "pruned"
-        except KeyboardInterrupt as exc:
-            state, error, interrupted = "interrupted", "interrupted by the user", exc
-        except TrainingDiverged as exc:
-            state, error = "failed", str(exc)
-        except torch.OutOfMemoryError as exc:
-            state, error = "failed", f"out of memory: {str(exc).splitlines()[0]}"
-        except Exception as exc:  # a crashing trial fails alone
-            logger.warning("trial %d failed: %s: %s", number, type(exc).__name__, exc)
-            logger.debug("trial %d traceback", number, exc_info=True)
-            state, error = "failed", f"{type(exc).__name__}: {exc}"
-
-        measurement = getattr(window, "measurement", None)
-        if result is None and records:
-            best = max(records, key=lambda r: (r.val.get("accuracy", -1.0), -r.epoch))
-            result = TrainResult(
-                epochs=records,
-                final_test=dict(records[-1].test),
-                final_val=dict(records[-1].val),
-                best_val_epoch=best.epoch,
-                best_val=dict(best.val),
-                best_val_test=dict(best.test),
-                device=str(training.device),
-                data_path="",
-                duration_s=sum(r.train_duration_s for r in records),
-                stopped_early=True,
-                stop_reason=prune_reason[-1] if prune_reason else error,
-                threads=torch.get_num_threads(),
-            )
-        row = build_result(
-            trial_id,
-            definition,
-            costs=costs,
-            train_result=result,
-            measurement=measurement,
-            image_size=dataset.image_size,
-            test_samples=len(dataset.test),
-            epochs=records,
-            baseline_rss_bytes=baseline_rss_bytes,
-            threads=torch.get_num_threads(),
-        )
-        row.update(
-            tune_strategy=spec.strategy,
-            tune_number=number,
-            tune_params=json.dumps(json_params, sort_keys=True),
-            tune_state=state,
-            pruned=state == "pruned",
-            tune_sampler_energy_j=(sampler or {}).get("energy_j"),
-        )
-        if state == "pruned":
-            row["stop_reason"] = prune_reason[-1] if prune_reason else "pruned"
-        val_acc = result.final_val.get("accuracy", math.nan) if result else math.nan
-        test_acc = result.final_test.get("accuracy", math.nan) if result else math.nan
-        attrs: dict[str, Any] = {
-            "tune_state": state,
-            "val_accuracy": _json_float(float(val_acc)),
-            "test_accuracy": _json_float(float(test_acc)),
-            "epochs": len(records),
-            "error": error,
-        }
-        if measurement is not None:
-            attrs.update(
-                energy_j=measurement.energy_j,
-                energy_kind=measurement.provenance,
-                co2_g=measurement.co2_g,
-                duration_s=measurement.duration_s,
-                train_energy_j=row.get("train_energy_j"),
-            )
-        if prune_reason:
-            attrs["prune_reason"] = prune_reason[-1]
-        record_attrs.update(attrs)
-        trial.set_user_attr(TRIAL_ATTR, record_attrs)
-
-        store_status = "complete" if state in ("complete", "pruned") else "failed"
-        if state == "interrupted":
-            error = "interrupted by the user; the rerun retries these parameters as a new trial"
-        self.store.finish(trial_id, store_status, result=row, error=error)
-
-        if state == "complete":
-            values = [
-                float(val_acc) if o == "accuracy" else float(attrs.get("energy_j", math.nan))
-                for o in spec.objectives
-            ]
-            if all(math.isfinite(v) for v in values):
-                self.study.tell(trial, values if len(values) > 1 else values[0])
-            else:
-                record_attrs.update(
-                    tune_state="failed",
-                    error="no finite objective value (empty validation split?)",
-                )
-                trial.set_user_attr(TRIAL_ATTR, record_attrs)
-                self.study.tell(trial, state=TrialState.FAIL)
-        elif state == "pruned":
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
-        if interrupted is not None:
-            self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": number})
-            raise interrupted
-        self._emit(
-            "trial_finished",
-            f"trial {number} {state}"
-            + (f": val accuracy {val_acc:.3f}" if math.isfinite(val_acc) else "")
-            + (f" ({error})" if error else ""),
-            trial_number=number,
-        )
+        TuneTrial(self, trial, params).run(meter, sampler)
 
     # -- the loop ---------------------------------------------------------------------------
     def _counted(self, trials: list[TrialSummary]) -> int:
@@ -934,11 +687,9 @@ class Tuner:
         from optuna.trial import TrialState
 
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-            self.study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            requeue(self.study, trial)
 
     def _loop(self, meter: Meter) -> str:
-        from optuna.trial import TrialState
 
         spec = self.spec
         import optuna
@@ -980,10 +731,7 @@ class Tuner:
                             "sampler": sampler,
                         },
                     )
-                    self.study.tell(trial, state=TrialState.FAIL)
-                    self.study.enqueue_trial(
-                        dict(trial.params), user_attrs={"retry_of": trial.number}
-                    )
+                    requeue(self.study, trial)
                     logger.debug("trial %d not started: %s", trial.number, reason)
                     return reason
             except KeyboardInterrupt:
