@@ -154,8 +154,10 @@ def test_invalid_names_list_valid_forms(name: object, pattern: str) -> None:
 
 
 def test_schemes_listing() -> None:
+    # The built-ins come first, in this order; a registered scheme may follow
+    # (tests/test_data_registry.py), so the listing is not pinned to exactly these.
     schemes = list_dataset_schemes()
-    assert [s.scheme for s in schemes] == ["digits", "medmnist", "folder"]
+    assert [s.scheme for s in schemes][:3] == ["digits", "medmnist", "folder"]
     for scheme in schemes:
         assert scheme.description and "\n" not in scheme.description
         check_dataset_name(scheme.example)

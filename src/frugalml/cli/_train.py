@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("config", nargs="?", type=Path, metavar="RUN.yaml", help="optional YAML")
     p.add_argument("--model", help="a frugalml built-in or timm model name")
-    p.add_argument("--dataset", help="dataset name (default digits)")
+    from frugalml.data import dataset_name_forms
+
+    p.add_argument("--dataset", help=f"dataset name: {dataset_name_forms()} (default digits)")
     p.add_argument("--epochs", type=int, help="training epochs")
     p.add_argument("--batch-size", type=int, help="global batch size")
     p.add_argument("--lr", type=float, help="Adam learning rate")

@@ -9,9 +9,10 @@ train/val/test :class:`Split` s, with stratified training fractions
 
 Modules:
 
-- ``_registry``: name schemes, :func:`check_dataset_name`, :func:`check_dataset` (the
-  cheap checks a spec's validation runs), :func:`load_dataset` (which refuses splits no
-  trial can use).
+- ``_registry``: name schemes (:func:`register_dataset_scheme` adds one: a loader, an
+  optional cheap check and argument-syntax check), :func:`check_dataset_name`,
+  :func:`check_dataset` (the cheap checks a spec's validation runs), :func:`load_dataset`
+  (which refuses splits no trial can use).
 - ``_dataset``: :class:`ImageDataset`, :class:`Split`, :func:`resize_images`.
 - ``_split``: stratified, seeded train/val/test splits and training fractions.
 - ``_digits``: the ``digits`` loader.
@@ -35,11 +36,16 @@ from frugalml.data._medmnist import (
 )
 from frugalml.data._registry import (
     DEFAULT_DATASET,
+    DatasetCheck,
+    DatasetLoader,
     DatasetScheme,
+    LoadOptions,
     check_dataset,
     check_dataset_name,
+    dataset_name_forms,
     list_dataset_schemes,
     load_dataset,
+    register_dataset_scheme,
 )
 from frugalml.data._split import (
     DEFAULT_SPLIT_FRACTIONS,
@@ -54,15 +60,20 @@ __all__ = [
     "MEDMNIST_FLAGS",
     "MEDMNIST_ROOT_ENV",
     "MEDMNIST_SIZES",
+    "DatasetCheck",
+    "DatasetLoader",
     "DatasetScheme",
     "ImageDataset",
+    "LoadOptions",
     "Split",
     "check_dataset",
     "check_dataset_name",
+    "dataset_name_forms",
     "dataset_root",
     "list_dataset_schemes",
     "load_dataset",
     "medmnist_file_name",
+    "register_dataset_scheme",
     "resize_images",
     "stratified_fraction_indices",
     "stratified_split_indices",

@@ -36,6 +36,7 @@ from frugalml._yaml import (
     parse_seconds,
     read_yaml_mapping,
 )
+from frugalml.data import dataset_name_forms
 from frugalml.errors import ConfigError, ModelError
 from frugalml.meter import Budget
 from frugalml.train import TrainConfig
@@ -51,7 +52,7 @@ WARN_TRIALS = 10_000
 _KEYS = {
     "name": "study name (letters, digits, _ . -)",
     "description": "free text",
-    "datasets": "dataset names: digits, medmnist:<flag>[_<size>], folder:<path>",
+    "datasets": f"dataset names: {dataset_name_forms()}",
     "models": "model names, presets (cpu-tiny, pepr131) or {name: ..., args: {...}}",
     "pretrained": "list of true/false",
     "fractions": "training-data fractions in (0, 1]",

@@ -35,6 +35,7 @@ from frugalml._yaml import (
     parse_number,
     read_yaml_mapping,
 )
+from frugalml.data import dataset_name_forms
 from frugalml.errors import ConfigError, FrugalError
 from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
@@ -62,7 +63,7 @@ PRUNERS: tuple[str, ...] = ("none", "median", "successive_halving", "dominance")
 _KEYS = {
     "name": "study name (letters, digits, _ . -); also the Optuna study name",
     "description": "free text",
-    "dataset": "digits, medmnist:<flag>[_<size>] or folder:<path>",
+    "dataset": dataset_name_forms(),
     "data_root": "folder with MedMNIST npz files",
     "download": "true/false: allow dataset downloads",
     "fraction": "fraction of the training split in (0, 1]",
