@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.errors import ConfigError, MeterError
 from frugalml.meter import (
     HostSampler,
@@ -27,10 +26,6 @@ from frugalml.meter import (
     split_energy,
 )
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
-
-meter_powercap = meter_fixtures.meter_powercap
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_idle_load = meter_fixtures.meter_idle_load
 
 NO_GPU = MeterConfig(gpus="none")
 

@@ -12,11 +12,8 @@ import torch
 import transformers
 from sklearn.datasets import load_digits
 
-import meter_fixtures
 from frugalml.integrations import FrugalTrainerCallback
 from frugalml.meter import Measurement, MeterConfig
-
-meter_no_powercap = meter_fixtures.meter_no_powercap
 
 
 def _digits(n: int) -> list[dict[str, Any]]:

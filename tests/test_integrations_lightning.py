@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.integrations.lightning import combine_hosts
 from frugalml.meter import ComponentEnergy, Measurement
 from meter_fixtures import PowercapTree
-
-meter_powercap = meter_fixtures.meter_powercap
 
 _JOB = textwrap.dedent(
     """

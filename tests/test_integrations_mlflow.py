@@ -9,12 +9,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-import meter_fixtures
 from frugalml.errors import ConfigError
 from frugalml.integrations import log_measurement
 from frugalml.meter import ComponentEnergy, Measurement, Meter, MeterConfig
-
-meter_no_powercap = meter_fixtures.meter_no_powercap
 
 
 def _m(name: str, energy_j: float, duration_s: float) -> Measurement:

@@ -7,14 +7,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-import meter_fixtures
 from frugalml.errors import ConfigError
 from frugalml.meter import Budget, Meter, MeterConfig
 from frugalml.tune import measured_trials, metered, study_spec_fragment
 from meter_fixtures import FakeClock, PowercapTree
-
-meter_no_powercap = meter_fixtures.meter_no_powercap
-meter_powercap = meter_fixtures.meter_powercap
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

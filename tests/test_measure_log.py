@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.cli import main
 from frugalml.errors import ConfigError
 from frugalml.meter import (
@@ -24,7 +23,6 @@ from frugalml.meter import (
     read_log,
 )
 
-meter_no_powercap = meter_fixtures.meter_no_powercap
 PY = sys.executable
 
 

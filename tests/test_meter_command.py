@@ -13,13 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.cli import main
 from frugalml.meter import Measurement, MeterConfig, measure_command
-
-meter_cli_logging = meter_fixtures.meter_cli_logging
-meter_no_powercap = meter_fixtures.meter_no_powercap
-
 
 PY = sys.executable
 BUSY_1S = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass"

@@ -10,16 +10,12 @@ import time
 
 import pytest
 
-import meter_fixtures
 from frugalml.meter import EstimateBackend, HostSampler, MeterConfig, ProcessTreeSampler
 from frugalml.meter._estimate import cpu_power_model
 from frugalml.meter._nvml import open_nvml
 from frugalml.meter._rapl import RaplBackend, discover_rapl
 from frugalml.testing import BackendCase, EnergyBackendContract
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
-
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_powercap = meter_fixtures.meter_powercap
 
 
 class TestNvmlCounter(EnergyBackendContract):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.errors import ConfigError
 from frugalml.meter import (
     EstimateBackend,
@@ -21,11 +20,6 @@ from frugalml.meter import (
 )
 from frugalml.meter._estimate import FALLBACK_W_PER_LOGICAL_CPU, cpu_model_name
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
-
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_no_nvml = meter_fixtures.meter_no_nvml
-meter_no_powercap = meter_fixtures.meter_no_powercap
-meter_powercap = meter_fixtures.meter_powercap
 
 
 @pytest.mark.parametrize(

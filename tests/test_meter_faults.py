@@ -17,18 +17,11 @@ import types
 
 import pytest
 
-import meter_fixtures
 from frugalml.meter import ComponentEnergy, Measurement, Meter, MeterConfig, describe_environment
 from frugalml.meter._backend import POWER_SLACK
 from frugalml.meter._nvml import NVML_CEILING_W, NvmlBackend, open_nvml
 from frugalml.meter._rapl import RAPL_CEILING_W, RaplBackend, discover_rapl
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
-
-meter_caplog = meter_fixtures.meter_caplog
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_idle_load = meter_fixtures.meter_idle_load
-meter_no_powercap = meter_fixtures.meter_no_powercap
-meter_powercap = meter_fixtures.meter_powercap
 
 J = 1_000_000  # uJ per J
 DEFAULT_RANGE_UJ = 262_143_328_850

@@ -12,14 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.errors import ConfigError, MeterError
 from frugalml.meter import EstimateBackend, Meter, MeterConfig, _rapl
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
-
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_no_powercap = meter_fixtures.meter_no_powercap
-meter_powercap = meter_fixtures.meter_powercap
 
 
 def _busy(seconds: float) -> None:

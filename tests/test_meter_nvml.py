@@ -7,17 +7,10 @@ import logging
 
 import pytest
 
-import meter_fixtures
 from frugalml.errors import MeterError
 from frugalml.meter import Meter, MeterConfig, NullBackend, NvmlBackend, probe_nvml
 from frugalml.meter._nvml import open_nvml, parse_cuda_visible_devices
 from meter_fixtures import UUID_A, UUID_B, UUID_C, FakeClock, FakeGpu, FakeNvml
-
-meter_caplog = meter_fixtures.meter_caplog
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_idle_load = meter_fixtures.meter_idle_load
-meter_no_nvml = meter_fixtures.meter_no_nvml
-meter_no_powercap = meter_fixtures.meter_no_powercap
 
 
 def _open(clock: FakeClock | None = None, ordinals: tuple[int, ...] | None = None) -> NvmlBackend:

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import meter_fixtures
 from frugalml.meter import Meter, MeterConfig, _rapl, discover_rapl
 from frugalml.meter._estimate import EstimateBackend
 from frugalml.meter._rapl import RaplBackend
 from meter_fixtures import FakeClock, PowercapTree
-
-meter_caplog = meter_fixtures.meter_caplog
-meter_no_powercap = meter_fixtures.meter_no_powercap
-meter_powercap = meter_fixtures.meter_powercap
 
 
 def _backend(tree: PowercapTree, clock: FakeClock | None = None, **kwargs: object) -> RaplBackend:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-import meter_fixtures
 from frugalml.errors import MeterError
 from frugalml.meter import (
     BackendCapabilities,
@@ -29,11 +28,6 @@ from frugalml.meter import (
     registered_backends,
 )
 from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
-
-meter_fake_nvml = meter_fixtures.meter_fake_nvml
-meter_powercap = meter_fixtures.meter_powercap
-meter_no_powercap = meter_fixtures.meter_no_powercap
-meter_idle_load = meter_fixtures.meter_idle_load
 
 
 class FakeVendorGpu(EnergyBackend):

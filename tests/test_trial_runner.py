@@ -105,3 +105,30 @@ def test_failures_are_classified_once() -> None:
     assert classify_failure(StoreError("disk full"))[:2] == ("interrupted", "disk full")
     assert classify_failure(ConfigError("bad", fix="x"))[:2] == ("failed", "bad (fix: x)")
     assert classify_failure(ValueError("v"))[:2] == ("failed", "ValueError: v")
+
+
+def test_the_estimate_times_the_step_the_study_trains_with() -> None:
+    import torch
+
+    from frugalml.models import create_model
+    from frugalml.study._estimate import _time_steps
+    from frugalml.train import TrainConfig
+
+    seen: list[tuple[bool, bool, str]] = []
+
+    def look(module: Any, args: Any) -> None:
+        x = args[0]
+        layout = x.is_contiguous(memory_format=torch.channels_last)
+        seen.append((layout, torch.is_autocast_enabled("cpu"), x.device.type))
+
+    model = create_model("frugal_cnn", num_classes=3, in_chans=3, conv_layers=1, width=4)
+    model.register_forward_pre_hook(look)
+    training = TrainConfig(device="cpu", bf16=True, channels_last=True)
+    step_s = _time_steps(model, (3, 8, 8), 3, 4, 2, training)
+    assert step_s > 0
+    assert seen == [(True, True, "cpu")] * 3  # warm-up + 2 timed steps, as the trials train
+    seen.clear()
+    model = create_model("frugal_cnn", num_classes=3, in_chans=3, conv_layers=1, width=4)
+    model.register_forward_pre_hook(look)
+    _time_steps(model, (3, 8, 8), 3, 4, 1, TrainConfig(device="cpu"))
+    assert seen == [(False, False, "cpu")] * 2  # fp32, contiguous: the default training
