@@ -39,6 +39,7 @@ from frugalml.errors import ConfigError
 from frugalml.profile._classify import LAYER_TYPES, OUTSIDE_MODEL, LayerType, classify_module
 from frugalml.profile._flops import ModuleFlops, module_flops
 from frugalml.profile._timing import LOSS_KEY, OPTIMIZER_KEY, time_training_steps
+from frugalml.train._step import BatchOrder, Normaliser, TrainStep, channel_stats, make_optimizer
 
 if TYPE_CHECKING:
     import torch
@@ -301,22 +302,17 @@ def _batches(
             f"the training split of {dataset.name} has {n} sample(s); a training step needs 2",
             fix="use a larger dataset or fraction",
         )
-    images = split.images
-    mean = images.mean(axis=(0, 2, 3), dtype=np.float64) / 255.0
-    std = np.maximum(images.std(axis=(0, 2, 3), dtype=np.float64) / 255.0, 1e-6)
-    shape = (1, dataset.channels, 1, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(shape)
-    std_t = torch.tensor(std, dtype=torch.float32).view(shape)
+    mean, std = channel_stats(dataset, "dataset")
+    normalise = Normaliser(mean, std, device)
     size = min(batch_size, n)
-    order = np.random.default_rng(seed).permutation(n)
-    available = max(1, n // size)
-    out = []
-    for i in range(min(count, available)):
-        idx = order[i * size : (i + 1) * size]
-        x = (torch.from_numpy(np.ascontiguousarray(images[idx])).float() / 255.0 - mean_t) / std_t
-        y = torch.from_numpy(np.ascontiguousarray(split.labels[idx].astype(np.int64)))
-        out.append((x.to(device), y.to(device)))
-    return out
+    images = torch.from_numpy(np.ascontiguousarray(split.images))
+    labels = torch.from_numpy(np.ascontiguousarray(split.labels.astype(np.int64)))
+    order = BatchOrder(n, size, seed).order(1)
+    available = max(1, n // size)  # full batches only
+    return [
+        (normalise(images[idx].to(device)), labels[idx].to(device))
+        for idx in order[: min(count, available)]
+    ]
 
 
 def _cycle(
@@ -458,14 +454,9 @@ def _profile_network(
             f"{name} cannot run on input {tuple(batches[0][0].shape[1:])} (C, H, W): {first}",
             fix="give a larger input with --input CxHxW (e.g. 3x32x32), or another model",
         ) from exc
-    optimizer = torch.optim.Adam(trainable, lr=config.lr, foreach=True)
-    loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    optimizer = make_optimizer(trainable, lr=config.lr, foreach=True)
+    step = TrainStep(model, optimizer)
+    loss_fn = step.loss_fn
 
     def sync() -> None:
         if device.type == "cuda":

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from frugalml.train._step import TrainStep
+
 if TYPE_CHECKING:
     import torch
 
@@ -242,12 +244,11 @@ def time_training_steps(
         if len(stack) > 1:
             stack.pop()
 
+    train_step = TrainStep(model, optimizer, loss_fn=loss_fn)
+
     def plain_step(x: torch.Tensor, y: torch.Tensor) -> float:
         start = clock()
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
+        train_step(x, y)
         return clock() - start
 
     modules = list(model.named_modules())

@@ -4,7 +4,9 @@ Method, stated in every estimate:
 
 1. Each distinct model (at the input size and channels of its dataset) gets a short
    calibration: a few training steps at the spec's batch size on this machine, timed, under a
-   meter. The first step (allocation, warm-up) is discarded.
+   meter, with the trials' own step (Adam, cross-entropy: :mod:`frugalml.train._step`) on
+   the device, in the dtype (bf16) and memory layout (channels_last) of the spec's
+   ``training``. The first step (allocation, warm-up) is discarded.
 2. An epoch is ``ceil(n_train / batch)`` training steps plus evaluation of validation and
    test, taken as one third of a training step per sample (a forward pass without backward).
 3. Models that the calibration time cap leaves out are scaled from the calibrated ones by
@@ -30,10 +32,13 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frugalml.meter import J_PER_KWH
 from frugalml.study._spec import StudySpec
+
+if TYPE_CHECKING:
+    from frugalml.train import TrainConfig
 
 
 @dataclass
@@ -92,22 +97,40 @@ class StudyEstimate:
 
 
 def _time_steps(
-    model: Any, shape: tuple[int, int, int], classes: int, batch: int, steps: int
+    model: Any,
+    shape: tuple[int, int, int],
+    classes: int,
+    batch: int,
+    steps: int,
+    training: TrainConfig,
 ) -> float:
+    """The median time of a training step (the first, warm-up, left out) as the study's
+    trials take it: the same step (:class:`frugalml.train._step.TrainStep`), optimizer,
+    device, dtype (bf16 autocast) and memory layout (channels_last) as ``training``."""
     import torch
 
-    x = torch.randn(batch, *shape)
-    y = torch.randint(0, classes, (batch,))
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    from frugalml.train import resolve_device
+    from frugalml.train._step import TrainStep, autocast_for, make_optimizer
+
+    device = torch.device(resolve_device(training.device))
+    model = model.to(device)
+    x = torch.randn(batch, *shape, device=device)  # normalised inputs: mean 0, std 1
+    if training.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,), device=device)
+    step = TrainStep(
+        model,
+        make_optimizer(model.parameters(), training),
+        autocast=autocast_for(device, training.bf16),
+    )
     model.train()
     times = []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step(x, y)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times[1:])
 
@@ -222,7 +245,7 @@ def _estimate(
             costs = count_costs(model, shape)
             build_s[key] = time.perf_counter() - t0
             if time.monotonic() - started < calibration_cap_s:
-                step_s = _time_steps(model, shape, ds.num_classes, batch, steps)
+                step_s = _time_steps(model, shape, ds.num_classes, batch, steps, spec.training)
                 calibrated[key] = (step_s, costs.params, costs.flops_per_sample, "timed")
             else:
                 pending[key] = (costs.params, costs.flops_per_sample)

@@ -22,6 +22,14 @@ import numpy as np
 from frugalml.errors import ConfigError, FrugalError
 from frugalml.train._config import TrainConfig
 from frugalml.train._metrics import classification_metrics
+from frugalml.train._step import (
+    BatchOrder,
+    Normaliser,
+    TrainStep,
+    autocast_for,
+    channel_stats,
+    make_optimizer,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -36,9 +44,6 @@ logger = logging.getLogger(__name__)
 #: little from more threads on a CPU, and with other processes on the cores the same work
 #: swung up to 11x in time and estimated energy under torch's default (benchmarks/RESULTS.md).
 DEFAULT_THREADS = 1
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TrainingDiverged(FrugalError):
@@ -162,46 +167,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def _channel_stats(
-    dataset: ImageDataset, config: TrainConfig, pretrained: bool
-) -> tuple[list[float], list[float]]:
-    mode = config.normalization
-    if mode == "auto":
-        mode = "imagenet" if pretrained else "dataset"
-    channels = dataset.channels
-    if mode == "none":
-        return [0.0] * channels, [1.0] * channels
-    if mode == "imagenet":
-        if channels == 3:
-            return list(IMAGENET_MEAN), list(IMAGENET_STD)
-        # timm folds a 3-channel first conv into fewer channels by summing: use the mean stats.
-        return [float(np.mean(IMAGENET_MEAN))] * channels, [float(np.mean(IMAGENET_STD))] * channels
-    images = dataset.train.images
-    mean = images.mean(axis=(0, 2, 3), dtype=np.float64) / 255.0
-    std = images.std(axis=(0, 2, 3), dtype=np.float64) / 255.0
-    return [float(m) for m in mean], [float(max(s, 1e-6)) for s in std]
-
-
-class _Batches:
-    """Seeded batch order shared by both data paths; a final batch of one is dropped
-    (BatchNorm cannot train on a single sample)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
-        self.n = n
-        self.batch_size = batch_size
-        self.seed = seed
-
-    def order(self, epoch: int) -> list[torch.Tensor]:
-        import torch
-
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        permutation = torch.randperm(self.n, generator=generator)
-        batches = list(torch.split(permutation, self.batch_size))
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            batches.pop()
-        return batches
-
-
 class _Feeder:
     """Turns index batches into normalised float batches on the training device."""
 
@@ -224,21 +189,10 @@ class _Feeder:
         if on_device:
             images, labels = images.to(device), labels.to(device)
         self.images, self.labels = images, labels
-        shape = (1, len(mean), 1, 1)
-        self.mean = torch.tensor(mean, device=device).view(shape)
-        self.scale = (1.0 / (255.0 * torch.tensor(std, device=device))).view(shape)
-        self.mean_255 = self.mean * 255.0
+        self._prepare = Normaliser(mean, std, device, channels_last)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
-
-    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        x = (images.to(torch.float32) - self.mean_255) * self.scale
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
 
     def batches(self, order: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.on_device:
@@ -369,7 +323,7 @@ def train(
     config = config or TrainConfig()
     device = torch.device(resolve_device(config.device))
     torch.manual_seed(config.seed)
-    mean, std = _channel_stats(dataset, config, pretrained)
+    mean, std = channel_stats(dataset, config.normalization, pretrained)
     train_bytes = dataset.train.images.nbytes
     on_device = config.data_path == "tensors" or (
         config.data_path == "auto" and train_bytes <= config.tensor_path_max_bytes
@@ -388,19 +342,14 @@ def train(
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=config.lr,
-        betas=config.betas,
-        weight_decay=config.weight_decay,
-    )  # torch picks the implementation: multi-tensor (foreach) on CUDA, a plain loop on CPU
-    loss_fn = torch.nn.CrossEntropyLoss()
-    batches = _Batches(len(feeders["train"]), config.batch_size, config.seed)
-    autocast = (
-        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-        if config.bf16
-        else contextlib.nullcontext
+    step = TrainStep(
+        model,
+        make_optimizer(model.parameters(), config),
+        autocast=autocast_for(device, config.bf16),
+        regulariser=regulariser,
+        on_step=on_step,
     )
+    batches = BatchOrder(len(feeders["train"]), config.batch_size, config.seed)
 
     records: list[EpochRecord] = []
     epoch_measurements: list[Measurement] = []
@@ -416,16 +365,8 @@ def train(
                 loss_sum = torch.zeros((), device=device)
                 samples = 0
                 for x, y in feeders["train"].batches(order):
-                    with autocast():
-                        loss = loss_fn(model(x), y)
-                        if regulariser is not None:
-                            loss = loss + regulariser(model)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    if on_step is not None:
-                        on_step(model)
-                    loss_sum += loss.detach().float() * y.shape[0]
+                    loss = step(x, y)
+                    loss_sum += loss.float() * y.shape[0]
                     samples += int(y.shape[0])
                 mean_loss = float(loss_sum) / max(samples, 1)
                 _sync(device)
