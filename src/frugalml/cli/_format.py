@@ -1,4 +1,9 @@
-"""How the commands write energy and time on the terminal (one way for every command)."""
+"""How the commands write energy and time on the terminal (one way for every command).
+
+``fmt_energy`` and ``fmt_time`` are the compact terminal forms written once in
+:mod:`frugalml._format` (beside the report's forms); the help formatters, the console and
+the progress bar are the CLI's own.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,23 @@ import argparse
 import math
 from typing import TYPE_CHECKING, Any
 
-from frugalml.meter import J_PER_KWH
+from frugalml._format import fmt_energy_compact as fmt_energy
+from frugalml._format import fmt_time
+
+__all__ = [
+    "HelpFormatter",
+    "RawHelpFormatter",
+    "fmt_energy",
+    "fmt_time",
+    "progress_bar",
+    "progress_line",
+    "stderr_console",
+    "time_left",
+]
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
-
-
-def fmt_energy(joules: float | None) -> str:
-    """``0.42 mJ``, ``12.3 J``, ``2,480 J``, ``1.41 Wh``, ``0.123 kWh``; ``?`` when unknown."""
-    if joules is None or not math.isfinite(joules):
-        return "?"
-    if joules >= 0.1 * J_PER_KWH:
-        return f"{joules / J_PER_KWH:.4g} kWh"
-    if joules >= 3600:
-        return f"{joules / 3600:.3g} Wh"
-    if joules >= 1000:
-        return f"{joules:,.0f} J"
-    if 0 < joules < 0.1:
-        return f"{joules * 1e3:.3g} mJ"
-    return f"{joules:.3g} J"
-
-
-def fmt_time(seconds: float) -> str:
-    """``12.3 s``, ``4.5 min``, ``1.2 h``."""
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds:.1f} s"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -4,6 +4,9 @@ Every formatter takes a float that may be NaN (a missing value) and returns ``"n
 it, so tables never show ``nan``. Text from users (model names, error messages) passes
 through :func:`plain_text` before it reaches a terminal, which drops control characters
 (a model name cannot move the cursor or change colours).
+
+The energy and time formatters are written once in :mod:`frugalml._format` (beside the
+terminal's compact forms) and re-exported here with the table formatters.
 """
 
 from __future__ import annotations
@@ -12,6 +15,16 @@ import math
 import unicodedata
 
 import pandas as pd
+
+from frugalml._format import (
+    J_PER_WH,
+    MISSING,
+    fmt_duration,
+    fmt_energy,
+    fmt_joules,
+    fmt_wh,
+)
+from frugalml._format import sig as _sig
 
 __all__ = [
     "J_PER_WH",
@@ -31,11 +44,6 @@ __all__ = [
     "plain_text",
 ]
 
-#: Joules in one watt-hour.
-J_PER_WH = 3600.0
-#: How a missing value is shown.
-MISSING = "n/a"
-
 
 def is_missing(value: object) -> bool:
     """True for None, NaN and pandas' NA."""
@@ -47,37 +55,9 @@ def is_missing(value: object) -> bool:
         return False
 
 
-def _sig(value: float, digits: int = 3) -> str:
-    """``value`` with ``digits`` significant figures, thousands separated, never ``1e+03``."""
-    if value == 0:
-        return "0"
-    magnitude = math.floor(math.log10(abs(value)))
-    decimals = max(0, digits - 1 - magnitude)
-    return f"{value:,.{decimals}f}"
-
-
 def fmt_fixed(value: float, decimals: int = 3) -> str:
     """A score or fraction with a fixed number of decimals: ``0.928``."""
     return MISSING if math.isnan(value) else f"{value:.{decimals}f}"
-
-
-def fmt_joules(value: float) -> str:
-    """Energy in joules: ``178 J``, ``12,345 J``, ``0.512 J``."""
-    return MISSING if math.isnan(value) else f"{_sig(value)} J"
-
-
-def fmt_wh(value_j: float) -> str:
-    """Energy given in joules, shown in watt-hours: ``0.0494 Wh``."""
-    return MISSING if math.isnan(value_j) else f"{_sig(value_j / J_PER_WH)} Wh"
-
-
-def fmt_energy(value_j: float) -> str:
-    """Energy in J and Wh (or kWh above 1,000 Wh): ``178 J (0.0494 Wh)``."""
-    if math.isnan(value_j):
-        return MISSING
-    wh = value_j / J_PER_WH
-    other = f"{_sig(wh / 1000.0)} kWh" if wh >= 1000.0 else f"{_sig(wh)} Wh"
-    return f"{_sig(value_j)} J ({other})"
 
 
 def fmt_co2(value_g: float) -> str:
@@ -87,17 +67,6 @@ def fmt_co2(value_g: float) -> str:
     if value_g >= 1000.0:
         return f"{_sig(value_g / 1000.0)} kg"
     return f"{_sig(value_g)} g"
-
-
-def fmt_duration(value_s: float) -> str:
-    """A duration: ``16.4 s``, ``12.5 min``, ``3.2 h``."""
-    if math.isnan(value_s):
-        return MISSING
-    if value_s >= 3600.0:
-        return f"{value_s / 3600.0:.1f} h"
-    if value_s >= 120.0:
-        return f"{value_s / 60.0:.1f} min"
-    return f"{_sig(value_s)} s"
 
 
 def fmt_bytes(value: float) -> str:
