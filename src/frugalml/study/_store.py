@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from frugalml import __version__
+from frugalml._types import STORE_STATUSES, StoreStatus
 from frugalml.errors import StoreError
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS specs (
 );
 """
 
-STATUSES = ("pending", "running", "complete", "failed")
+STATUSES: tuple[StoreStatus, ...] = STORE_STATUSES
 
 
 def utc_now() -> str:
@@ -109,7 +110,7 @@ class TrialRow:
     position: int
     label: str
     definition: dict[str, Any]
-    status: str
+    status: StoreStatus
     attempts: int
     error: str | None
     result: dict[str, Any] | None
@@ -485,7 +486,7 @@ class StudyStore:
         return [str(r[0]) for r in self._read("SELECT trial_id FROM trials ORDER BY position")]
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for status, n in self._read("SELECT status, COUNT(*) FROM trials GROUP BY status"):
             counts[str(status)] = int(n)
         return counts

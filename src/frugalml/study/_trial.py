@@ -28,7 +28,9 @@ import time
 import traceback as tb
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from frugalml._types import TrialStatus as _TrialStatus
 
 if TYPE_CHECKING:
     from frugalml.data import ImageDataset
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TrialStatus = Literal["complete", "failed", "pruned", "interrupted"]
+#: How one run ended; the vocabulary of states is written once, in frugalml._types.
+TrialStatus = _TrialStatus
 
 
 class BudgetStop(str):

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from frugalml._types import TuneState as _TuneState
 from frugalml.tune._results import TRIAL_ATTR
 
 if TYPE_CHECKING:
     import optuna
 
 #: What the tuner records of a trial (TrialSummary adds ``waiting`` and ``running`` from
-#: Optuna's own states).
-TuneState = Literal["running", "complete", "pruned", "failed", "interrupted", "skipped"]
+#: Optuna's own states); written once, with the other trial states, in frugalml._types.
+TuneState = _TuneState
 
 
 def json_float(value: float) -> float | None:
