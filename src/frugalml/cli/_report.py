@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         nargs="?",
         type=Path,
-        help="the study's output directory (the --out of 'frugalml study run')",
+        help="the study's output directory (the --out of 'frugalml study run'), or a "
+        "'frugalml compress' --out directory (its compress.csv becomes DIR/report/compress.html)",
     )
     parser.add_argument(
         "--csv",
@@ -112,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
             f"-o {args.output}: the report is an HTML file",
             fix="give a path ending in .html, e.g. -o report/study.html",
         )
+    if args.dir is not None and (args.dir / "compress.csv").is_file():
+        return _compress(args)  # a 'frugalml compress --out DIR' directory
     if args.csv is not None:
         results = read_results_csv(args.csv)
         if args.column:
@@ -149,4 +152,15 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    from frugalml.report._compress import compress_report
+
+    report = compress_report(
+        args.dir, html_path=args.output, plots=not args.no_plots, title=args.title
+    )
+    print(f"report: {report.html_path}")
+    print(f"plots: {len(report.png_paths)} PNG files in {report.html_path.parent}")
     return 0

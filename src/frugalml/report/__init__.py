@@ -18,6 +18,8 @@ Modules (private; use the names re-exported here):
 - ``_tables``: the CSV, Markdown and plain-text leaderboards, totals in sentences.
 - ``_html``: the HTML page, and the self-contained page pieces other pages reuse
   (:func:`html_page`, :func:`figure_html`, :func:`table_html`, :func:`paragraph_html`).
+- ``_compress``: :func:`compress_report`, the page of a ``frugalml compress`` directory
+  (``compress.csv``, and ``compress_tune.csv`` when there is one).
 - ``_build``: :func:`build_report`, :func:`report_study` and :class:`Report` (writes files).
 - ``_input``: :func:`load_study` (results plus energy assumptions from a study store) and
   :func:`read_results_csv`.
@@ -30,20 +32,24 @@ is built.
 from __future__ import annotations
 
 from frugalml.report._build import Report, build_report, report_study
+from frugalml.report._compress import CompressReport, compress_report, read_compress_csv
 from frugalml.report._html import figure_html, html_page, paragraph_html, table_html
 from frugalml.report._input import StudyInput, energy_notes, load_study, read_results_csv
 from frugalml.report._tables import leaderboard_text
 
 __all__ = [
+    "CompressReport",
     "Report",
     "StudyInput",
     "build_report",
+    "compress_report",
     "energy_notes",
     "figure_html",
     "html_page",
     "leaderboard_text",
     "load_study",
     "paragraph_html",
+    "read_compress_csv",
     "read_results_csv",
     "report_study",
     "table_html",
