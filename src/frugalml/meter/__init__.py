@@ -25,7 +25,8 @@ Modules:
 - ``_meter``: :class:`Meter` and its poller thread.
 - ``_attribution``: :class:`HostSampler`, the one reader of a machine's shared counters,
   and :func:`attribute`, the rule that splits an interval's energy among the trials in it.
-- ``_predict``: :func:`predict_total`, :class:`Budget`, :class:`BudgetGuard`.
+- ``_predict``: :func:`predict_total`, :class:`Budget`, :class:`BudgetGuard`,
+  :func:`launch_no_more` (the one budget rule of studies, tuning and the guard).
 - ``_env``: :func:`describe_environment` (``frugalml env``).
 - ``_command``: :func:`measure_command` (``frugalml measure``).
 - ``_log``: :func:`append_log`, the CSV log of runs (``frugalml measure --log``).
@@ -73,8 +74,10 @@ from frugalml.meter._predict import (
     BudgetDecision,
     BudgetExceeded,
     BudgetGuard,
+    LimitVerdict,
     Prediction,
     Projection,
+    launch_no_more,
     predict_total,
 )
 from frugalml.meter._process import ProcessTreeSampler
@@ -122,6 +125,7 @@ __all__ = [
     "GpuSelection",
     "HostSampler",
     "Kind",
+    "LimitVerdict",
     "Measurement",
     "Meter",
     "MeterConfig",
@@ -151,6 +155,7 @@ __all__ = [
     "describe_environment",
     "discover_rapl",
     "host_sampler",
+    "launch_no_more",
     "log_row",
     "measure_command",
     "parse_gpu_selection",

@@ -35,10 +35,15 @@ __all__ = [
     "BudgetDecision",
     "BudgetExceeded",
     "BudgetGuard",
+    "LimitVerdict",
     "Prediction",
     "Projection",
+    "launch_no_more",
     "predict_total",
 ]
+
+#: A budget's resources, in the order they are checked.
+Resource = Literal["energy", "CO2", "time"]
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,60 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class LimitVerdict:
+    """The limit that says "launch no more": ``limit``, ``spent`` and ``ahead`` (what would
+    run next, predicted) in the resource's unit, J, g or s; ``limit_given`` as the budget
+    gives it (kWh for energy)."""
+
+    resource: Resource
+    limit: float
+    spent: float
+    ahead: float | None
+    unit: str
+    limit_given: float
+
+    @property
+    def spent_out(self) -> bool:
+        """The limit is already reached (else: what is ahead would take it over)."""
+        return self.spent >= self.limit
+
+
+def launch_no_more(
+    budget: Budget | None,
+    spent: tuple[float, float, float],
+    ahead: tuple[float, float, float] | None = None,
+) -> LimitVerdict | None:
+    """The one budget rule of studies, tuning and :class:`BudgetGuard`: with ``spent``
+    (energy J, CO2 g, time s) and the predicted cost of what would run next (``ahead``: the
+    next trial and those in flight, or a run's remaining epochs; None: not predictable
+    yet), the first limit (energy, CO2, time) that is reached, or that spent plus ahead
+    would exceed; None when every limit allows it. Callers word the verdict."""
+    if budget is None:
+        return None
+    limits: tuple[tuple[Resource, float | None, float, str], ...] = (
+        ("energy", budget.energy_kwh, J_PER_KWH, "J"),
+        ("CO2", budget.co2_g, 1.0, "gCO2e"),
+        ("time", budget.duration_s, 1.0, "s"),
+    )
+    for index, (resource, given, scale, unit) in enumerate(limits):
+        if given is None:
+            continue
+        verdict = LimitVerdict(
+            resource,
+            float(given) * scale,
+            float(spent[index]),
+            None if ahead is None else float(ahead[index]),
+            unit,
+            float(given),
+        )
+        if verdict.spent_out or (
+            verdict.ahead is not None and verdict.spent + verdict.ahead > verdict.limit
+        ):
+            return verdict
+    return None
+
+
+@dataclass(frozen=True)
 class BudgetDecision:
     """Whether to stop, why, and the prediction the decision was made on."""
 
@@ -238,39 +297,50 @@ class BudgetGuard:
             confidence=self.confidence,
             warmup_epochs=self.warmup_epochs,
         )
-        checks = (
-            ("energy", self.budget.energy_kwh, prediction.energy_j, 1.0 / J_PER_KWH, "kWh"),
-            ("CO2", self.budget.co2_g, prediction.co2_g, 1.0, "g"),
-            ("time", self.budget.duration_s, prediction.duration_s, 1.0, "s"),
-        )
+        projections = (prediction.energy_j, prediction.co2_g, prediction.duration_s)
+        figures = [self._figure(p) for p in projections]
+        spent = (projections[0].observed, projections[1].observed, projections[2].observed)
+        ahead = (figures[0] - spent[0], figures[1] - spent[1], figures[2] - spent[2])
+        verdict = launch_no_more(self.budget, spent, ahead)
+        which = [self._which(p) for p in projections]
+        scales = {"energy": (1.0 / J_PER_KWH, "kWh"), "CO2": (1.0, "g"), "time": (1.0, "s")}
+        done = prediction.completed_epochs
+        if verdict is not None:
+            scale, unit = scales[verdict.resource]
+            limit, used = verdict.limit_given, verdict.spent * scale
+            if verdict.spent_out:
+                reason = (
+                    f"{verdict.resource} budget already exceeded: {used:.4g} {unit} spent of "
+                    f"{limit:.4g} {unit} after {done} epoch(s)"
+                )
+            else:
+                index = ("energy", "CO2", "time").index(verdict.resource)
+                reason = (
+                    f"{verdict.resource} budget would be exceeded: {which[index]} "
+                    f"{figures[index] * scale:.4g} {unit} for {prediction.planned_epochs} epochs "
+                    f"> budget {limit:.4g} {unit} (after {done} epoch(s))"
+                )
+            return BudgetDecision(True, reason, prediction)
         notes = []
-        for label, limit, projection, scale, unit in checks:
-            if limit is None:
-                continue
-            spent = projection.observed * scale
-            if spent > limit:
-                reason = (
-                    f"{label} budget already exceeded: {spent:.4g} {unit} spent of "
-                    f"{limit:.4g} {unit} after {prediction.completed_epochs} epoch(s)"
+        limits = (self.budget.energy_kwh, self.budget.co2_g, self.budget.duration_s)
+        for index, (resource, (scale, unit)) in enumerate(scales.items()):
+            given = limits[index]
+            if given is not None:
+                notes.append(
+                    f"{resource} {which[index]} {figures[index] * scale:.4g} {unit} "
+                    f"<= {given:.4g} {unit}"
                 )
-                return BudgetDecision(True, reason, prediction)
-            high = projection.high if self.bound == "upper" else None
-            use_upper = high is not None
-            figure = (high if high is not None else projection.total) * scale
-            which = (
-                f"upper {self.confidence:.0%} bound"
-                if use_upper
-                else "point prediction" + (" (no interval yet)" if self.bound == "upper" else "")
-            )
-            if figure > limit:
-                reason = (
-                    f"{label} budget would be exceeded: {which} {figure:.4g} {unit} for "
-                    f"{prediction.planned_epochs} epochs > budget {limit:.4g} {unit} "
-                    f"(after {prediction.completed_epochs} epoch(s))"
-                )
-                return BudgetDecision(True, reason, prediction)
-            notes.append(f"{label} {which} {figure:.4g} {unit} <= {limit:.4g} {unit}")
         return BudgetDecision(False, "within budget: " + "; ".join(notes), prediction)
+
+    def _figure(self, projection: Projection) -> float:
+        """The predicted total the decision compares: the upper bound, or the point."""
+        high = projection.high if self.bound == "upper" else None
+        return high if high is not None else projection.total
+
+    def _which(self, projection: Projection) -> str:
+        if self.bound == "upper" and projection.high is not None:
+            return f"upper {self.confidence:.0%} bound"
+        return "point prediction" + (" (no interval yet)" if self.bound == "upper" else "")
 
     def enforce(self, epoch_measurements: Sequence[Measurement]) -> BudgetDecision:
         """Like :meth:`check`, but raise :class:`BudgetExceeded` when the run should stop."""

@@ -14,12 +14,24 @@ Modules:
 - ``_spec``: :class:`TuneSpec` (YAML parsing and checks) and :class:`TuneBudget`.
 - ``_strategies``: :func:`make_sampler` and :func:`make_pruner` (Optuna's).
 - ``_prune``: :class:`DominancePruner`, the accuracy-against-energy pruning rule, and
-  :func:`pareto_front`.
+  :func:`pareto_indices` (indices of the non-dominated (accuracy, energy) points).
 - ``_storage``: Optuna storage in the output directory (``optuna.db``, or a journal file),
   corrupt-file errors, the directory lock.
-- ``_tuner``: :class:`Tuner` / :func:`run_tune` (the loop, budgets, calibration, outputs).
+- ``_tuner``: :class:`Tuner` / :func:`run_tune` (the ask/tell loop, its lock, recovery and
+  warm-up); ``_trial``: one trial (definition, pruning, recording; it runs in
+  :func:`frugalml.study.run_metered_trial`); ``_record``: a trial's record (``TrialRecord``);
+  ``_planning``: calibrate, predict, stop (the one budget rule); ``_outcome``: the outcome
+  and its files.
 - ``_results``: :class:`TrialSummary`, best trial, Pareto front, the trials CSV.
-- ``_compare``: :func:`compare_strategies`, :func:`comparison_table` (energy to target).
+- ``_compare``: :func:`compare_strategies`, :func:`strategy_comparison_table` (energy to
+  target per strategy).
+
+Names that mean one thing: ``frugalml.analysis.pareto_front`` and
+``frugalml.analysis.comparison_table`` work on a study's results table and
+``frugalml.report.load_study`` reads a study store; the tuning ones are
+:func:`pareto_indices`, :func:`strategy_comparison_table` and :func:`load_optuna_study`
+(the old names ``pareto_front``, ``comparison_table`` and ``load_study`` remain importable
+from here as deprecated aliases, outside ``__all__``).
 - ``_metered``: :func:`metered`, any user objective metered per trial under a budget;
   :func:`study_spec_fragment` (a trial's params as ``models:``/``training:``).
 - ``_plots``: :func:`plot_tuning`, :func:`plot_comparison` (PNG).
@@ -32,13 +44,13 @@ from frugalml.tune._compare import (
     RunCurve,
     best_at,
     compare_strategies,
-    comparison_table,
     energy_to_target,
     load_comparison,
     pairwise_tests,
     parse_strategies,
     table_markdown,
 )
+from frugalml.tune._compare import comparison_table as strategy_comparison_table
 from frugalml.tune._metered import (
     EnergyAs,
     MeteredObjective,
@@ -46,8 +58,11 @@ from frugalml.tune._metered import (
     metered,
     study_spec_fragment,
 )
+from frugalml.tune._outcome import TuneEvent, TuneOutcome
+from frugalml.tune._planning import CALIBRATION_BATCHES, Calibration, CostPrediction
 from frugalml.tune._plots import plot_comparison, plot_tuning
-from frugalml.tune._prune import DominancePruner, dominated_by, dominates, pareto_front
+from frugalml.tune._prune import DominancePruner, dominated_by, dominates
+from frugalml.tune._prune import pareto_front as pareto_indices
 from frugalml.tune._results import (
     TrialSummary,
     TuningHistory,
@@ -58,17 +73,10 @@ from frugalml.tune._results import (
 )
 from frugalml.tune._space import Param, SearchSpace, apply_params, parse_param
 from frugalml.tune._spec import OBJECTIVES, PRUNERS, STRATEGIES, TuneBudget, TuneSpec
-from frugalml.tune._storage import load_study, open_storage
+from frugalml.tune._storage import load_study as load_optuna_study
+from frugalml.tune._storage import open_storage
 from frugalml.tune._strategies import make_pruner, make_sampler
-from frugalml.tune._tuner import (
-    CALIBRATION_BATCHES,
-    Calibration,
-    CostPrediction,
-    TuneEvent,
-    TuneOutcome,
-    Tuner,
-    run_tune,
-)
+from frugalml.tune._tuner import Tuner, run_tune
 
 __all__ = [
     "CALIBRATION_BATCHES",
@@ -95,27 +103,33 @@ __all__ = [
     "best_at",
     "best_trial",
     "compare_strategies",
-    "comparison_table",
     "dominated_by",
     "dominates",
     "energy_to_target",
     "front",
     "load_comparison",
-    "load_study",
+    "load_optuna_study",
     "make_pruner",
     "make_sampler",
     "measured_trials",
     "metered",
     "open_storage",
     "pairwise_tests",
-    "pareto_front",
+    "pareto_indices",
     "parse_param",
     "parse_strategies",
     "plot_comparison",
     "plot_tuning",
     "run_tune",
+    "strategy_comparison_table",
     "study_spec_fragment",
     "summarize_trials",
     "table_markdown",
     "write_trials_csv",
 ]
+
+# Deprecated aliases (the names collide with frugalml.analysis / frugalml.report ones that
+# mean something else); not in __all__, kept so existing imports keep working.
+comparison_table = strategy_comparison_table
+load_study = load_optuna_study
+pareto_front = pareto_indices

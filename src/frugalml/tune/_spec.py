@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frugalml._yaml import (
     check_name,
@@ -41,6 +41,9 @@ from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, WARN_EPOCHS
 from frugalml.tune._space import SearchSpace, apply_params
+
+if TYPE_CHECKING:
+    from frugalml.meter import Budget
 
 logger = logging.getLogger(__name__)
 
@@ -151,15 +154,41 @@ def _options(
     return str(name), options
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TuneBudget:
-    """What a tuning run may spend; ``None`` means no limit on that resource. Every limit
+    """What a tuning run may spend: ``max_trials`` and the resource limits, a
+    :class:`frugalml.meter.Budget` (``limits``; None: no resource limit), read as
+    ``energy_kwh``, ``co2_g``, ``duration_s`` (None: no limit on that resource). Every limit
     counts what is already in the output directory's storage (a rerun continues)."""
 
-    max_trials: int | None = None
-    energy_kwh: float | None = None
-    co2_g: float | None = None
-    duration_s: float | None = None
+    max_trials: int | None
+    limits: Budget | None
+
+    def __init__(
+        self,
+        max_trials: int | None = None,
+        energy_kwh: float | None = None,
+        co2_g: float | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        from frugalml.meter import Budget
+
+        object.__setattr__(self, "max_trials", max_trials)
+        resources = (energy_kwh, co2_g, duration_s)
+        limits = None if all(v is None for v in resources) else Budget(*resources)
+        object.__setattr__(self, "limits", limits)
+
+    @property
+    def energy_kwh(self) -> float | None:
+        return self.limits.energy_kwh if self.limits is not None else None
+
+    @property
+    def co2_g(self) -> float | None:
+        return self.limits.co2_g if self.limits is not None else None
+
+    @property
+    def duration_s(self) -> float | None:
+        return self.limits.duration_s if self.limits is not None else None
 
     @classmethod
     def from_mapping(cls, values: Any) -> TuneBudget:
@@ -198,7 +227,7 @@ class TuneBudget:
 
     @property
     def has_resource_limit(self) -> bool:
-        return any(v is not None for v in (self.energy_kwh, self.co2_g, self.duration_s))
+        return self.limits is not None
 
     @property
     def is_set(self) -> bool:

@@ -40,24 +40,25 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
-from frugalml.meter import J_PER_KWH
+from frugalml.tune._outcome import TuneEvent, TuneOutcome, build_outcome, write_outputs
+from frugalml.tune._planning import (
+    Calibration,
+    CostPrediction,
+    budget_stop,
+    calibrate,
+    predict,
+)
 from frugalml.tune._prune import DominancePruner
-from frugalml.tune._record import json_float
 from frugalml.tune._results import (
     TRIAL_ATTR,
-    TRIALS_CSV,
     TrialSummary,
-    best_trial,
     energy_provenance,
-    front,
     spent,
     summarize_trials,
-    write_trials_csv,
 )
 from frugalml.tune._space import apply_params
 from frugalml.tune._spec import TuneSpec
@@ -76,137 +77,12 @@ if TYPE_CHECKING:
     from frugalml.meter import Meter
     from frugalml.study import StudyStore
 
+__all__ = ["TuneEvent", "TuneOutcome", "Tuner", "run_tune"]
+
 logger = logging.getLogger(__name__)
 
-_J_PER_KWH = J_PER_KWH
-#: Batches the calibration trains on before scaling to a whole epoch.
-CALIBRATION_BATCHES = 8
-#: Epochs the calibration trains; the last one (warm) gives the per-epoch figure.
-CALIBRATION_EPOCHS = 2
-PLOT_FILENAME = "tuning.png"
 #: The Optuna study user attribute holding calibration (overhead) energy, CO2 and time.
 OVERHEAD_ATTR = "frugalml_overhead"
-SUMMARY_FILENAME = "tuning_summary.json"
-
-
-@dataclass(frozen=True)
-class CostPrediction:
-    """A predicted trial cost (J, g, s) and how it was made."""
-
-    energy_j: float
-    co2_g: float
-    duration_s: float
-    method: str
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """One epoch of the base configuration, measured (and scaled): see the module docstring."""
-
-    energy_j_per_epoch: float
-    co2_g_per_epoch: float
-    duration_s_per_epoch: float
-    energy_kind: str
-    spent_energy_j: float
-    spent_co2_g: float
-    spent_duration_s: float
-    method: str
-
-
-@dataclass
-class TuneEvent:
-    """Progress for displays. ``kind``: started, calibrated, trial_started, epoch,
-    trial_finished, stopped, finished. Energy in joules (provenance in ``energy_kind``)."""
-
-    kind: str
-    trials_done: int
-    trials_total: int | None
-    energy_j: float
-    energy_kind: str
-    message: str = ""
-    trial_number: int | None = None
-    epoch: int | None = None
-    epochs_planned: int | None = None
-
-
-@dataclass
-class TuneOutcome:
-    """What a run (and every earlier run into the same directory) did.
-
-    ``trial_energy_j`` sums every trial's window (pruned and failed trials included) and the
-    sampler's work; ``overhead_energy_j`` is the calibration (with one-off warm-up)."""
-
-    spec: TuneSpec
-    out_dir: Path
-    storage_path: Path
-    trials: list[TrialSummary]
-    best: TrialSummary | None
-    pareto: list[TrialSummary]
-    new_trials: int
-    trial_energy_j: float
-    overhead_energy_j: float
-    co2_g: float
-    duration_s: float
-    energy_kind: str
-    stop_reason: str
-    interrupted: bool
-    calibration: Calibration | None = None
-    plot_path: Path | None = None
-    csv_path: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total_energy_j(self) -> float:
-        return self.trial_energy_j + self.overhead_energy_j
-
-    @property
-    def total_energy_kwh(self) -> float:
-        return self.total_energy_j / _J_PER_KWH
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.trials:
-            out[t.state] = out.get(t.state, 0) + 1
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        def trial(t: TrialSummary | None) -> dict[str, Any] | None:
-            if t is None:
-                return None
-            return {
-                "number": t.number,
-                "params": t.params,
-                "val_accuracy": json_float(t.val_accuracy),
-                "test_accuracy": json_float(t.test_accuracy),
-                "energy_j": json_float(t.energy_j),
-                "energy_kind": t.energy_kind,
-                "epochs": t.epochs,
-                "store_trial_id": t.store_trial_id,
-            }
-
-        return {
-            "study": self.spec.name,
-            "strategy": self.spec.strategy,
-            "objective": list(self.spec.objectives),
-            "pruner": self.spec.pruner,
-            "budget": self.spec.budget.to_dict(),
-            "seed": self.spec.seed,
-            "storage": str(self.storage_path),
-            "counts": self.counts(),
-            "new_trials": self.new_trials,
-            "best": trial(self.best),
-            "pareto_front": [trial(t) for t in self.pareto],
-            "trial_energy_j": self.trial_energy_j,
-            "overhead_energy_j": self.overhead_energy_j,
-            "total_energy_j": self.total_energy_j,
-            "energy_kind": self.energy_kind,
-            "co2_g": self.co2_g,
-            "duration_s": self.duration_s,
-            "stop_reason": self.stop_reason,
-            "interrupted": self.interrupted,
-            "accuracy": "validation accuracy after the last epoch selects; test accuracy reported",
-            "notes": list(self.notes),
-        }
 
 
 def _cost(measurement: Any) -> dict[str, float]:
@@ -387,56 +263,8 @@ class Tuner:
 
     # -- costs and budget -------------------------------------------------------------------
     def calibrate(self, dataset: ImageDataset, meter: Meter) -> Calibration:
-        """Measure an epoch of the base configuration (see the module docstring)."""
-        import torch
-
-        from frugalml.train import train
-
-        spec = self.spec
-        training = spec.training.replace(epochs=CALIBRATION_EPOCHS)
-        name, args = spec.model, dict(spec.model_args)
-        model_name = spec.search_space.get("model.name")
-        if model_name is not None:
-            name, args = str(model_name.choices[0]), {}
-        n_train = len(dataset.train.labels)
-        steps = math.ceil(n_train / training.batch_size)
-        sample = dataset
-        if steps > CALIBRATION_BATCHES:
-            sample = dataset.with_fraction(
-                CALIBRATION_BATCHES * training.batch_size / n_train, seed=training.seed
-            )
-        n_sample = len(sample.train.labels)
-        scale = n_train / n_sample
-        with meter.window("tune calibration") as window:
-            torch.manual_seed(training.seed)
-            model = self._create_model(name, args, dataset)
-            result = train(model, sample, training, meter=meter, pretrained=spec.pretrained)
-        record = result.epochs[-1]  # the first epoch also pays one-off warm-up costs
-        total = window.measurement
-        train_m, eval_m = record.train_measurement, record.eval_measurement
-        if total is None or train_m is None or eval_m is None:
-            raise RuntimeError("the meter recorded no calibration window")
-        per_epoch = (
-            train_m.energy_j * scale + eval_m.energy_j,
-            train_m.co2_g * scale + eval_m.co2_g,
-            train_m.duration_s * scale + eval_m.duration_s,
-        )
-        method = (
-            f"epoch {CALIBRATION_EPOCHS} of the base configuration ({name}, batch "
-            f"{training.batch_size}) trained under the meter on {n_sample} of {n_train} training "
-            f"samples, the training part scaled by {scale:.3g}: {per_epoch[0]:.3g} J per epoch "
-            f"({total.provenance}: {total.energy_source})"
-        )
-        return Calibration(
-            energy_j_per_epoch=per_epoch[0],
-            co2_g_per_epoch=per_epoch[1],
-            duration_s_per_epoch=per_epoch[2],
-            energy_kind=total.provenance,
-            spent_energy_j=total.energy_j,
-            spent_co2_g=total.co2_g,
-            spent_duration_s=total.duration_s,
-            method=method,
-        )
+        """Measure an epoch of the base configuration (:func:`._planning.calibrate`)."""
+        return calibrate(self.spec, dataset, meter, self._create_model)
 
     def predict(
         self,
@@ -444,41 +272,11 @@ class Tuner:
         trials: list[TrialSummary],
         params: dict[str, Any] | None = None,
     ) -> CostPrediction | None:
-        """The predicted cost of a trial of ``planned_epochs`` (see the module docstring);
+        """The predicted cost of a trial of ``planned_epochs`` (:func:`._planning.predict`);
         with ``params`` and a cost model (:attr:`cost_of`), the energy is that model's
         prediction for those params (CO2 and time scaled alike)."""
-        ran = [
-            t for t in trials if t.epochs > 0 and math.isfinite(t.energy_j) and t.state != "skipped"
-        ]
-        if ran:
-            epochs = sum(t.epochs for t in ran)
-            _, co2_g, duration_s = spent(ran)
-            per_epoch = (
-                sum(t.total_energy_j for t in ran) / epochs,
-                co2_g / epochs,
-                duration_s / epochs,
-            )
-            method = (
-                f"mean per epoch over the {epochs} epoch(s) of {len(ran)} trial(s) run so far "
-                f"({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
-            )
-        elif self.calibration is not None:
-            c = self.calibration
-            per_epoch = (c.energy_j_per_epoch, c.co2_g_per_epoch, c.duration_s_per_epoch)
-            method = f"calibration ({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
-        else:
-            return None
         predicted = self.cost_of(params) if params is not None and self.cost_of else None
-        if predicted is not None and per_epoch[0] > 0:
-            ratio = predicted / (per_epoch[0] * planned_epochs)
-            per_epoch = (per_epoch[0] * ratio, per_epoch[1] * ratio, per_epoch[2] * ratio)
-            method = f"cost model of the configuration's FLOPs and batches: {predicted:.3g} J"
-        return CostPrediction(
-            energy_j=per_epoch[0] * planned_epochs,
-            co2_g=per_epoch[1] * planned_epochs,
-            duration_s=per_epoch[2] * planned_epochs,
-            method=method,
-        )
+        return predict(planned_epochs, trials, self.calibration, predicted)
 
     def budget_stop(
         self,
@@ -487,44 +285,10 @@ class Tuner:
         params: dict[str, Any] | None = None,
     ) -> str | None:
         """A reason not to start a trial of ``planned_epochs`` (with ``params``), or None."""
-        budget = self.spec.budget
-        if not budget.has_resource_limit:
+        if not self.spec.budget.has_resource_limit:
             return None
-        energy_j, co2_g, duration_s = self._spent(trials)
         prediction = self.predict(planned_epochs, trials, params)
-        # energy is compared in J (the limit is given in kWh; both are shown)
-        checks = (
-            (
-                "energy",
-                budget.energy_kwh * _J_PER_KWH if budget.energy_kwh is not None else None,
-                energy_j,
-                "J",
-                prediction.energy_j if prediction else None,
-            ),
-            ("CO2", budget.co2_g, co2_g, "gCO2e", prediction.co2_g if prediction else None),
-            (
-                "time",
-                budget.duration_s,
-                duration_s,
-                "s",
-                prediction.duration_s if prediction else None,
-            ),
-        )
-        method = prediction.method if prediction else ""
-        for label, limit, used, unit, predicted in checks:
-            if limit is None:
-                continue
-            of_limit = f"{used:.4g} of {limit:.4g} {unit}"
-            if label == "energy":
-                of_limit += f" ({budget.energy_kwh:.4g} kWh)"
-            if used >= limit:
-                return f"{label} budget spent: {of_limit}"
-            if predicted is not None and used + predicted > limit:
-                return (
-                    f"{label} budget: the next trial is predicted to cost {predicted:.4g} {unit} "
-                    f"({method}), and {of_limit} are spent"
-                )
-        return None
+        return budget_stop(self.spec.budget, self._spent(trials), prediction)
 
     def _refuse_if_too_small(self) -> None:
         """Before any training: refuse a budget below the cheapest possible trial."""
@@ -641,7 +405,7 @@ class Tuner:
         self._emit("stopped", stop_reason)
         outcome = self._outcome(storage_file, stop_reason, interrupted, before, notes)
         if self.write_outputs:
-            self._write_outputs(outcome)
+            write_outputs(outcome, plot=self.plot)
         self._emit("finished", stop_reason)
         return outcome
 
@@ -739,7 +503,7 @@ class Tuner:
                 raise
             self._run_trial(trial, params, meter, sampler)
 
-    # -- results ----------------------------------------------------------------------------
+    # -- results --------------------------------------------------------------------------
     def _outcome(
         self,
         storage_file: Path,
@@ -748,51 +512,17 @@ class Tuner:
         before: set[int],
         notes: list[str],
     ) -> TuneOutcome:
-        spec = self.spec
-        trials = self._trials()
-        energy_j, co2_g, duration_s = spent(trials)
-        o_energy, o_co2, o_duration = self._overhead()
-        kinds = [t.energy_kind for t in trials]
-        if self.calibration is not None:
-            kinds.append(self.calibration.energy_kind)
-        new = sum(1 for t in trials if t.number not in before and t.counted)
-        return TuneOutcome(
-            spec=spec,
-            out_dir=self.out_dir,
-            storage_path=storage_file,
-            trials=trials,
-            best=None if spec.multi_objective else best_trial(trials, spec.objectives[0]),
-            pareto=front(trials) if spec.multi_objective else [],
-            new_trials=new,
-            trial_energy_j=energy_j,
-            overhead_energy_j=o_energy,
-            co2_g=co2_g + o_co2,
-            duration_s=duration_s + o_duration,
-            energy_kind=energy_provenance(kinds),
+        return build_outcome(
+            self.spec,
+            self.out_dir,
+            storage_file,
+            self._trials(),
+            overhead=self._overhead(),
+            calibration=self.calibration,
             stop_reason=stop_reason,
             interrupted=interrupted,
-            calibration=self.calibration,
+            before=before,
             notes=notes,
-        )
-
-    def _write_outputs(self, outcome: TuneOutcome) -> None:
-        from frugalml.tune._plots import plot_tuning
-
-        outcome.csv_path = write_trials_csv(outcome.trials, self.out_dir / TRIALS_CSV)
-        if self.plot:
-            outcome.plot_path = plot_tuning(
-                outcome.trials,
-                self.out_dir / PLOT_FILENAME,
-                title=f"{self.spec.name}: {self.spec.strategy}",
-                energy_kind=outcome.energy_kind,
-                pareto=self.spec.multi_objective,
-                overhead_j=outcome.overhead_energy_j,
-            )
-        summary = outcome.to_dict()
-        summary["trials_csv"] = outcome.csv_path.name
-        summary["plot"] = outcome.plot_path.name if outcome.plot_path else None
-        (self.out_dir / SUMMARY_FILENAME).write_text(
-            json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8"
         )
 
 
