@@ -86,6 +86,19 @@ def register(subparsers: Any) -> None:
         help="add this spec's trials to an --out that holds another spec's study",
     )
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default=None,
+        help="where trials run: local processes (default: the spec's executor, or local) or "
+        "Ray tasks (needs frugalml[ray]; the README's 'On a cluster')",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto', host:6379, ray://host:10001; default: RAY_ADDRESS, "
+        "or a local Ray is started)",
+    )
     run.set_defaults(handler=_run)
 
     status = sub.add_parser(
@@ -273,6 +286,8 @@ def _run(args: argparse.Namespace) -> int:
             trial_timeout_s=args.trial_timeout_s,
             on_event=on_event,
             add=args.add,
+            executor=args.executor,
+            address=args.address,
         )
     p = outcome.progress
     summary = (

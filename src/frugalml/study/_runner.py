@@ -1,26 +1,35 @@
-"""Runs a study: expands the spec, launches each trial in its own process, resumes.
+"""Runs a study: expands the spec, hands each trial to an executor, resumes.
 
-The runner owns no results: workers write them to the store as they exist. The runner
-claims trials, starts workers, enforces time-outs and the budget, records crashes that a
-worker could not record itself, and reports progress through a callback.
+The runner claims trials, hands them to an executor (``study._executors``: ``local``, one
+process per trial on this machine, forked warm; ``ray``, a Ray task per trial), enforces
+time-outs and the budget, records crashes that a worker could not record itself, and reports
+progress through a callback. Local workers write their results to the store as they exist;
+a Ray task returns its outcome and epochs, which the runner (the driver) records: it alone
+writes the store then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from frugalml.errors import ConfigError, StoreError
 from frugalml.meter import J_PER_KWH, Budget
+from frugalml.study._executors import (
+    Executor,
+    ExecutorConfig,
+    Finished,
+    TrialHandle,
+    TrialJob,
+    log_path_for,
+    make_executor,
+)
 from frugalml.study._spec import StudySpec, Trial
 from frugalml.study._store import StudyStore, TrialRow
 
@@ -74,13 +83,11 @@ class _Running:
     def __init__(
         self,
         trial: Trial,
-        process: subprocess.Popen[bytes],
-        log: IO[bytes],
+        handle: TrialHandle,
         timeout_s: float | None,
     ) -> None:
         self.trial = trial
-        self.process = process
-        self.log = log
+        self.handle = handle
         self.started = time.monotonic()
         self.launched_at = time.time()  # wall clock, to place the worker's recorded windows
         self.deadline = self.started + timeout_s if timeout_s else None
@@ -110,6 +117,8 @@ class StudyRunner:
         on_event: Callable[[StudyEvent], None] | None = None,
         python: str | None = None,
         add: bool = False,
+        executor: ExecutorConfig | str | None = None,
+        address: str | None = None,
     ) -> None:
         for name, value in (("workers", workers), ("threads", threads)):
             if value is not None and value < 1:
@@ -133,7 +142,19 @@ class StudyRunner:
         self.trial_timeout_s = trial_timeout_s or spec.trial_timeout_s
         spec.check()  # what every worker would refuse here, before the store is touched
         self.on_event = on_event or (lambda event: None)
-        self.python = python or sys.executable
+        config = spec.executor
+        if isinstance(executor, ExecutorConfig):
+            config = executor
+        config = config.replace(kind=executor if isinstance(executor, str) else None)
+        self.executor_config = config.replace(address=address)
+        if address is not None and self.executor_config.kind != "ray":
+            raise ConfigError(
+                "--address is for the ray executor", fix="add --executor ray, or drop --address"
+            )
+        # a Ray cluster sets the trials in flight unless --workers or the spec's workers do
+        self.workers_given = workers is not None or spec.workers != 1
+        self.python = python
+        self.executor: Executor = make_executor(self.executor_config, python=python)
         self.trials = {t.trial_id: t for t in spec.trials()}
         self.order = list(self.trials)
         self.running: dict[str, _Running] = {}
@@ -211,42 +232,48 @@ class StudyRunner:
 
     def _launch(self, trial_id: str) -> None:
         trial = self.trials[trial_id]
-        log_path = self.out_dir / "logs" / f"{trial_id}.log"
-        log = open(log_path, "ab")  # noqa: SIM115 (closed when the worker ends)
-        argv = [
-            self.python,
-            "-m",
-            "frugalml.study._worker",
-            str(self.store.path),
-            trial_id,
-            "--parent-pid",
-            str(os.getpid()),
-            "--threads",
-            str(self.threads),
-            "--workers",
-            str(self.workers),
-            "--spawned-at",
-            repr(time.time()),
-        ]
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
+        log_path = log_path_for(self.out_dir, trial_id)
+        remote = self.executor.kind != "local"
+        job = TrialJob(
+            trial_id=trial_id,
+            store_path=str(self.store.path),
+            definition=dict(self.store.trial(trial_id).definition) if remote else {},
+            log_path=log_path,
+            threads=self.threads,
+            workers=self.workers,
         )
+        handle = self.executor.submit(job)
         # known as running before the store is written, so a store failure stops it too
-        self.running[trial_id] = _Running(trial, process, log, self.trial_timeout_s)
-        self.store.set_worker(trial_id, process.pid)
-        self.store.set_log_path(trial_id, str(log_path))
+        self.running[trial_id] = _Running(trial, handle, self.trial_timeout_s)
+        self.store.set_worker(trial_id, handle.pid)
+        if not remote:  # a Ray task's log stays on its node (ray logs)
+            self.store.set_log_path(trial_id, log_path)
         self._emit("trial_started", trial.label, self.store.trial(trial_id))
 
-    def _reap(self, trial_id: str, returncode: int) -> None:
+    def _record_outcome(self, trial_id: str, outcome: Any) -> None:
+        """What a remote trial brought back, written by the driver: its epochs, then its
+        end (an interrupted trial goes back to pending)."""
+        for number, record in enumerate(outcome.epochs):
+            self.store.record_epoch(trial_id, int(record.get("epoch", number)), record)
+        status = outcome.status
+        if status == "interrupted":
+            self.store.finish(trial_id, "pending", only_if_running=True)
+            return
+        result = dict(outcome.result or {})
+        result.setdefault("executor", self.executor.kind)
+        if status == "failed":
+            self.store.finish(
+                trial_id, "failed", result=result, error=outcome.error, only_if_running=True
+            )
+        else:  # complete; a pruned trial is finished with its partial result
+            self.store.finish(trial_id, "complete", result=result, only_if_running=True)
+
+    def _reap(self, trial_id: str, finished: Finished) -> None:
         state = self.running.pop(trial_id)
-        state.log.close()
+        state.handle.close()
+        returncode = finished.returncode
+        if finished.outcome is not None and not state.timed_out:
+            self._record_outcome(trial_id, finished.outcome)
         row = self.store.trial(trial_id)
         if row.status == "running":  # the worker could not record its own end
             if state.timed_out:
@@ -262,6 +289,8 @@ class StudyRunner:
                     error += " (often the out-of-memory killer)"
             else:
                 error = f"worker exited with code {returncode}; see {row.log_path}"
+            if finished.error is not None and not state.timed_out:
+                error = finished.error
             if (returncode == 130 or self.stopping) and not state.timed_out:
                 # interrupted, or stopped by this runner (SIGTERM may land before the worker
                 # has installed its handler, while it imports torch): not the trial's fault
@@ -302,31 +331,31 @@ class StudyRunner:
     def _poll(self) -> None:
         now = time.monotonic()
         for trial_id, state in list(self.running.items()):
-            code = state.process.poll()
-            if code is not None:
-                self._reap(trial_id, code)
+            finished = state.handle.poll()
+            if finished is not None:
+                self._reap(trial_id, finished)
             elif state.deadline is not None and now > state.deadline and not state.timed_out:
                 state.timed_out = True
                 logger.warning("%s: timed out, stopping it", state.trial.label)
-                state.process.kill()
+                state.handle.kill()
 
     def _stop_all(self) -> None:
         self.stopping = True
         for state in self.running.values():
-            if state.process.poll() is None:
-                state.process.send_signal(signal.SIGTERM)
+            if state.handle.poll() is None:
+                state.handle.terminate()
         deadline = time.monotonic() + TERMINATE_GRACE_S
         while self.running and time.monotonic() < deadline:
             for trial_id, state in list(self.running.items()):
-                code = state.process.poll()
-                if code is not None:
-                    self._reap(trial_id, code)
+                finished = state.handle.poll()
+                if finished is not None:
+                    self._reap(trial_id, finished)
             time.sleep(0.05)
         for trial_id, state in list(self.running.items()):
-            state.process.kill()
-            state.process.wait()
+            state.handle.kill()
+            state.handle.wait(TERMINATE_GRACE_S)
             self.store.finish(trial_id, "pending", only_if_running=True)
-            self.running.pop(trial_id).log.close()
+            self.running.pop(trial_id).handle.close()
 
     def _stop_after_store_error(self) -> None:
         """Stop every worker when the store cannot be written (a full disk): kill them, wait,
@@ -334,17 +363,15 @@ class StudyRunner:
         give back stays ``running`` with a dead owner, which the next run claims again."""
         self.stopping = True
         for state in self.running.values():
-            if state.process.poll() is None:
-                state.process.send_signal(signal.SIGTERM)
+            if state.handle.poll() is None:
+                state.handle.terminate()
         deadline = time.monotonic() + TERMINATE_GRACE_S
         for state in self.running.values():
-            try:
-                state.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                state.process.kill()
-                state.process.wait()
+            if state.handle.wait(max(0.0, deadline - time.monotonic())) is None:
+                state.handle.kill()
+                state.handle.wait(TERMINATE_GRACE_S)
         for trial_id, state in list(self.running.items()):
-            state.log.close()
+            state.handle.close()
             try:
                 self.store.finish(trial_id, "pending", only_if_running=True)
             except StoreError:
@@ -386,9 +413,18 @@ class StudyRunner:
     def run(self) -> StudyOutcome:
         try:
             self._check_directory()
+            self.executor.start()
         except BaseException:
             self.store.close()
             raise
+        try:
+            return self._run()
+        finally:
+            self.executor.shutdown()
+
+    def _run(self) -> StudyOutcome:
+        if not self.workers_given:  # a Ray cluster's size, in trials of the spec's resources
+            self.workers = self.executor.capacity() or self.workers
         self.store.save_spec(self.spec.to_dict())
         extra = {
             "carbon": dict(self.spec.carbon),

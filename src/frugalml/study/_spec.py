@@ -39,6 +39,7 @@ from frugalml._yaml import (
 from frugalml.data import dataset_name_forms
 from frugalml.errors import ConfigError, ModelError
 from frugalml.meter import Budget
+from frugalml.study._executors import ExecutorConfig
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, check_device
 
@@ -67,6 +68,7 @@ _KEYS = {
     "trial_timeout_s": "seconds before a trial is stopped and marked failed",
     "workers": "trials run side by side (default 1; --workers overrides)",
     "threads": "torch threads per trial (default 1; --threads overrides)",
+    "executor": "{kind: local|ray, address, num_cpus, num_gpus} (--executor overrides)",
 }
 
 
@@ -269,6 +271,7 @@ class StudySpec:
     trial_timeout_s: float | None = None
     workers: int = 1
     threads: int = 1
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     description: str = ""
     unresolved_models: tuple[tuple[str, str], ...] = ()
     renamed_models: tuple[tuple[str, str], ...] = ()
@@ -355,6 +358,7 @@ class StudySpec:
             trial_timeout_s=timeout,
             workers=parallel["workers"],
             threads=parallel["threads"],
+            executor=ExecutorConfig.from_mapping(data.get("executor")),
             description=str(data.get("description") or ""),
             unresolved_models=tuple(unresolved),
             renamed_models=tuple(renamed),
@@ -447,6 +451,7 @@ class StudySpec:
             "trial_timeout_s": self.trial_timeout_s,
             "workers": self.workers,
             "threads": self.threads,
+            "executor": self.executor.to_dict(),
         }
 
 
