@@ -526,6 +526,26 @@ class Tuner:
         )
 
 
-def run_tune(spec: TuneSpec, out_dir: str | Path, **kwargs: Any) -> TuneOutcome:
-    """Run (or continue) tuning ``spec`` into ``out_dir``; see :class:`Tuner` for options."""
-    return Tuner(spec, out_dir, **kwargs).run()
+def run_tune(
+    spec: TuneSpec,
+    out_dir: str | Path,
+    *,
+    on_event: Callable[[TuneEvent], None] | None = None,
+    threads: int | None = None,
+    meter: Meter | None = None,
+    write_outputs: bool = True,
+    plot: bool = True,
+    warm_up: bool = True,
+) -> TuneOutcome:
+    """Run (or continue) tuning ``spec`` into ``out_dir``; the options are
+    :class:`Tuner`'s."""
+    return Tuner(
+        spec,
+        out_dir,
+        on_event=on_event,
+        threads=threads,
+        meter=meter,
+        write_outputs=write_outputs,
+        plot=plot,
+        warm_up=warm_up,
+    ).run()
