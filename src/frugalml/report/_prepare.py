@@ -34,7 +34,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -809,7 +809,3 @@ def distinct_levels(table: pd.DataFrame, column: str) -> list[object]:
     if column not in table.columns:
         return []
     return [_plain(v) for v in dict.fromkeys(v for v in table[column] if not is_missing(v))]
-
-
-def columns_present(table: pd.DataFrame, columns: Sequence[str]) -> list[str]:
-    return [c for c in columns if c in table.columns]
