@@ -40,19 +40,9 @@ logger = logging.getLogger(__name__)
 ExecutorKind = Literal["local", "ray"]
 EXECUTOR_KINDS: tuple[ExecutorKind, ...] = ("local", "ray")
 
-#: Modules the warm parent imports once, so that a forked trial does not.
-PRELOAD = (
-    "torch",
-    "timm",
-    "frugalml.study._worker",
-    "frugalml.study._results",
-    "frugalml.study._spec",
-    "frugalml.study._store",
-    "frugalml.train",
-    "frugalml.data",
-    "frugalml.models",
-    "frugalml.meter",
-)
+#: The module the warm parent imports once (torch, timm, the trial runner), so that a forked
+#: trial does not.
+PRELOAD = ("frugalml.study._preload",)
 
 #: Test-only hook: ``FRUGALML_TEST_WORKER_FAULT=segfault@TRIAL_ID`` (or ``memory@TRIAL_ID``)
 #: makes that trial's warm process segfault (or run under a tiny RLIMIT_AS) before training.
