@@ -361,16 +361,24 @@ def test_a_trial_left_running_by_a_killed_process_is_retried(tmp_path: Path) -> 
 
 
 def test_successive_halving_pruner_runs(tmp_path: Path) -> None:
+    # A learning rate of 1e-6 leaves the tiny model near chance after one epoch, so once a
+    # trial with 3e-2 has reached the first rung, a 1e-6 trial is below the rung's top half
+    # (reduction factor 2) and must be pruned there: the test fails if nothing is pruned.
     spec = _spec(
         strategy="random",
+        seed=0,
         training={"epochs": 2, "batch_size": 32},
+        search_space={"lr": {"type": "categorical", "choices": [3e-2, 1e-6]}},
         pruner={"type": "successive_halving", "min_resource": 1, "reduction_factor": 2},
-        budget={"max_trials": 3},
+        budget={"max_trials": 4},
     )
     from frugalml.tune import make_pruner
 
     assert isinstance(make_pruner(spec), optuna.pruners.SuccessiveHalvingPruner)
     outcome = _run(spec, tmp_path)
-    assert sum(t.counted for t in outcome.trials) == 3
+    assert sum(t.counted for t in outcome.trials) == 4
     assert {t.state for t in outcome.trials} <= {"complete", "pruned"}
     assert all(t.energy_j > 0 for t in outcome.trials)
+    pruned = [t for t in outcome.trials if t.state == "pruned"]
+    assert pruned, [(t.params, t.state) for t in outcome.trials]
+    assert all(t.params["lr"] == 1e-6 for t in pruned)
