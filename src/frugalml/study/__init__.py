@@ -4,6 +4,8 @@
   are :class:`frugalml.meter.Budget`.
 - :mod:`._store`: :class:`StudyStore`, SQLite in WAL mode; atomic claims, resumable.
 - :mod:`._runner`: :func:`run_study`, one worker process per trial, budget and time-outs.
+- :mod:`._executors`: where trials run: ``local`` (warm forked processes) or ``ray``
+  (a Ray task per trial, the driver recording its outcome).
 - :mod:`._worker`: the process that trains and measures one trial.
 - :mod:`._results`: :func:`build_result` (one trial's row, for anything that writes
   trials; :func:`energy_split` into training, evaluation and set-up),

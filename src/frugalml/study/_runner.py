@@ -479,6 +479,31 @@ class StudyRunner:
         )
 
 
-def run_study(spec: StudySpec, out_dir: str | Path, **kwargs: Any) -> StudyOutcome:
-    """Run (or resume) ``spec`` into ``out_dir``; see :class:`StudyRunner` for options."""
-    return StudyRunner(spec, out_dir, **kwargs).run()
+def run_study(
+    spec: StudySpec,
+    out_dir: str | Path,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    retry_failed: bool = False,
+    trial_timeout_s: float | None = None,
+    on_event: Callable[[StudyEvent], None] | None = None,
+    python: str | None = None,
+    add: bool = False,
+    executor: ExecutorConfig | str | None = None,
+    address: str | None = None,
+) -> StudyOutcome:
+    """Run (or resume) ``spec`` into ``out_dir``; the options are :class:`StudyRunner`'s."""
+    return StudyRunner(
+        spec,
+        out_dir,
+        workers=workers,
+        threads=threads,
+        retry_failed=retry_failed,
+        trial_timeout_s=trial_timeout_s,
+        on_event=on_event,
+        python=python,
+        add=add,
+        executor=executor,
+        address=address,
+    ).run()
