@@ -187,3 +187,16 @@ def test_the_spec_keeps_its_executor_and_the_command_line_overrides_it(tmp_path:
     runner.store.close()
     with pytest.raises(ConfigError, match="--address is for the ray executor"):
         StudyRunner(StudySpec.from_yaml(_spec(tmp_path)), tmp_path / "out3", address="auto")
+
+
+def test_the_command_line_refuses_an_address_without_ray_in_one_line(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from frugalml.cli import main
+
+    spec = _spec(tmp_path)
+    code = main(["study", "run", str(spec), "--out", str(tmp_path / "out"), "--address", "auto"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--address is for the ray executor" in err and "fix: add --executor ray" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
