@@ -43,6 +43,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("spec", metavar="SPEC", help="compress spec (YAML)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=None,
+        metavar="N",
+        help="then tune one method's strength and threshold for N trials (accuracy and "
+        "energy per 1k inferences as objectives); writes DIR/compress_tune.csv",
+    )
+    parser.add_argument(
+        "--budget-j",
+        type=float,
+        default=None,
+        metavar="J",
+        help="with --tune: stop before a trial would pass J joules (the BudgetGuard rule)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -52,15 +67,18 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(
+    path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] | None = None
+) -> None:
     from frugalml.compress import CSV_COLUMNS
 
+    columns = columns or CSV_COLUMNS
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(CSV_COLUMNS))
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _cell(row.get(k, "")) for k in CSV_COLUMNS})
+            writer.writerow({k: _cell(row.get(k, "")) for k in columns})
     tmp.replace(path)
 
 
@@ -73,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from frugalml.train import apply_threads
 
     spec = CompressSpec.from_yaml(args.spec)
+    tune = _tune_settings(spec, args)
     apply_threads(args.threads, option="--threads")  # the one threads rule: 1 unless told
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -87,10 +106,14 @@ def _run(args: argparse.Namespace) -> int:
     console.print(
         f"compress {spec.name}: {spec.model} on {spec.dataset}, {len(spec.methods)} method(s)"
     )
+    from frugalml.data import load_dataset
+
+    dataset = load_dataset(spec.dataset, image_size=spec.image_size)
     with Meter(MeterConfig()) as meter:
         result = run_compress(
             spec,
             meter,
+            dataset=dataset,
             on_outcome=lambda o: console.print(
                 f"  {o.label}: accuracy {o.accuracy:.3f}, compression "
                 f"{fmt_energy(o.compress_energy_j)} ({o.compress_provenance})"
@@ -130,4 +153,49 @@ def _run(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     console.print(f"wrote {out / 'compress.csv'}, {out / 'compress.png'} and {out / 'models'}/")
+    if tune is not None:
+        _run_tune(spec, tune, result.outcomes["dense"].model, dataset, out, console)
     return 0
+
+
+def _tune_settings(spec: Any, args: argparse.Namespace) -> Any:
+    import dataclasses
+
+    from frugalml.compress._tune import CompressTune, _budget, plan
+
+    tune = spec.tune
+    if args.tune is None and tune is None:
+        if args.budget_j is not None:
+            raise ConfigError("--budget-j needs --tune N", fix="add --tune 10")
+        return None
+    if args.tune is not None and args.tune < 1:
+        raise ConfigError(f"--tune must be >= 1, got {args.tune}", fix="e.g. --tune 10")
+    tune = tune or CompressTune(n_trials=args.tune)
+    if args.tune is not None:
+        tune = dataclasses.replace(tune, n_trials=args.tune)
+    if args.budget_j is not None:
+        tune = dataclasses.replace(tune, budget_j=_budget(args.budget_j, "--budget-j"))
+    plan(spec, tune)  # checked before any training
+    return tune
+
+
+def _run_tune(spec: Any, tune: Any, dense: Any, dataset: Any, out: Path, console: Any) -> None:
+    from frugalml.cli._tune import _quiet_optuna
+    from frugalml.compress._tune import TUNE_COLUMNS, tune_compress
+    from frugalml.meter import Meter, MeterConfig
+
+    _quiet_optuna(debug=False)
+
+    with Meter(MeterConfig()) as meter:
+        result = tune_compress(spec, tune, dense, dataset, meter, seed=spec.training.seed)
+    path = out / "compress_tune.csv"
+    write_csv(path, result.rows, TUNE_COLUMNS)
+    front = [r for r in result.rows if r["pareto"]]
+    for row in front:
+        console.print(
+            f"  pareto: trial {row['trial']} {row['params']}: accuracy {row['accuracy']:.3f}, "
+            f"{row['energy_per_1k_j']:.4g} J per 1k inferences ({row['energy_per_1k_provenance']})"
+        )
+    if result.stop_reason:
+        console.print(f"  tuning stopped: {result.stop_reason}")
+    console.print(f"wrote {path} ({len(result.rows)} trial(s), {len(front)} on the Pareto front)")

@@ -20,12 +20,15 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from frugalml._yaml import check_name, check_spec_keys, parse_image_size, read_yaml_mapping
 from frugalml.compress._prune import Threshold, parse_threshold
 from frugalml.errors import ConfigError
 from frugalml.train import TrainConfig
+
+if TYPE_CHECKING:
+    from frugalml.compress._tune import CompressTune
 
 __all__ = ["METHODS", "CompressSpec", "MethodInfo", "MethodKind", "MethodSpec"]
 
@@ -219,7 +222,14 @@ _KEYS = {
     "energy": "{repeats: 5, min_window_s: 1.0}",
     "description": "free text",
     "weights": "a state_dict file (.pth/.safetensors) the dense phase starts from",
+    "tune": "{method: l1, n_trials: 10, strength: [1e-5, 1e-3], budget_j: 5000}",
 }
+
+
+def _tune(value: Any) -> CompressTune | None:
+    from frugalml.compress._tune import CompressTune
+
+    return None if value is None else CompressTune.from_mapping(value)
 
 
 def _weights(value: Any, source: str) -> str | None:
@@ -255,6 +265,7 @@ class CompressSpec:
     description: str = ""
     weights: str | None = None
     source: str = "<mapping>"
+    tune: CompressTune | None = None  # the tune: block (frugalml.compress._tune)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CompressSpec:
@@ -325,4 +336,5 @@ class CompressSpec:
             description=str(data.get("description") or ""),
             weights=_weights(data.get("weights"), source),
             source=source,
+            tune=_tune(data.get("tune")),
         )
