@@ -15,25 +15,13 @@ import yaml
 
 from frugalml.cli import build_parser, main
 from frugalml.cli._format import HelpFormatter, progress_line, time_left
+from study_specs import TINY, write_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}}
 
 
 def _study_spec(tmp_path: Path, **changes: Any) -> Path:
-    data: dict[str, Any] = {
-        "name": "t",
-        "datasets": ["digits"],
-        "models": [TINY],
-        "pretrained": [False],
-        "fractions": [0.2, 0.1],
-        "seeds": [0],
-        "training": {"epochs": 1, "batch_size": 64},
-    }
-    data.update(changes)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_spec(tmp_path, **{"fractions": [0.2, 0.1], **changes})
 
 
 def test_quiet_measure_prints_no_summary(capsys: Any) -> None:

@@ -16,7 +16,6 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 
 from frugalml.errors import ConfigError
 from frugalml.study import StudySpec, StudyStore
@@ -28,24 +27,11 @@ from frugalml.study._executors import (
     _PopenHandle,
 )
 from frugalml.study._runner import StudyRunner
-
-TINY = {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}}
+from study_specs import write_spec
 
 
 def _spec(tmp_path: Path, **changes: Any) -> Path:
-    data: dict[str, Any] = {
-        "name": "t",
-        "datasets": ["digits"],
-        "models": [TINY],
-        "pretrained": [False],
-        "fractions": [1.0, 0.2],
-        "seeds": [0],
-        "training": {"epochs": 1, "batch_size": 64},
-    }
-    data.update(changes)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_spec(tmp_path, **changes)
 
 
 def _run_with_handles(spec: StudySpec, out: Path) -> list[Any]:

@@ -17,13 +17,11 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 
 from frugalml.study import StudySpec, StudyStore, export_csv, run_study
+from study_specs import write_spec
 
 ray = pytest.importorskip("ray")
-
-TINY = {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}}
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +32,9 @@ def ray_cluster() -> Iterator[Any]:
 
 
 def _spec(tmp_path: Path, **changes: Any) -> Path:
-    data: dict[str, Any] = {
-        "name": "t",
-        "datasets": ["digits"],
-        "models": [TINY],
-        "pretrained": [False],
-        "fractions": [1.0, 0.2],
-        "seeds": [0, 1],
-        "training": {"epochs": 2, "batch_size": 64},
-    }
-    data.update(changes)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_spec(
+        tmp_path, **{"seeds": [0, 1], "training": {"epochs": 2, "batch_size": 64}, **changes}
+    )
 
 
 @pytest.mark.slow  # 8 real trials

@@ -13,29 +13,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
 from frugalml.cli import main
 from frugalml.errors import ConfigError, ModelError, StoreError
 from frugalml.study import COLUMNS, StudySpec, StudyStore, load_results, run_study
-
-TINY = {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}}
+from study_specs import TINY, write_spec
 
 
 def _spec(tmp_path: Path, **changes: Any) -> Path:
-    data: dict[str, Any] = {
-        "name": "t",
-        "datasets": ["digits"],
-        "models": [TINY],
-        "pretrained": [False],
-        "fractions": [1.0, 0.2],
-        "seeds": [0],
-        "training": {"epochs": 1, "batch_size": 64},
-    }
-    data.update(changes)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_spec(tmp_path, **changes)
 
 
 # -- specs ----------------------------------------------------------------------------------
