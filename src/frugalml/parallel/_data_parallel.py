@@ -345,6 +345,9 @@ def _rank_main(
     dist.init_process_group(backend, store=store, rank=rank, world_size=world)
     try:
         fn(rank, world, *args)
+        # Every rank reaches this point before any tears the group down: a rank that exits
+        # while its peer is still using the gloo connections aborts that peer (std::terminate).
+        dist.barrier()
     except FrugalError as exc:  # hand the one-line message back to the launcher
         error = {"type": type(exc).__name__, "message": exc.message, "fix": exc.fix}
         Path(f"{store_path}.error{rank}").write_text(json.dumps(error), encoding="utf-8")
