@@ -177,11 +177,23 @@ class StudyStore:
 
     def _set_wal(self) -> None:
         """WAL mode for a store this process may write (never for a foreign file)."""
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        except sqlite3.DatabaseError as exc:
-            raise _store_error(self.path, exc, "open") from exc
+        # Changing the journal mode can answer "database is locked" at once, without waiting
+        # on the busy timeout, while another process is creating the same store: retry within
+        # the connection's own 30 s.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" in text or "busy" in text) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise _store_error(self.path, exc, "open") from exc
+            except sqlite3.DatabaseError as exc:
+                raise _store_error(self.path, exc, "open") from exc
 
     def _connect_read_only(self) -> sqlite3.Connection:
         from urllib.parse import quote
