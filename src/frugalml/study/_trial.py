@@ -163,6 +163,26 @@ class _Run:
     image_size: tuple[int, int] | None = None
     test_samples: int | None = None
     stop: list[str] = field(default_factory=list)
+    threads: int | None = None
+
+
+@dataclass
+class _Ending:
+    """How the trial window ended: ``complete`` unless something was raised."""
+
+    status: TrialStatus = "complete"
+    error: str | None = None
+    trace: str | None = None
+    cause: BaseException | None = None
+
+
+def _ending(trial_id: str, exc: BaseException) -> _Ending:
+    """The one failure policy applied to what ended trial ``trial_id`` (and logged)."""
+    status, error, trace = classify_failure(exc)
+    if status == "failed":
+        logger.warning("trial %s failed: %s", trial_id, error)
+        logger.debug("trial %s traceback:\n%s", trial_id, trace)
+    return _Ending(status, error, trace, exc if status == "interrupted" else None)
 
 
 def run_metered_trial(
@@ -186,25 +206,22 @@ def run_metered_trial(
     ``window`` names the trial window. ``check`` runs :func:`frugalml.study._spec.check_trial`
     first (default: when the dataset is loaded here, as a study worker does).
     """
-    from frugalml.study._results import build_result, process_rss_bytes
+    from frugalml.study._results import process_rss_bytes
 
-    definition = plan.definition
     run = _Run()
     owns_meter = meter is None
     if meter is None:
         from frugalml.meter import CarbonConfig, Meter, MeterConfig
 
-        meter = Meter(MeterConfig(carbon=CarbonConfig(**(definition.get("carbon") or {}))))
-    status: TrialStatus = "complete"
-    error = trace = None
-    cause: BaseException | None = None
+        carbon = CarbonConfig(**(plan.definition.get("carbon") or {}))
+        meter = Meter(MeterConfig(carbon=carbon))
+    ending = _Ending()
     trial_window: Any = None
-    threads: int | None = None
     baseline_rss_bytes = process_rss_bytes()
     try:
         from frugalml.train import apply_threads
 
-        threads = apply_threads(plan.threads, option="threads")
+        run.threads = apply_threads(plan.threads, option="threads")
         if owns_meter:
             meter.start()
         with meter.window(window) as trial_window:
@@ -214,24 +231,35 @@ def run_metered_trial(
     except BaseException as exc:
         if not isinstance(exc, Exception | KeyboardInterrupt):
             raise  # SystemExit, GeneratorExit: not the trial's doing
-        status, error, trace = classify_failure(exc)
-        cause = exc if status == "interrupted" else None
-        if status == "failed":
-            logger.warning("trial %s failed: %s", plan.trial_id, error)
-            logger.debug("trial %s traceback:\n%s", plan.trial_id, trace)
+        ending = _ending(plan.trial_id, exc)
     finally:
         if owns_meter:
             meter.close()
+    measurement = getattr(trial_window, "measurement", None)
+    return _outcome(plan, run, ending, measurement, baseline_rss_bytes)
+
+
+def _outcome(
+    plan: TrialPlan,
+    run: _Run,
+    ending: _Ending,
+    measurement: Any,
+    baseline_rss_bytes: int | None,
+) -> TrialOutcome:
+    """The :class:`TrialOutcome` of a finished trial window: the stopping policy applied,
+    the results row built (:func:`frugalml.study.build_result`)."""
+    from frugalml.study._results import build_result
+
+    status = ending.status
     stop_reason = run.stop[-1] if run.stop else None
     if status == "complete" and stop_reason is not None and not isinstance(stop_reason, BudgetStop):
         status = "pruned"
-    measurement = getattr(trial_window, "measurement", None)
     overhead_s = None
     if measurement is not None and plan.spawned_at is not None:
         overhead_s = max(0.0, time.time() - plan.spawned_at - measurement.duration_s)
     result = build_result(
         plan.trial_id,
-        definition,
+        plan.definition,
         costs=run.costs,
         train_result=run.train_result,
         measurement=measurement,
@@ -240,7 +268,7 @@ def run_metered_trial(
         test_samples=run.test_samples,
         epochs=run.records,
         baseline_rss_bytes=baseline_rss_bytes,
-        threads=threads,
+        threads=run.threads,
     )
     # Machine-wide counters (RAPL, NVML) see every trial running at the same time; the
     # record says how many ran side by side so sums can be read correctly.
@@ -250,10 +278,10 @@ def run_metered_trial(
         status=status,
         result=result,
         epochs=run.epochs,
-        error=error,
-        traceback=trace,
+        error=ending.error,
+        traceback=ending.trace,
         stop_reason=stop_reason,
-        cause=cause,
+        cause=ending.cause,
     )
 
 
