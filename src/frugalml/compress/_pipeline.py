@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from frugalml.compress._columns import CSV_COLUMNS
 from frugalml.compress._graph import ChannelGraph, trace_channels
 from frugalml.compress._l0 import attach_gates, fold_gates, gate_penalty
 from frugalml.compress._measure import (
@@ -43,43 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["CSV_COLUMNS", "CompressResult", "MethodOutcome", "compress_method", "run_compress"]
 
 logger = logging.getLogger(__name__)
-
-CSV_COLUMNS = (
-    "method",
-    "accuracy",
-    "accuracy_change_points",
-    "params",
-    "nonzero_params",
-    "sparsity",
-    "flops_per_sample",
-    "latency_ms",
-    "latency_ms_low",
-    "latency_ms_high",
-    "latency_ratio",
-    "latency_ratio_low",
-    "latency_ratio_high",
-    "latency_ms_batch",
-    "latency_ms_batch_low",
-    "latency_ms_batch_high",
-    "latency_ratio_batch",
-    "latency_ratio_batch_low",
-    "latency_ratio_batch_high",
-    "batch_size",
-    "energy_per_1k_j",
-    "energy_per_1k_j_low",
-    "energy_per_1k_j_high",
-    "energy_per_1k_provenance",
-    "energy_source",
-    "compress_energy_j",
-    "compress_energy_provenance",
-    "break_even_inferences",
-    "pepr_energy_per_1k_j",
-    "pepr_params",
-    "removed_channels",
-    "shrink_max_abs_diff",
-    "device",
-    "notes",
-)
 
 
 @dataclass

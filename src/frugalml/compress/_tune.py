@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from frugalml.compress._columns import TUNE_ATTR_COLUMNS, TUNE_COLUMNS
 from frugalml.compress._prune import Threshold, ThresholdMode
 from frugalml.errors import ConfigError
 
@@ -36,28 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TUNE_COLUMNS", "CompressTune", "tune_compress"]
 
-TUNE_COLUMNS = (
-    "trial",
-    "method",
-    "params",
-    "strength",
-    "threshold_mode",
-    "threshold",
-    "accuracy",
-    "model_params",
-    "sparsity",
-    "energy_per_1k_j",
-    "energy_per_1k_j_low",
-    "energy_per_1k_j_high",
-    "energy_per_1k_provenance",
-    "compress_energy_j",
-    "compress_energy_provenance",
-    "trial_energy_j",
-    "trial_energy_provenance",
-    "state",
-    "pareto",
-    "notes",
-)
 
 _DEFAULT_THRESHOLD: dict[str, tuple[float, float]] = {
     "sparsity": (0.3, 0.95),
@@ -308,7 +287,7 @@ def _rows(study: Any, label: str, mode: str, stop_reason: str | None) -> list[di
                 "strength": t.params.get("strength", ""),
                 "threshold_mode": mode if "threshold" in t.params else "",
                 "threshold": t.params.get("threshold", ""),
-                **{k: attrs.get(k, "") for k in TUNE_COLUMNS if k in _ATTR_COLUMNS},
+                **{k: attrs.get(k, "") for k in TUNE_ATTR_COLUMNS},
                 "trial_energy_j": attrs.get("energy_j", ""),
                 "trial_energy_provenance": attrs.get("energy_provenance", ""),
                 "state": t.state.name.lower(),
@@ -317,16 +296,3 @@ def _rows(study: Any, label: str, mode: str, stop_reason: str | None) -> list[di
             }
         )
     return rows
-
-
-_ATTR_COLUMNS = {
-    "accuracy",
-    "model_params",
-    "sparsity",
-    "energy_per_1k_j",
-    "energy_per_1k_j_low",
-    "energy_per_1k_j_high",
-    "energy_per_1k_provenance",
-    "compress_energy_j",
-    "compress_energy_provenance",
-}

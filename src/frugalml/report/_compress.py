@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from frugalml.compress._columns import COMPRESS_TABLE, TUNE_TABLE, Column
 from frugalml.errors import DataError
 from frugalml.report._format import fmt_energy, fmt_flops, plain_text
 from frugalml.report._html import _e as escape
@@ -37,34 +38,6 @@ logger = logging.getLogger(__name__)
 CSV_NAME = "compress.csv"
 TUNE_CSV_NAME = "compress_tune.csv"
 HTML_NAME = "compress.html"
-
-#: columns a compress.csv needs, and which of them must be a number in every row
-_NUMERIC = ("accuracy", "params", "sparsity", "latency_ms", "latency_ms_batch")
-_OPTIONAL_NUMERIC = (
-    "accuracy_change_points",
-    "nonzero_params",
-    "flops_per_sample",
-    "latency_ms_low",
-    "latency_ms_high",
-    "latency_ratio",
-    "latency_ratio_low",
-    "latency_ratio_high",
-    "latency_ms_batch_low",
-    "latency_ms_batch_high",
-    "latency_ratio_batch",
-    "latency_ratio_batch_low",
-    "latency_ratio_batch_high",
-    "batch_size",
-    "energy_per_1k_j",
-    "energy_per_1k_j_low",
-    "energy_per_1k_j_high",
-    "compress_energy_j",
-    "break_even_inferences",
-    "pepr_energy_per_1k_j",
-    "pepr_params",
-)
-_TEXT = ("energy_per_1k_provenance", "compress_energy_provenance", "notes", "device")
-_TUNE_NUMERIC = ("trial", "accuracy", "energy_per_1k_j", "compress_energy_j")
 
 
 @dataclass(frozen=True)
@@ -89,8 +62,11 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
-def _rows(table: pd.DataFrame, path: Path, numeric: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The table's rows as dicts, ``numeric`` columns checked to hold numbers."""
+def _rows(table: pd.DataFrame, path: Path, columns: tuple[Column, ...]) -> list[dict[str, Any]]:
+    """The table's rows as dicts, each column read as its kind in ``columns`` (the compress
+    package's column table): a required number must be one in every row, another number
+    blank is NaN, a blank text is "", a flag is ``True`` only when it says so."""
+    numeric = [c.name for c in columns if c.kind == "number" and c.required]
     missing = [c for c in ("method", *numeric) if c not in table.columns]
     if missing:
         raise DataError(
@@ -112,11 +88,16 @@ def _rows(table: pd.DataFrame, path: Path, numeric: tuple[str, ...]) -> list[dic
                     fix="re-run 'frugalml compress' rather than editing its CSV",
                 )
             row[column] = value
-        for column in _OPTIONAL_NUMERIC:
-            if column in row:
-                row[column] = _number(row[column])
-        for column in _TEXT:
-            row[column] = "" if _blank(row.get(column)) else str(row[column])
+        for c in columns:
+            if c.required or c.name == "method":
+                continue
+            cell = row.get(c.name)
+            if c.kind == "number":
+                row[c.name] = _number(cell)
+            elif c.kind == "text":
+                row[c.name] = "" if _blank(cell) else str(cell)
+            else:
+                row[c.name] = str(cell).lower() == "true"
         rows.append(row)
     return rows
 
@@ -132,7 +113,7 @@ def read_compress_csv(path: str | Path) -> list[dict[str, Any]]:
     from frugalml.analysis._table import read_csv_table
 
     source = Path(path)
-    rows = _rows(read_csv_table(source, row_noun="method"), source, _NUMERIC)
+    rows = _rows(read_csv_table(source, row_noun="method"), source, COMPRESS_TABLE)
     names = [r["method"] for r in rows]
     if "dense" not in names:
         raise DataError(
@@ -155,13 +136,7 @@ def _read_tune_csv(path: Path) -> list[dict[str, Any]]:
     if "method" not in table.columns:
         table["method"] = ""
     table["method"] = table["method"].fillna("").astype(str).replace("", "tuned")
-    rows = _rows(table, path, ("trial",))
-    for row in rows:
-        for column in _TUNE_NUMERIC:
-            row[column] = _number(row.get(column))
-        row["state"] = str(row.get("state", ""))
-        row["pareto"] = str(row.get("pareto", "")).lower() == "true"
-    return rows
+    return _rows(table, path, TUNE_TABLE)
 
 
 # -- words and cells ---------------------------------------------------------------------
