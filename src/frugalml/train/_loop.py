@@ -292,6 +292,135 @@ def _stop_reason(
     return None
 
 
+@dataclass
+class _Run:
+    """What one training run works with: the device, the model on it, its step, the
+    feeders of the three splits and the seeded batch order."""
+
+    device: torch.device
+    model: torch.nn.Module
+    step: TrainStep
+    feeders: dict[str, _Feeder]
+    batches: BatchOrder
+    data_path: str
+
+
+def _prepare(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    config: TrainConfig,
+    pretrained: bool,
+    regulariser: Callable[[torch.nn.Module], torch.Tensor] | None,
+    on_step: Callable[[torch.nn.Module], None] | None,
+) -> _Run:
+    """Seed, choose the data path, move the model and the data to the device."""
+    import torch
+
+    device = torch.device(resolve_device(config.device))
+    torch.manual_seed(config.seed)
+    mean, std = channel_stats(dataset, config.normalization, pretrained)
+    train_bytes = dataset.train.images.nbytes
+    on_device = config.data_path == "tensors" or (
+        config.data_path == "auto" and train_bytes <= config.tensor_path_max_bytes
+    )
+    feeders = {
+        name: _Feeder(split, device, mean, std, on_device, config.channels_last)
+        for name, split in (("train", dataset.train), ("val", dataset.val), ("test", dataset.test))
+    }
+    if len(feeders["train"]) < 2:
+        raise ConfigError(
+            f"the training split of {dataset.name} has {len(feeders['train'])} sample(s)",
+            fix="use a larger fraction or dataset",
+        )
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    step = TrainStep(
+        model,
+        make_optimizer(model.parameters(), config),
+        autocast=autocast_for(device, config.bf16),
+        regulariser=regulariser,
+        on_step=on_step,
+    )
+    batches = BatchOrder(len(feeders["train"]), config.batch_size, config.seed)
+    return _Run(device, model, step, feeders, batches, "tensors" if on_device else "loader")
+
+
+def _train_epoch(run: _Run, epoch: int) -> tuple[float, int, float]:
+    """One pass over the training split: (mean loss, samples, seconds)."""
+    import torch
+
+    order = run.batches.order(epoch)
+    _sync(run.device)
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=run.device)
+    samples = 0
+    for x, y in run.feeders["train"].batches(order):
+        loss = run.step(x, y)
+        loss_sum += loss.float() * y.shape[0]
+        samples += int(y.shape[0])
+    mean_loss = float(loss_sum) / max(samples, 1)
+    _sync(run.device)
+    return mean_loss, samples, time.perf_counter() - t0
+
+
+def _epoch(
+    run: _Run,
+    epoch: int,
+    dataset: ImageDataset,
+    config: TrainConfig,
+    meter: Meter | None,
+    baseline_rss_bytes: int | None,
+) -> EpochRecord:
+    """Train and evaluate one epoch inside its meter windows."""
+    with _window(meter, f"epoch {epoch}") as epoch_window:
+        with _window(meter, f"epoch {epoch} train") as train_window:
+            mean_loss, samples, train_duration_s = _train_epoch(run, epoch)
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"the training loss became {mean_loss} in epoch {epoch}",
+                fix="lower the learning rate, or train in fp32 (bf16: false)",
+            )
+        with _window(meter, f"epoch {epoch} eval") as eval_window:
+            val = evaluate(
+                run.model,
+                run.feeders["val"],
+                dataset.num_classes,
+                config.eval_batch_size,
+                config.bf16,
+            )
+            test = evaluate(
+                run.model,
+                run.feeders["test"],
+                dataset.num_classes,
+                config.eval_batch_size,
+                config.bf16,
+            )
+    record = EpochRecord(
+        epoch=epoch,
+        train_loss=mean_loss,
+        train_samples=samples,
+        train_duration_s=train_duration_s,
+        samples_per_s=samples / train_duration_s if train_duration_s > 0 else math.nan,
+        val=val,
+        test=test,
+        measurement=_measurement(epoch_window),
+        train_measurement=_measurement(train_window),
+        eval_measurement=_measurement(eval_window),
+        baseline_rss_bytes=baseline_rss_bytes,
+    )
+    logger.debug(
+        "epoch %d: loss %.4f, val acc %.4f, test acc %.4f, %.0f samples/s",
+        epoch,
+        mean_loss,
+        val.get("accuracy", math.nan),
+        test.get("accuracy", math.nan),
+        record.samples_per_s,
+    )
+    return record
+
+
 def train(
     model: torch.nn.Module,
     dataset: ImageDataset,
@@ -321,90 +450,15 @@ def train(
     import torch
 
     config = config or TrainConfig()
-    device = torch.device(resolve_device(config.device))
-    torch.manual_seed(config.seed)
-    mean, std = channel_stats(dataset, config.normalization, pretrained)
-    train_bytes = dataset.train.images.nbytes
-    on_device = config.data_path == "tensors" or (
-        config.data_path == "auto" and train_bytes <= config.tensor_path_max_bytes
-    )
-    data_path = "tensors" if on_device else "loader"
-    feeders = {
-        name: _Feeder(split, device, mean, std, on_device, config.channels_last)
-        for name, split in (("train", dataset.train), ("val", dataset.val), ("test", dataset.test))
-    }
-    if len(feeders["train"]) < 2:
-        raise ConfigError(
-            f"the training split of {dataset.name} has {len(feeders['train'])} sample(s)",
-            fix="use a larger fraction or dataset",
-        )
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    step = TrainStep(
-        model,
-        make_optimizer(model.parameters(), config),
-        autocast=autocast_for(device, config.bf16),
-        regulariser=regulariser,
-        on_step=on_step,
-    )
-    batches = BatchOrder(len(feeders["train"]), config.batch_size, config.seed)
-
+    run = _prepare(model, dataset, config, pretrained, regulariser, on_step)
     records: list[EpochRecord] = []
     epoch_measurements: list[Measurement] = []
     stop_reason: str | None = None
     baseline_rss_bytes = _process_rss_bytes()
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        with _window(meter, f"epoch {epoch}") as epoch_window:
-            with _window(meter, f"epoch {epoch} train") as train_window:
-                order = batches.order(epoch)
-                _sync(device)
-                t0 = time.perf_counter()
-                loss_sum = torch.zeros((), device=device)
-                samples = 0
-                for x, y in feeders["train"].batches(order):
-                    loss = step(x, y)
-                    loss_sum += loss.float() * y.shape[0]
-                    samples += int(y.shape[0])
-                mean_loss = float(loss_sum) / max(samples, 1)
-                _sync(device)
-                train_duration_s = time.perf_counter() - t0
-            if not math.isfinite(mean_loss):
-                raise TrainingDiverged(
-                    f"the training loss became {mean_loss} in epoch {epoch}",
-                    fix="lower the learning rate, or train in fp32 (bf16: false)",
-                )
-            with _window(meter, f"epoch {epoch} eval") as eval_window:
-                val = evaluate(
-                    model, feeders["val"], dataset.num_classes, config.eval_batch_size, config.bf16
-                )
-                test = evaluate(
-                    model, feeders["test"], dataset.num_classes, config.eval_batch_size, config.bf16
-                )
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=mean_loss,
-            train_samples=samples,
-            train_duration_s=train_duration_s,
-            samples_per_s=samples / train_duration_s if train_duration_s > 0 else math.nan,
-            val=val,
-            test=test,
-            measurement=_measurement(epoch_window),
-            train_measurement=_measurement(train_window),
-            eval_measurement=_measurement(eval_window),
-            baseline_rss_bytes=baseline_rss_bytes,
-        )
+        record = _epoch(run, epoch, dataset, config, meter, baseline_rss_bytes)
         records.append(record)
-        logger.debug(
-            "epoch %d: loss %.4f, val acc %.4f, test acc %.4f, %.0f samples/s",
-            epoch,
-            mean_loss,
-            val.get("accuracy", math.nan),
-            test.get("accuracy", math.nan),
-            record.samples_per_s,
-        )
         if on_epoch is not None:
             on_epoch(record)
         if record.measurement is not None:
@@ -423,8 +477,8 @@ def train(
         best_val_epoch=best.epoch,
         best_val=dict(best.val),
         best_val_test=dict(best.test),
-        device=str(device),
-        data_path=data_path,
+        device=str(run.device),
+        data_path=run.data_path,
         duration_s=time.perf_counter() - started,
         stopped_early=stop_reason is not None,
         stop_reason=stop_reason,
