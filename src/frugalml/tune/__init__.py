@@ -17,8 +17,10 @@ Modules:
   :func:`pareto_indices` (indices of the non-dominated (accuracy, energy) points).
 - ``_storage``: Optuna storage in the output directory (``optuna.db``, or a journal file),
   corrupt-file errors, the directory lock.
-- ``_tuner``: :class:`Tuner` / :func:`run_tune` (the ask/tell loop, its lock, recovery and
-  warm-up); ``_trial``: one trial (definition, pruning, recording; it runs in
+- ``_tuner``: :class:`Tuner` / :func:`run_tune` (options, bookkeeping, the run under its
+  lock); ``_setup``: directory check, dataset, calibration or warm-up; ``_loop``: the
+  ask/tell loop (stop checks, ask, skip, recovery, the one give-back); ``_trial``: one
+  trial (definition, pruning, recording; it runs in
   :func:`frugalml.study.run_metered_trial`); ``_record``: a trial's record (``TrialRecord``);
   ``_planning``: calibrate, predict, stop (the one budget rule); ``_outcome``: the outcome
   and its files.

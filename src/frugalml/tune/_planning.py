@@ -24,10 +24,14 @@ from frugalml.meter import launch_no_more
 from frugalml.tune._results import TrialSummary, spent
 
 if TYPE_CHECKING:
+    import optuna
+
     from frugalml.data import ImageDataset
     from frugalml.meter import Meter
     from frugalml.tune._spec import TuneBudget, TuneSpec
 
+#: The Optuna study user attribute holding calibration (overhead) energy, CO2 and time.
+OVERHEAD_ATTR = "frugalml_overhead"
 #: Batches the calibration trains on before scaling to a whole epoch.
 CALIBRATION_BATCHES = 8
 #: Epochs the calibration trains; the last one (warm) gives the per-epoch figure.
@@ -183,4 +187,30 @@ def budget_stop(
     return (
         f"{verdict.resource} budget: the next trial is predicted to cost "
         f"{verdict.ahead:.4g} {verdict.unit} ({method}), and {of_limit} are spent"
+    )
+
+
+def overhead_of(study: optuna.Study | None) -> tuple[float, float, float]:
+    """The calibration and warm-up energy (J), CO2 (g) and time (s) recorded on ``study``."""
+    if study is None:
+        return 0.0, 0.0, 0.0
+    overhead = study.user_attrs.get(OVERHEAD_ATTR) or {}
+    return (
+        float(overhead.get("energy_j", 0.0)),
+        float(overhead.get("co2_g", 0.0)),
+        float(overhead.get("duration_s", 0.0)),
+    )
+
+
+def add_overhead(study: optuna.Study, energy_j: float, co2_g: float, duration_s: float) -> None:
+    """Add a calibration's (or warm-up's) cost to the overhead recorded on ``study``."""
+    energy, co2, duration = overhead_of(study)
+    study.set_user_attr(
+        OVERHEAD_ATTR,
+        {
+            "energy_j": energy + energy_j,
+            "co2_g": co2 + co2_g,
+            "duration_s": duration + duration_s,
+            "what": "calibration before the first trial (includes one-off warm-up)",
+        },
     )

@@ -3,31 +3,28 @@
 Each trial runs in this process (a digits trial takes a second; a fresh process would cost
 more than the training): Optuna's ``ask`` samples the parameters (in a meter window of its
 own, since TPE's and GP's models cost energy too: ``sampler_energy_j``, counted in the
-totals), :func:`frugalml.train.train` trains under one :class:`frugalml.meter.Meter` window
-per trial (model set-up included: the objective's ``energy_j``), and ``tell`` records the
-objective values. The same trial is a row of ``DIR/study.db`` (registered, claimed, every
-epoch recorded, finished with :func:`frugalml.study.build_result` plus the tuning
+totals), :func:`frugalml.study.run_metered_trial` trains under one
+:class:`frugalml.meter.Meter` window per trial (model set-up included: the objective's
+``energy_j``), and ``tell`` records the objective values. The same trial is a row of
+``DIR/study.db`` (registered, claimed, every epoch recorded, finished with the tuning
 fields), so ``frugalml study export`` and the report read tuning runs too.
 
+The parts: :class:`Tuner` (this module: options, bookkeeping, the run), :mod:`._setup`
+(directory check, dataset, calibration or warm-up), :mod:`._loop` (ask, budget check, run,
+give back), :mod:`._trial` (one trial), :mod:`._record` (its record), :mod:`._planning`
+(calibrate, predict, stop), :mod:`._outcome` (the outcome and its files).
+
 Budgets (each counts everything already in the output directory, so a rerun continues):
+``max_trials`` counts trials that ran (complete, pruned or failed); ``energy_kwh``,
+``co2_g``, ``duration_s`` stop before a trial whose predicted cost would take the total over
+the limit (:mod:`._planning`: per-epoch figures of the trials so far, else a calibration of
+the base configuration, counted as overhead). A budget below the cheapest trial is refused
+before any training.
 
-- ``max_trials``: trials that ran (complete, pruned or failed).
-- ``energy_kwh``, ``co2_g``, ``duration_s``: before a trial starts its cost is predicted as
-  *the mean energy (CO2, time) per epoch of every epoch run so far* (whole-trial figures over
-  epochs run, so model set-up and the sampler's work are included) *times the epochs the
-  trial plans*; a trial that would take the total over the limit is not started. Before any
-  trial has run, the per-epoch figure comes from a **calibration**: the spec's base
-  configuration trained under the meter for :data:`CALIBRATION_EPOCHS` epochs on at most
-  :data:`CALIBRATION_BATCHES` batches; the last (warm) epoch, its training part scaled to the
-  full training split, is the figure. A budget below *the fewest epochs the search space
-  allows times that figure* is refused before any training. Calibration energy counts
-  against the budget and in the totals.
-
-Pruning: Optuna's median or successive-halving pruner on the per-epoch validation accuracy
-(``trial.report`` / ``trial.should_prune`` in the trainer's ``on_epoch``; the cumulative
-energy for ``objective: energy``), or for accuracy against energy the dominance rule of
-:mod:`._prune`. A pruned trial keeps the energy it used: its meter window is recorded even
-though the training raised.
+Pruning: the pruner of the spec (or of the ``sha`` / ``hyperband`` strategy) decides after
+every epoch on the validation accuracy (the cumulative energy for ``objective: energy``), or
+for accuracy against energy the dominance rule of :mod:`._prune`. A pruned trial keeps the
+energy it used.
 
 A trial whose training raises fails alone (Optuna state FAIL, the study goes on). Ctrl-C
 stops after recording the running trial as interrupted; its parameters are queued so the
@@ -38,29 +35,31 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
+from frugalml.tune._loop import recover, release_running, run_loop
 from frugalml.tune._outcome import TuneEvent, TuneOutcome, build_outcome, write_outputs
 from frugalml.tune._planning import (
+    OVERHEAD_ATTR,
     Calibration,
     CostPrediction,
+    add_overhead,
     budget_stop,
     calibrate,
+    overhead_of,
     predict,
 )
 from frugalml.tune._prune import DominancePruner
 from frugalml.tune._results import (
-    TRIAL_ATTR,
     TrialSummary,
     energy_provenance,
     spent,
     summarize_trials,
 )
-from frugalml.tune._space import apply_params
+from frugalml.tune._setup import check_directory, load_dataset, prepare
 from frugalml.tune._spec import TuneSpec
 from frugalml.tune._storage import directory_lock, load_or_create_study
 from frugalml.tune._strategies import (
@@ -68,7 +67,7 @@ from frugalml.tune._strategies import (
     make_pruner,
     make_sampler,
 )
-from frugalml.tune._trial import TuneTrial, requeue
+from frugalml.tune._trial import requeue as requeue  # re-exported: the one give-back
 
 if TYPE_CHECKING:
     import optuna
@@ -77,23 +76,9 @@ if TYPE_CHECKING:
     from frugalml.meter import Meter
     from frugalml.study import StudyStore
 
-__all__ = ["TuneEvent", "TuneOutcome", "Tuner", "run_tune"]
+__all__ = ["OVERHEAD_ATTR", "TuneEvent", "TuneOutcome", "Tuner", "run_tune"]
 
 logger = logging.getLogger(__name__)
-
-#: The Optuna study user attribute holding calibration (overhead) energy, CO2 and time.
-OVERHEAD_ATTR = "frugalml_overhead"
-
-
-def _cost(measurement: Any) -> dict[str, float]:
-    """Energy (J), CO2 (g) and time (s) of a finished meter window, for the trial record."""
-    if measurement is None:
-        return {}
-    return {
-        "energy_j": measurement.energy_j,
-        "co2_g": measurement.co2_g,
-        "duration_s": measurement.duration_s,
-    }
 
 
 class Tuner:
@@ -160,35 +145,25 @@ class Tuner:
             raise RuntimeError("the study store is not open")
         return self._store
 
-    def _trials(self) -> list[TrialSummary]:
+    def trials(self) -> list[TrialSummary]:
+        """Every trial of the study, as recorded (:class:`TrialSummary`)."""
         return summarize_trials(self.study)
 
+    _trials = trials
+
     def _overhead(self) -> tuple[float, float, float]:
-        if self._study is None:
-            return 0.0, 0.0, 0.0
-        overhead = self._study.user_attrs.get(OVERHEAD_ATTR) or {}
-        return (
-            float(overhead.get("energy_j", 0.0)),
-            float(overhead.get("co2_g", 0.0)),
-            float(overhead.get("duration_s", 0.0)),
-        )
+        return overhead_of(self._study)
 
     def _add_overhead(self, energy_j: float, co2_g: float, duration_s: float) -> None:
-        energy, co2, duration = self._overhead()
-        self.study.set_user_attr(
-            OVERHEAD_ATTR,
-            {
-                "energy_j": energy + energy_j,
-                "co2_g": co2 + co2_g,
-                "duration_s": duration + duration_s,
-                "what": "calibration before the first trial (includes one-off warm-up)",
-            },
-        )
+        add_overhead(self.study, energy_j, co2_g, duration_s)
 
-    def _spent(self, trials: list[TrialSummary]) -> tuple[float, float, float]:
+    def spent_total(self, trials: list[TrialSummary]) -> tuple[float, float, float]:
+        """J, g and s spent: ``trials`` (their sampler work included) plus the overhead."""
         energy, co2, duration = spent(trials)
         o_energy, o_co2, o_duration = self._overhead()
         return energy + o_energy, co2 + o_co2, duration + o_duration
+
+    _spent = spent_total
 
     def _total(self) -> int | None:
         totals = []
@@ -215,15 +190,7 @@ class Tuner:
 
     # -- set-up -----------------------------------------------------------------------------
     def _load_dataset(self) -> ImageDataset:
-        from frugalml.data import load_dataset
-
-        spec = self.spec
-        dataset = load_dataset(
-            spec.dataset, root=spec.data_root, download=spec.download, image_size=spec.image_size
-        )
-        if spec.fraction < 1.0:
-            dataset = dataset.with_fraction(spec.fraction, seed=spec.training.seed)
-        return dataset
+        return load_dataset(self.spec)
 
     def _create_model(self, name: str, args: dict[str, Any], dataset: ImageDataset) -> Any:
         from frugalml.models import create_model
@@ -242,24 +209,6 @@ class Tuner:
         knob or model fails before any training, naming the parameter (the same candidates
         ``tune --validate`` checks without data: :meth:`TuneSpec.check_models`)."""
         self.spec.check_models(build=lambda name, args: self._create_model(name, args, dataset))
-
-    def _recover(self) -> None:
-        """Trials left RUNNING by a killed process: mark them failed (interrupted) and
-        queue their parameters, so the rerun resumes them."""
-        from optuna.trial import TrialState
-
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            logger.info("trial %d was left running by an earlier run; retrying it", trial.number)
-            trial_id = (trial.user_attrs.get(TRIAL_ATTR) or {}).get("store_trial_id")
-            requeue(self.study, trial)
-            if trial_id:
-                self.store.finish(
-                    str(trial_id),
-                    "failed",
-                    error="interrupted (the tuning process ended); the rerun retries these "
-                    "parameters as a new trial",
-                    only_if_running=True,
-                )
 
     # -- costs and budget -------------------------------------------------------------------
     def calibrate(self, dataset: ImageDataset, meter: Meter) -> Calibration:
@@ -301,19 +250,14 @@ class Tuner:
                 fix="raise the budget, lower training.epochs, or tune on a smaller fraction",
             )
 
-    # -- one trial --------------------------------------------------------------------------
-    def _run_trial(
-        self,
-        trial: optuna.Trial,
-        params: dict[str, Any],
-        meter: Meter,
-        sampler: dict[str, float] | None = None,
-    ) -> None:
-        TuneTrial(self, trial, params).run(meter, sampler)
+    # -- the run ----------------------------------------------------------------------------
+    @property
+    def grid_sampler(self) -> optuna.samplers.GridSampler | None:
+        """The study's sampler when it walks a finite grid (its exhaustion ends the run)."""
+        import optuna
 
-    # -- the loop ---------------------------------------------------------------------------
-    def _counted(self, trials: list[TrialSummary]) -> int:
-        return sum(t.counted for t in trials)
+        sampler = self.study.sampler
+        return sampler if isinstance(sampler, optuna.samplers.GridSampler) else None
 
     def _sampler_seed(self, existing: int) -> int:
         """Grid keeps the spec's seed (it fixes the grid order that grid ids refer to);
@@ -330,12 +274,13 @@ class Tuner:
         with using_threads(self.threads), directory_lock(self.out_dir):
             return self._run_locked()
 
-    def _run_locked(self) -> TuneOutcome:
-        from frugalml.meter import CarbonConfig, Meter, MeterConfig
+    def _open(self) -> tuple[Path, list[str]]:
+        """Open (or create) both stores, record the spec and recover what a killed process
+        left running; returns the Optuna storage file and the notes so far."""
         from frugalml.study import StudyStore
 
         spec = self.spec
-        self._check_directory()
+        check_directory(self.out_dir, spec.name)
         self._study, storage_file = load_or_create_study(
             self.out_dir, spec.name, spec.directions, pruner=make_pruner(spec)
         )
@@ -352,12 +297,17 @@ class Tuner:
         self.study.set_user_attr("strategy", spec.strategy)
         self.study.set_user_attr("spec", json.loads(json.dumps(spec.to_dict())))
         self.store.save_spec({"kind": "tune", **spec.to_dict()})
-        self._recover()
+        recover(self)
+        return storage_file, notes
 
+    def _run_locked(self) -> TuneOutcome:
+        from frugalml.meter import CarbonConfig, Meter, MeterConfig
+
+        spec = self.spec
+        storage_file, notes = self._open()
         before = {t.number for t in self._trials()}
-        self._dataset = self._load_dataset()
+        self._dataset = load_dataset(spec)
         self.check_models(self._dataset)
-        stop_reason = ""
         interrupted = False
         meter = self._meter or Meter(MeterConfig(carbon=CarbonConfig(**spec.carbon)))
         owns_meter = self._meter is None
@@ -367,37 +317,7 @@ class Tuner:
             self._emit(
                 "started", f"{spec.strategy} on {spec.name}: budget {spec.budget.describe()}"
             )
-            trials = self._trials()
-            needs_calibration = spec.budget.has_resource_limit and not any(
-                t.epochs > 0 and math.isfinite(t.energy_j) for t in trials
-            )
-            # A budget already spent (a rerun of a finished study) starts nothing: no
-            # calibration, no warm-up, no energy spent on a run of 0 trials.
-            spent = self._spent_already(trials, needs_calibration)
-            if spent is not None:
-                stop_reason = spent
-            elif needs_calibration:
-                self.calibration = self.calibrate(self._dataset, meter)
-                c = self.calibration
-                self._add_overhead(c.spent_energy_j, c.spent_co2_g, c.spent_duration_s)
-                self._emit("calibrated", c.method)
-                self._refuse_if_too_small()
-            elif self.warm_up:
-                # A process pays one-off costs (lazy initialisation, first kernels) on its first
-                # training steps. Without a warm-up the first trial of every run carries them
-                # (measured here: 16.9 J against 1.7 J for the same trial run later), which
-                # skews its energy objective and the pruning decisions compared against it.
-                warm = self.calibrate(self._dataset, meter)
-                self._add_overhead(warm.spent_energy_j, warm.spent_co2_g, warm.spent_duration_s)
-            if spent is None:  # start-up trials scaled to the budget, frugal's cost model
-                notes.extend(configure_search(self, self._sampler_seed(len(self.study.trials))))
-            try:
-                if spent is None:
-                    stop_reason = self._loop(meter)
-            except KeyboardInterrupt:
-                interrupted = True
-                stop_reason = "interrupted by the user; rerun the same command to resume"
-                self._fail_running()
+            stop_reason, interrupted = self._search(meter, notes)
         finally:
             if owns_meter:
                 meter.close()
@@ -409,99 +329,21 @@ class Tuner:
         self._emit("finished", stop_reason)
         return outcome
 
-    def _check_directory(self) -> None:
-        """Refuse an --out that holds a study, a factorial or another tuning study (another
-        name): tuning there would merge the two. Read-only; nothing is written first."""
-        from frugalml.study import STORE_FILENAME, StudyStore
-
-        if not (self.out_dir / STORE_FILENAME).is_file():
-            return
-        with StudyStore(self.out_dir, create=False, read_only=True) as store:
-            previous = store.latest_spec() or {}
-            held = bool(store.trial_ids())
-        if not previous and not held:
-            return
-        if previous.get("kind") != "tune":
-            what = "factorial experiment" if "factorial" in previous else "study"
-            raise ConfigError(
-                f"{self.out_dir} holds a {what} ({previous.get('name', '?')!r}), not a tuning "
-                "run; tuning there would mix the two",
-                fix="give the tuning run its own --out directory",
-            )
-        if previous.get("name") != self.spec.name:
-            raise ConfigError(
-                f"{self.out_dir} holds the tuning study {previous.get('name')!r}, not "
-                f"{self.spec.name!r}; tuning there would merge the two",
-                fix="use another --out directory, or the same name to continue that study",
-            )
-
-    def _spent_already(self, trials: list[TrialSummary], uncalibrated: bool) -> str | None:
-        """Why not even one trial may start, known before any calibration; else None."""
-        spec = self.spec
-        counted = self._counted(trials)
-        if spec.budget.max_trials is not None and counted >= spec.budget.max_trials:
-            return f"max_trials reached: {counted} of {spec.budget.max_trials} trials ran"
-        if uncalibrated:
-            return None  # spending is not predictable yet; the calibration decides
-        low, _ = spec.search_space.epochs_range(spec.training.epochs)
-        return self.budget_stop(low, trials)
-
-    def _fail_running(self) -> None:
-        """After Ctrl-C outside a trial's training: leave no trial RUNNING."""
-        from optuna.trial import TrialState
-
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            requeue(self.study, trial)
-
-    def _loop(self, meter: Meter) -> str:
-
-        spec = self.spec
-        import optuna
-
-        sampler = self.study.sampler
-        grid_sampler = sampler if isinstance(sampler, optuna.samplers.GridSampler) else None
-        while True:
-            trials = self._trials()
-            counted = self._counted(trials)
-            if spec.budget.max_trials is not None and counted >= spec.budget.max_trials:
-                return f"max_trials reached: {counted} of {spec.budget.max_trials} trials ran"
-            waiting = any(t.state == "waiting" for t in trials)
-            if grid_sampler is not None and not waiting and grid_sampler.is_exhausted(self.study):
-                return f"the grid of {spec.search_space.grid_size()} points is exhausted"
-            low, _ = spec.search_space.epochs_range(spec.training.epochs)
-            reason = self.budget_stop(low, trials)
-            if reason is not None:
-                logger.debug("not starting another trial: %s", reason)  # said once, in the outcome
-                return reason
-            # The sampler's own work (TPE's and GP's models) is energy spent on tuning too.
-            with meter.window("tune sampler") as sampler_window:
-                trial = self.study.ask()
-                try:
-                    params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
-                except KeyboardInterrupt:
-                    trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
-                    raise
-            sampler = _cost(sampler_window.measurement)
-            try:
-                planned = apply_params(params, spec.training)[0].epochs
-                reason = self.budget_stop(planned, trials, params)
-                if reason is not None:
-                    trial.set_user_attr(
-                        TRIAL_ATTR,
-                        {
-                            "tune_state": "skipped",
-                            "params": json.loads(json.dumps(params)),
-                            "error": f"not started: {reason}",
-                            "sampler": sampler,
-                        },
-                    )
-                    requeue(self.study, trial)
-                    logger.debug("trial %d not started: %s", trial.number, reason)
-                    return reason
-            except KeyboardInterrupt:
-                trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
-                raise
-            self._run_trial(trial, params, meter, sampler)
+    def _search(self, meter: Meter, notes: list[str]) -> tuple[str, bool]:
+        """Calibrate or warm up, then the ask/tell loop: why it stopped, and whether by
+        an interrupt (Ctrl-C: no trial is left running)."""
+        if self._dataset is None:
+            raise RuntimeError("the dataset is not loaded")
+        spent = prepare(self, self._dataset, meter)
+        if spent is not None:
+            return spent, False
+        # start-up trials scaled to the budget, frugal's cost model
+        notes.extend(configure_search(self, self._sampler_seed(len(self.study.trials))))
+        try:
+            return run_loop(self, meter), False
+        except KeyboardInterrupt:
+            release_running(self)
+            return "interrupted by the user; rerun the same command to resume", True
 
     # -- results --------------------------------------------------------------------------
     def _outcome(
