@@ -38,6 +38,7 @@ from frugalml.meter import J_PER_KWH
 from frugalml.study._spec import StudySpec
 
 if TYPE_CHECKING:
+    from frugalml.meter import Measurement
     from frugalml.train import TrainConfig
 
 
@@ -196,122 +197,164 @@ def estimate_study(
     return estimate
 
 
-def _estimate(
-    spec: StudySpec, calibration_cap_s: float, steps: int, fresh_setup: bool
-) -> StudyEstimate:
+@dataclass
+class _Calibration:
+    """What the calibration found, keyed by (dataset, image size) and (model, that key)."""
+
+    datasets: dict[tuple[str, int | None], Any] = field(default_factory=dict)
+    load_s: dict[tuple[str, int | None], float] = field(default_factory=dict)
+    build_s: dict[tuple[Any, ...], float] = field(default_factory=dict)
+    #: (step seconds, params, forward FLOPs per sample, how the step time was found)
+    steps: dict[tuple[Any, ...], tuple[float, int, int, str]] = field(default_factory=dict)
+    #: models the time cap left untimed: (params, FLOPs per sample)
+    pending: dict[tuple[Any, ...], tuple[int, int]] = field(default_factory=dict)
+
+
+def _calibrate_trial(
+    spec: StudySpec, trial: Any, cal: _Calibration, steps: int, deadline: float
+) -> None:
+    """Load the trial's dataset (once), build its model (once) and time its steps, while
+    the clock (:func:`time.monotonic`) is before ``deadline``."""
     import torch
 
     from frugalml.data import load_dataset
-    from frugalml.meter import Meter, MeterConfig
     from frugalml.models import count_costs, create_model
 
-    datasets: dict[tuple[str, int | None], Any] = {}
-    load_s: dict[tuple[str, int | None], float] = {}
-    build_s: dict[tuple[Any, ...], float] = {}
-    calibrated: dict[tuple[Any, ...], tuple[float, int, int, str]] = {}
-    pending: dict[tuple[Any, ...], tuple[int, int]] = {}
-    notes: list[str] = []
-    trials = spec.trials()
-    batch = spec.training.batch_size
-    started = time.monotonic()
+    data_key = (trial.dataset, trial.image_size)
+    if data_key not in cal.datasets:
+        t0 = time.perf_counter()
+        cal.datasets[data_key] = load_dataset(
+            trial.dataset, root=spec.data_root, download=spec.download, image_size=trial.image_size
+        )
+        cal.load_s[data_key] = time.perf_counter() - t0
+    ds = cal.datasets[data_key]
+    key = (trial.model, data_key)
+    if key in cal.steps or key in cal.pending:
+        return
+    shape = (ds.channels, *ds.image_size)
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    model = create_model(
+        trial.model.name,
+        num_classes=ds.num_classes,
+        in_chans=ds.channels,
+        pretrained=False,
+        **trial.model.args_dict(),
+    )
+    costs = count_costs(model, shape)
+    cal.build_s[key] = time.perf_counter() - t0
+    if time.monotonic() < deadline:
+        batch = spec.training.batch_size
+        step_s = _time_steps(model, shape, ds.num_classes, batch, steps, spec.training)
+        cal.steps[key] = (step_s, costs.params, costs.flops_per_sample, "timed")
+    else:
+        cal.pending[key] = (costs.params, costs.flops_per_sample)
+
+
+def _calibrate(
+    spec: StudySpec, trials: list[Any], calibration_cap_s: float, steps: int
+) -> tuple[_Calibration, Measurement]:
+    """Every trial's data and model, timed under one meter window ``calibration``."""
+    from frugalml.meter import Meter, MeterConfig
+
+    cal = _Calibration()
+    deadline = time.monotonic() + calibration_cap_s
     meter = Meter(MeterConfig())
     with meter, meter.window("calibration") as window:
         for trial in trials:
-            data_key = (trial.dataset, trial.image_size)
-            if data_key not in datasets:
-                t0 = time.perf_counter()
-                ds = load_dataset(
-                    trial.dataset,
-                    root=spec.data_root,
-                    download=spec.download,
-                    image_size=trial.image_size,
-                )
-                datasets[data_key] = ds
-                load_s[data_key] = time.perf_counter() - t0
-            ds = datasets[data_key]
-            key = (trial.model, data_key)
-            if key in calibrated or key in pending:
-                continue
-            shape = (ds.channels, *ds.image_size)
-            t0 = time.perf_counter()
-            torch.manual_seed(0)
-            model = create_model(
-                trial.model.name,
-                num_classes=ds.num_classes,
-                in_chans=ds.channels,
-                pretrained=False,
-                **trial.model.args_dict(),
-            )
-            costs = count_costs(model, shape)
-            build_s[key] = time.perf_counter() - t0
-            if time.monotonic() - started < calibration_cap_s:
-                step_s = _time_steps(model, shape, ds.num_classes, batch, steps, spec.training)
-                calibrated[key] = (step_s, costs.params, costs.flops_per_sample, "timed")
-            else:
-                pending[key] = (costs.params, costs.flops_per_sample)
+            _calibrate_trial(spec, trial, cal, steps, deadline)
     measurement = window.measurement
     if measurement is None:  # pragma: no cover - the meter always records a closed window
         raise RuntimeError("the calibration window recorded no measurement")
+    return cal, measurement
+
+
+def _fresh_extra_s(
+    spec: StudySpec, trials: list[Any], cal: _Calibration, notes: list[str]
+) -> tuple[float, str]:
+    """What a new process pays per trial on top of the set-up timed here, and its rule."""
+    rule = "the time loading the data and building each model took here"
+    first = trials[0]
+    first_key = (first.dataset, first.image_size)
+    fresh = _fresh_setup_s(spec, first)
+    if fresh is None:
+        notes.append("timing a set-up in a fresh interpreter failed: set-up is a low bound")
+        return 0.0, rule
+    extra_s = max(0.0, fresh - cal.load_s[first_key] - cal.build_s[(first.model, first_key)])
+    rule += (
+        f", plus {extra_s:.2f} s per trial that a new process pays on top (the "
+        f"first trial's set-up took {fresh:.2f} s in a fresh interpreter)"
+    )
+    return extra_s, rule
+
+
+def _scale_pending(
+    cal: _Calibration, batch: int, calibration_cap_s: float, notes: list[str]
+) -> None:
+    """Give the untimed models a step time from their FLOPs, at the timed ones' median rate."""
+    if not cal.pending:
+        return
+    rates = [f * batch / s for s, _, f, _ in cal.steps.values() if s > 0 and f > 0]
+    rate = statistics.median(rates) if rates else math.nan
+    for key, (params, flops) in cal.pending.items():
+        cal.steps[key] = (flops * batch / rate, params, flops, "scaled by FLOPs")
+    notes.append(
+        f"{len(cal.pending)} model(s) not timed within the {calibration_cap_s:g} s calibration "
+        f"cap were scaled by FLOPs at the median rate of the timed ones ({rate / 1e9:.2f} "
+        "GFLOP/s of forward FLOPs per training step)"
+    )
+
+
+def _trial_estimate(
+    trial: Any, cal: _Calibration, batch: int, extra_setup_s: float, power_w: float
+) -> TrialEstimate:
+    data_key = (trial.dataset, trial.image_size)
+    ds = cal.datasets[data_key]
+    step_s, params, flops, source = cal.steps[(trial.model, data_key)]
+    n_train = len(ds.train.labels)
+    if trial.fraction < 1:
+        n_train = max(ds.num_classes, round(n_train * trial.fraction))
+    n_eval = len(ds.val.labels) + len(ds.test.labels)
+    epochs = trial.training.epochs
+    train_s = math.ceil(n_train / batch) * step_s * epochs
+    eval_s = (n_eval / batch) * step_s / 3 * epochs
+    setup_s = cal.load_s[data_key] + cal.build_s[(trial.model, data_key)] + extra_setup_s
+    duration = train_s + eval_s + setup_s
+    return TrialEstimate(
+        label=trial.label,
+        model=trial.model.key,
+        params=params,
+        flops_per_sample=flops,
+        n_train=n_train,
+        n_eval=n_eval,
+        step_s=step_s,
+        step_source=source,
+        duration_s=duration,
+        energy_j=duration * power_w,
+        train_duration_s=train_s,
+        train_energy_j=train_s * power_w,
+        eval_duration_s=eval_s,
+        eval_energy_j=eval_s * power_w,
+        setup_duration_s=setup_s,
+        setup_energy_j=setup_s * power_w,
+    )
+
+
+def _estimate(
+    spec: StudySpec, calibration_cap_s: float, steps: int, fresh_setup: bool
+) -> StudyEstimate:
+    notes: list[str] = []
+    trials = spec.trials()
+    batch = spec.training.batch_size
+    cal, measurement = _calibrate(spec, trials, calibration_cap_s, steps)
     calibration_s = measurement.duration_s
     power_w = measurement.energy_j / calibration_s if calibration_s > 0 else 0.0
     extra_setup_s = 0.0
     setup_rule = "the time loading the data and building each model took here"
     if fresh_setup and trials:
-        first = trials[0]
-        first_key = (first.dataset, first.image_size)
-        fresh = _fresh_setup_s(spec, first)
-        if fresh is not None:
-            extra_setup_s = max(0.0, fresh - load_s[first_key] - build_s[(first.model, first_key)])
-            setup_rule += (
-                f", plus {extra_setup_s:.2f} s per trial that a new process pays on top (the "
-                f"first trial's set-up took {fresh:.2f} s in a fresh interpreter)"
-            )
-        else:
-            notes.append("timing a set-up in a fresh interpreter failed: set-up is a low bound")
-    if pending:
-        rates = [f * batch / s for s, _, f, _ in calibrated.values() if s > 0 and f > 0]
-        rate = statistics.median(rates) if rates else math.nan
-        for key, (params, flops) in pending.items():
-            calibrated[key] = (flops * batch / rate, params, flops, "scaled by FLOPs")
-        notes.append(
-            f"{len(pending)} model(s) not timed within the {calibration_cap_s:g} s calibration "
-            f"cap were scaled by FLOPs at the median rate of the timed ones ({rate / 1e9:.2f} "
-            "GFLOP/s of forward FLOPs per training step)"
-        )
-    estimates = []
-    for trial in trials:
-        data_key = (trial.dataset, trial.image_size)
-        ds = datasets[data_key]
-        step_s, params, flops, source = calibrated[(trial.model, data_key)]
-        n_train = len(ds.train.labels)
-        if trial.fraction < 1:
-            n_train = max(ds.num_classes, round(n_train * trial.fraction))
-        n_eval = len(ds.val.labels) + len(ds.test.labels)
-        epochs = trial.training.epochs
-        train_s = math.ceil(n_train / batch) * step_s * epochs
-        eval_s = (n_eval / batch) * step_s / 3 * epochs
-        setup_s = load_s[data_key] + build_s[(trial.model, data_key)] + extra_setup_s
-        duration = train_s + eval_s + setup_s
-        estimates.append(
-            TrialEstimate(
-                label=trial.label,
-                model=trial.model.key,
-                params=params,
-                flops_per_sample=flops,
-                n_train=n_train,
-                n_eval=n_eval,
-                step_s=step_s,
-                step_source=source,
-                duration_s=duration,
-                energy_j=duration * power_w,
-                train_duration_s=train_s,
-                train_energy_j=train_s * power_w,
-                eval_duration_s=eval_s,
-                eval_energy_j=eval_s * power_w,
-                setup_duration_s=setup_s,
-                setup_energy_j=setup_s * power_w,
-            )
-        )
+        extra_setup_s, setup_rule = _fresh_extra_s(spec, trials, cal, notes)
+    _scale_pending(cal, batch, calibration_cap_s, notes)
+    estimates = [_trial_estimate(t, cal, batch, extra_setup_s, power_w) for t in trials]
     if any(t.pretrained for t in trials):
         notes.append("pretrained weights are not loaded for calibration; step times are the same")
     method = (
