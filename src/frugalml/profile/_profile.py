@@ -414,19 +414,17 @@ def profile_network(
     return dataclasses.replace(profile, threads=threads)
 
 
-def _profile_network(
-    model: torch.nn.Module,
-    dataset: ImageDataset,
-    config: ProfileConfig,
-    meter: Meter | None,
-    model_name: str | None,
-) -> NetworkProfile:
+def _prepare(
+    model: torch.nn.Module, dataset: ImageDataset, config: ProfileConfig, name: str
+) -> tuple[
+    torch.nn.Module, torch.device, list[torch.nn.Parameter], list[tuple[torch.Tensor, torch.Tensor]]
+]:
+    """Seed, move the model to the device, and draw the batches: (model, device, trainable
+    parameters, batches)."""
     import torch
 
-    from frugalml.meter import Meter, MeterConfig
     from frugalml.train import resolve_device
 
-    name = model_name or type(model).__name__
     device = torch.device(resolve_device(config.device))
     torch.manual_seed(config.seed)
     model = model.to(device)
@@ -445,35 +443,51 @@ def _profile_network(
         config.seed,
         device,
     )
-    batch_size = int(batches[0][1].shape[0])
+    return model, device, trainable, batches
+
+
+def _count_flops(model: torch.nn.Module, x: torch.Tensor, name: str) -> ModuleFlops:
     try:
-        flops = module_flops(model, batches[0][0])
+        return module_flops(model, x)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
-            f"{name} cannot run on input {tuple(batches[0][0].shape[1:])} (C, H, W): {first}",
+            f"{name} cannot run on input {tuple(x.shape[1:])} (C, H, W): {first}",
             fix="give a larger input with --input CxHxW (e.g. 3x32x32), or another model",
         ) from exc
-    optimizer = make_optimizer(trainable, lr=config.lr, foreach=True)
-    step = TrainStep(model, optimizer)
-    loss_fn = step.loss_fn
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+
+def _sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _metered_steps(
+    step: TrainStep,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    config: ProfileConfig,
+    meter: Meter | None,
+    name: str,
+    device: torch.device,
+) -> tuple[Measurement, list[float]]:
+    """Warm up, then ``config.steps`` unhooked steps in one meter window: its measurement
+    and each step's seconds."""
+    from frugalml.meter import Meter, MeterConfig
 
     for x, y in _cycle(batches, config.warmup_steps):
         step(x, y)
     own_meter = meter is None
     active = meter if meter is not None else Meter(MeterConfig())
     try:
-        sync()
+        _sync(device)
         unhooked_s: list[float] = []
         with active.window(f"profile {name}: {config.steps} training steps") as window:
             t0 = time.perf_counter()
             for x, y in _cycle(batches, config.steps):
                 step(x, y)
-                sync()
+                _sync(device)
                 t1 = time.perf_counter()
                 unhooked_s.append(t1 - t0)
                 t0 = t1
@@ -483,8 +497,27 @@ def _profile_network(
     measurement = window.measurement
     if measurement is None:  # pragma: no cover - the meter always sets it
         raise RuntimeError("the meter window ended without a measurement")
+    return measurement, unhooked_s
 
-    times = time_training_steps(model, loss_fn, optimizer, batches, config.hooked_steps, device)
+
+def _profile_network(
+    model: torch.nn.Module,
+    dataset: ImageDataset,
+    config: ProfileConfig,
+    meter: Meter | None,
+    model_name: str | None,
+) -> NetworkProfile:
+    name = model_name or type(model).__name__
+    model, device, trainable, batches = _prepare(model, dataset, config, name)
+    batch_size = int(batches[0][1].shape[0])
+    flops = _count_flops(model, batches[0][0], name)
+    optimizer = make_optimizer(trainable, lr=config.lr, foreach=True)
+    step = TrainStep(model, optimizer)
+    measurement, unhooked_s = _metered_steps(step, batches, config, meter, name, device)
+
+    times = time_training_steps(
+        model, step.loss_fn, optimizer, batches, config.hooked_steps, device
+    )
     per_step = times.per_step(config.statistic)
     window_step_s = _summary(unhooked_s, config.statistic)
     step_s = times.plain_per_step(config.statistic)
