@@ -49,6 +49,11 @@ COLUMNS: tuple[str, ...] = (
     "energy_note",
     "measured_energy_j",
     "estimated_energy_j",
+    "attributed_energy_j",
+    "attributed_energy_kind",
+    "attributed_energy_source",
+    "attribution_rule",
+    "attributed_components",
     "train_co2_g",
     "co2_g",
     "intensity_g_per_kwh",
@@ -432,6 +437,8 @@ def result_rows(store: StudyStore) -> list[dict[str, Any]]:
         }
         result = dict(trial.result or {})
         result.pop("measurement", None)
+        if isinstance(result.get("attributed_components"), list):  # one cell, as JSON
+            result["attributed_components"] = json.dumps(result["attributed_components"])
         row.update(result)
         # A tuner stores a trial it stopped early as finished ("complete") with pruned=True;
         # the export says "pruned", as Optuna, `study status` and the report do.

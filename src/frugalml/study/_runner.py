@@ -11,16 +11,17 @@ writes the store then.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from frugalml.errors import ConfigError, StoreError
-from frugalml.meter import J_PER_KWH, Budget
+from frugalml.meter import J_PER_KWH, Budget, ComponentEnergy, launch_no_more
 from frugalml.study._executors import (
     Executor,
     ExecutorConfig,
@@ -33,7 +34,12 @@ from frugalml.study._executors import (
 from frugalml.study._spec import StudySpec, Trial
 from frugalml.study._store import StudyStore, TrialRow
 
+if TYPE_CHECKING:
+    from frugalml.meter import HostSampler
+
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
 
 #: How long a worker gets to give its trial back after SIGTERM before it is killed.
 TERMINATE_GRACE_S = 15.0
@@ -102,6 +108,106 @@ def _trial_cost(row: TrialRow) -> tuple[float, float, float] | None:
     return float(energy), float(result.get("co2_g") or 0.0), float(result.get("duration_s") or 0.0)
 
 
+#: How often the host sampler closes an interval while trials share the machine: a trial's
+#: CPU time after its last interval (it has exited before it is reaped) is not read.
+ATTRIBUTION_INTERVAL_S = 0.1
+
+#: The rule behind ``attributed_energy_j``, stated in every record it gives a figure to.
+ATTRIBUTION_RULE = (
+    "attributed: one host sampler is the only reader of this machine's shared counters "
+    "(RAPL zones, NVML GPUs) for the whole study; from a trial's launch to its reaping, the "
+    "energy of each interval between readings (at most "
+    f"{ATTRIBUTION_INTERVAL_S:g} s) is split among the trials running in it: CPU, DRAM and "
+    "platform zones by their process-tree CPU time, a GPU in equal shares (no per-trial GPU "
+    "time is read), equal shares in an interval where none used the CPU; the shares of an "
+    "interval add up to what the counter measured (never more, never twice). energy_j stays "
+    "the trial's own meter's figure, which on these counters includes its neighbours' energy"
+)
+
+#: Why a study with several trials in flight attributes nothing, as its records say.
+NOT_ATTRIBUTED_NO_COUNTERS = (
+    "not attributed: this machine has no shared counter (RAPL zone, NVML GPU) to split; "
+    "energy_j is the trial's own figure"
+)
+NOT_ATTRIBUTED_RAY = (
+    "not attributed: a Ray trial may run on another node, so the driver's host counters "
+    "are not attributed to it; energy_j is its own meter's figure where it ran (machine-wide "
+    "counters there see its neighbours: concurrent_workers)"
+)
+
+
+class _Attribution:
+    """The runner's one host sampler (``meter.HostSampler``) while several trials are in
+    flight on this machine: trials join at launch and leave when reaped; what a trial was
+    given is merged into its stored result (:data:`ATTRIBUTION_RULE`). Without shared
+    counters (or for Ray trials) nothing is attributed and :attr:`reason` says why."""
+
+    def __init__(self, sampler: HostSampler | None, reason: str | None) -> None:
+        self.sampler = sampler
+        self.reason = reason
+        #: Whether this runner opened the sampler (and closes it).
+        self.owns = sampler is not None
+
+    @classmethod
+    def open(cls, workers: int, executor: str) -> _Attribution | None:
+        """The attribution for a study; None when one trial runs at a time (its own meter's
+        counters then see no neighbour, and records stay as they were)."""
+        if workers <= 1:
+            return None
+        if executor != "local":
+            return cls(None, NOT_ATTRIBUTED_RAY)
+        from frugalml.errors import MeterError
+        from frugalml.meter import HostSampler, MeterConfig, host_sampler
+
+        owns = True
+        try:
+            sampler = HostSampler(MeterConfig(), interval_s=ATTRIBUTION_INTERVAL_S)
+        except MeterError:  # this process already has the one reader (a tuner's): share it
+            sampler, owns = host_sampler(), False
+        except Exception as exc:  # attribution must never stop a study
+            logger.warning("the host sampler could not be opened: %s", exc)
+            return cls(None, f"not attributed: the host sampler could not be opened ({exc})")
+        if not sampler.backends:
+            if owns:
+                sampler.close()
+            return cls(None, NOT_ATTRIBUTED_NO_COUNTERS)
+        attribution = cls(sampler.start(), None)
+        attribution.owns = owns
+        return attribution
+
+    def join(self, trial_id: str, pid: int) -> None:
+        if self.sampler is None:
+            return
+        try:
+            self.sampler.join(trial_id, pid=pid)
+        except Exception as exc:  # its record says so; the trial runs on
+            logger.warning("%s: not attributed, joining the host sampler failed: %s", trial_id, exc)
+
+    def leave(self, trial_id: str) -> dict[str, Any]:
+        """The fields to merge into the trial's result (what it was given, or why not)."""
+        if self.sampler is None or trial_id not in self.sampler.trials:
+            reason = self.reason or "not attributed: the trial did not join the host sampler"
+            return {"attributed_energy_j": None, "attribution_rule": reason}
+        shares: tuple[ComponentEnergy, ...] = self.sampler.leave(trial_id)
+        return {
+            "attributed_energy_j": sum(c.energy_j for c in shares),
+            "attributed_energy_kind": "attributed",
+            "attributed_energy_source": "; ".join(sorted({c.source for c in shares})),
+            "attribution_rule": ATTRIBUTION_RULE,
+            "attributed_components": [c.to_dict() for c in shares],
+        }
+
+    def discard(self, trial_id: str) -> None:
+        """A trial given back (or left running): its share is not recorded."""
+        if self.sampler is not None and trial_id in self.sampler.trials:
+            self.sampler.leave(trial_id)
+
+    def close(self) -> None:
+        if self.sampler is not None and self.owns:
+            self.sampler.close()
+        self.sampler = None
+
+
 class StudyRunner:
     """Run ``spec`` into ``out_dir``. One instance per ``run`` call."""
 
@@ -163,6 +269,8 @@ class StudyRunner:
         self.stopping = False
         #: Add this spec's trials to a directory that holds another spec's (``--add``).
         self.add = add
+        #: The host sampler's attribution while several trials share the machine (``_run``).
+        self.attribution: _Attribution | None = None
         (self.out_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.store = StudyStore(self.out_dir)
 
@@ -199,34 +307,46 @@ class StudyRunner:
         self.on_event(StudyEvent(kind, self.progress(), message, trial))
 
     def _budget_check(self, budget: Budget | None) -> str | None:
-        """A reason to launch nothing more, or None. Spent counts every finished trial of the
-        study (earlier runs included); the next trial and those in flight are predicted as
-        the mean of the completed ones."""
+        """A reason to launch nothing more, or None, by the one budget rule
+        (:func:`frugalml.meter.launch_no_more`). Spent counts every finished trial of the
+        study (earlier runs included); what is ahead, the next trial and those in flight, is
+        predicted as the mean of the completed ones (nothing is predicted before one has
+        completed)."""
         if budget is None:
             return None
         rows = self._rows()
-        spent = [
+        finished = [
             c for r in rows if r.status in ("complete", "failed") for c in [_trial_cost(r)] if c
         ]
         complete = [c for r in rows if r.status == "complete" for c in [_trial_cost(r)] if c]
-        if not complete:
-            return None  # nothing to predict from yet
+        spent = (
+            sum(c[0] for c in finished),
+            sum(c[1] for c in finished),
+            sum(c[2] for c in finished),
+        )
         n_ahead = len(self.running) + 1
-        mean = [sum(c[i] for c in complete) / len(complete) for i in range(3)]
-        totals = [sum(c[i] for c in spent) + n_ahead * mean[i] for i in range(3)]
-        limits = [
-            (budget.energy_kwh, totals[0] / J_PER_KWH, "kWh", mean[0] / J_PER_KWH),
-            (budget.co2_g, totals[1], "gCO2e", mean[1]),
-            (budget.duration_s, totals[2], "s", mean[2]),
-        ]
-        for limit, predicted, unit, per_trial in limits:
-            if limit is not None and predicted > limit:
-                return (
-                    f"budget of {limit:g} {unit} would be exceeded: spent plus the trials in "
-                    f"flight and the next one is predicted at {predicted:.4g} {unit} "
-                    f"({per_trial:.3g} {unit} per trial, the mean of {len(complete)} completed)"
-                )
-        return None
+        ahead = None
+        if complete:
+            mean = [sum(c[i] for c in complete) / len(complete) for i in range(3)]
+            ahead = (n_ahead * mean[0], n_ahead * mean[1], n_ahead * mean[2])
+        verdict = launch_no_more(budget, spent, ahead)
+        if verdict is None:
+            return None
+        scale = J_PER_KWH if verdict.resource == "energy" else 1.0
+        unit = "kWh" if verdict.resource == "energy" else verdict.unit
+        limit = verdict.limit_given
+        if verdict.spent_out:
+            return (
+                f"budget of {limit:g} {unit} spent: the finished trials used "
+                f"{verdict.spent / scale:.4g} {unit}"
+            )
+        predicted = (verdict.spent + (verdict.ahead or 0.0)) / scale
+        per_trial = (verdict.ahead or 0.0) / n_ahead / scale
+        return (
+            f"budget of {limit:g} {unit} would be exceeded: spent plus the trials in "
+            f"flight and the next one is predicted at {predicted:.4g} {unit} "
+            f"({per_trial:.3g} {unit} per trial, the mean of {len(complete)} completed)"
+        )
 
     # -- processes --------------------------------------------------------------------------
 
@@ -243,6 +363,8 @@ class StudyRunner:
             workers=self.workers,
         )
         handle = self.executor.submit(job)
+        if self.attribution is not None:
+            self.attribution.join(trial_id, handle.pid)
         # known as running before the store is written, so a store failure stops it too
         self.running[trial_id] = _Running(trial, handle, self.trial_timeout_s)
         self.store.set_worker(trial_id, handle.pid)
@@ -271,6 +393,7 @@ class StudyRunner:
     def _reap(self, trial_id: str, finished: Finished) -> None:
         state = self.running.pop(trial_id)
         state.handle.close()
+        shares = self.attribution.leave(trial_id) if self.attribution is not None else None
         returncode = finished.returncode
         if finished.outcome is not None and not state.timed_out:
             self._record_outcome(trial_id, finished.outcome)
@@ -305,6 +428,11 @@ class StudyRunner:
             result = self._killed_result(trial_id, state, error)
             self.store.finish(trial_id, "failed", result=result, error=error)
         row = self.store.trial(trial_id)
+        if shares is not None and row.status in ("complete", "failed"):
+            # merged into the recorded result, every other field left as it was; a trial
+            # given back (pending) keeps no share
+            self.store.merge_result(trial_id, shares)
+            row = self.store.trial(trial_id)
         message = f"{state.trial.label}: {row.status}"
         if row.error:
             message += f" ({row.error})"
@@ -354,6 +482,8 @@ class StudyRunner:
         for trial_id, state in list(self.running.items()):
             state.handle.kill()
             state.handle.wait(TERMINATE_GRACE_S)
+            if self.attribution is not None:
+                self.attribution.discard(trial_id)
             self.store.finish(trial_id, "pending", only_if_running=True)
             self.running.pop(trial_id).handle.close()
 
@@ -372,6 +502,8 @@ class StudyRunner:
                 state.handle.wait(TERMINATE_GRACE_S)
         for trial_id, state in list(self.running.items()):
             state.handle.close()
+            if self.attribution is not None:
+                self.attribution.discard(trial_id)
             try:
                 self.store.finish(trial_id, "pending", only_if_running=True)
             except StoreError:
@@ -420,6 +552,8 @@ class StudyRunner:
         try:
             return self._run()
         finally:
+            if self.attribution is not None:
+                self.attribution.close()
             self.executor.shutdown()
 
     def _run(self) -> StudyOutcome:
@@ -435,6 +569,7 @@ class StudyRunner:
             [(t.trial_id, t.study, t.label, {**t.to_dict(), **extra}) for t in self.trials.values()]
         )
         self._emit("started", f"{len(self.trials)} trials, {new} new")
+        self.attribution = _Attribution.open(self.workers, self.executor.kind)
         budget_reason: str | None = None
         interrupted = False
         last_heartbeat = 0.0
@@ -479,31 +614,25 @@ class StudyRunner:
         )
 
 
-def run_study(
-    spec: StudySpec,
-    out_dir: str | Path,
-    *,
-    workers: int | None = None,
-    threads: int | None = None,
-    retry_failed: bool = False,
-    trial_timeout_s: float | None = None,
-    on_event: Callable[[StudyEvent], None] | None = None,
-    python: str | None = None,
-    add: bool = False,
-    executor: ExecutorConfig | str | None = None,
-    address: str | None = None,
-) -> StudyOutcome:
-    """Run (or resume) ``spec`` into ``out_dir``; the options are :class:`StudyRunner`'s."""
-    return StudyRunner(
-        spec,
-        out_dir,
-        workers=workers,
-        threads=threads,
-        retry_failed=retry_failed,
-        trial_timeout_s=trial_timeout_s,
-        on_event=on_event,
-        python=python,
-        add=add,
-        executor=executor,
-        address=address,
-    ).run()
+def _then_run(runner: Callable[_P, StudyRunner]) -> Callable[_P, StudyOutcome]:
+    """``runner``'s own signature (its keyword list, written once), returning what its
+    :meth:`StudyRunner.run` returns."""
+
+    def run_study(*args: _P.args, **kwargs: _P.kwargs) -> StudyOutcome:
+        return runner(*args, **kwargs).run()
+
+    run_study.__signature__ = inspect.signature(runner).replace(  # type: ignore[attr-defined]
+        return_annotation="StudyOutcome"
+    )
+    return run_study
+
+
+#: ``run_study(spec, out_dir, *, <StudyRunner's keywords>) -> StudyOutcome``: the keyword
+#: list is written once, on :meth:`StudyRunner.__init__`; mypy checks every call against it
+#: and ``inspect.signature(run_study)`` shows it.
+run_study = _then_run(StudyRunner)
+run_study.__name__ = run_study.__qualname__ = "run_study"
+run_study.__doc__ = (
+    "Run (or resume) ``spec`` into ``out_dir``: ``StudyRunner(spec, out_dir, ...).run()``; "
+    "the options are :class:`StudyRunner`'s."
+)

@@ -15,7 +15,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -466,6 +466,24 @@ class StudyStore:
                 ),
             )
             return cursor.rowcount > 0
+
+    def merge_result(self, trial_id: str, fields: Mapping[str, Any]) -> bool:
+        """Add ``fields`` to the result a trial already holds (a finished trial's), in one
+        transaction; every other recorded field stays as it was. Returns False (nothing
+        written) when the trial holds no result."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT result_json FROM trials WHERE trial_id=?", (trial_id,)
+            ).fetchone()
+            result = _json_object(row[0]) if row is not None and row[0] else None
+            if result is None:
+                return False
+            result.update(fields)
+            conn.execute(
+                "UPDATE trials SET result_json=? WHERE trial_id=?",
+                (json.dumps(result), trial_id),
+            )
+            return True
 
     def set_log_path(self, trial_id: str, log_path: str) -> None:
         with self.transaction() as conn:
