@@ -236,3 +236,28 @@ def test_load_notes_warn_when_the_load_exceeds_the_cores(monkeypatch: pytest.Mon
     busy = load_notes({("tpe", 0): (0.5, 1.0), ("random", 0): (1.0, 2.5)})
     assert busy[1].startswith("Warning: the load average exceeded the 2 CPU(s) around 1 of 2")
     assert load_notes({("tpe", 0): (math.nan, math.nan)}) == []
+
+
+def test_goal_check_states_the_bound_on_random_s_median() -> None:
+    from frugalml.tune._compare import goal_check
+
+    # threshold 0.95 - 0.01 = 0.94. random: 1 of 3 reaches it (at 30 J), the others end at
+    # 144 and 150 J: its median > 144 J (2 runs known above it, floor(3/2) + 1 = 2).
+    random = [
+        _curve("random", 0, [30, 144], [0.95, 0.95]),
+        _curve("random", 1, [72, 144], [0.50, 0.90]),
+        _curve("random", 2, [75, 150], [0.50, 0.90]),
+    ]
+    frugal = [_curve("frugal", r, [20, 60], [0.90, 0.94]) for r in range(3)]
+    slow = [_curve("slow", r, [40, 80], [0.90, 0.94]) for r in range(3)]
+    lines = goal_check([*random, *frugal, *slow], target=0.01)
+    assert len(lines) == 2
+    assert lines[0].startswith("Goal for frugal against random (threshold 0.9400): reached in 3/3")
+    assert (
+        "random's median > 144.0 J (not reached: 1 of 3 runs reached the target); "
+        "frugal's 60.0 J is at most half of it" in lines[0]
+    )
+    # 3 runs a side cannot be significant at 5% here
+    assert lines[0].endswith("not significant at 5%): goal not met.")
+    assert "slow's 80.0 J is above 0.5 x 144.0 J = 72.0 J" in lines[1]
+    assert goal_check(frugal + slow, target=0.01) == []  # no random: nothing to check against

@@ -92,3 +92,48 @@ def test_p_in_words() -> None:
     assert "not significant at 5%" in p_in_words(0.07)
     assert p_in_words(0.5) == "no significant difference (p = 0.500)"
     assert p_in_words(math.nan) == "no test (too few runs)"
+
+
+def test_median_lower_bound_by_hand() -> None:
+    from frugalml.tune._stats import median_lower_bound
+
+    # 10 runs under one budget: 4 reached (20, 30, 40, 50 J), 6 censored at 140-145 J.
+    # The median (5th smallest) exceeds t when >= 6 runs are known to exceed t: the six
+    # censored runs exceed 140 (censored at >= 140); at 141 only five are known to.
+    runs = _runs(
+        (20, True), (30, True), (40, True), (50, True),
+        (140, False), (141, False), (142, False), (143, False), (144, False), (145, False),
+    )  # fmt: skip
+    assert math.isinf(km_median(runs))
+    assert median_lower_bound(runs) == 140
+    assert median_lower_bound(A) is None  # A's median (20 J) is reached
+    # B: 1 of 3 reached; the 2nd smallest exceeds t when >= 2 runs exceed t: at 25 the runs
+    # censored at 25 and 30 do; at 30 only one.
+    assert median_lower_bound(B) == 25
+
+
+def test_median_at_most_states_the_bound() -> None:
+    from frugalml.tune._stats import median_at_most
+
+    random = _runs(
+        (20, True), (30, True), (40, True), (50, True),
+        (144, False), (144, False), (144, False), (144, False), (144, False), (144, False),
+    )  # fmt: skip
+    frugal = _runs(*[(60.0, True)] * 9, (144, False))
+    verdict = median_at_most(frugal, random, names=("frugal", "random"))
+    assert verdict.holds is True
+    assert verdict.in_words == (
+        "random's median > 144.0 J (not reached: 4 of 10 runs reached the target); "
+        "frugal's 60.0 J is at most half of it"
+    )
+    slow = _runs(*[(80.0, True)] * 10)
+    undecided = median_at_most(slow, random, names=("slow", "random"))
+    assert undecided.holds is None  # 80 > 72: the bound cannot tell
+    assert "above 0.5 x 144.0 J = 72.0 J" in undecided.in_words
+    # both medians reached: a plain ratio (60 / 130 = 0.46)
+    reached = _runs((130, True), (130, True), (150, False))
+    both = median_at_most(frugal, reached, names=("frugal", "random"))
+    assert both.holds is True
+    assert "0.46 of it (at most half of it)" in both.in_words
+    assert median_at_most(reached, frugal).holds is False  # 130 > 30
+    assert median_at_most(random, frugal).holds is False  # not reached

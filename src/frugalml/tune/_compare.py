@@ -45,6 +45,7 @@ from frugalml.tune._stats import (
     km_median,
     logrank_test,
     mann_whitney_censored,
+    median_at_most,
     p_in_words,
 )
 from frugalml.tune._strategies import FIDELITY_STRATEGIES
@@ -283,6 +284,57 @@ def pairwise_tests(
                 }
             )
     return pd.DataFrame(rows, columns=list(TESTS_COLUMNS))
+
+
+#: The goal of issue 15 a strategy is checked against, relative to random search: reach the
+#: target in at least this share of runs ...
+GOAL_REACHED_SHARE = 0.9
+#: ... at a median energy to target at most this fraction of the reference's ...
+GOAL_MEDIAN_FRACTION = 0.5
+#: ... with the log-rank difference significant at this level.
+GOAL_ALPHA = 0.05
+
+
+def goal_check(
+    curves: Sequence[RunCurve],
+    target: float = 0.01,
+    *,
+    reference: str = "random",
+    best_accuracy: float | None = None,
+) -> list[str]:
+    """One sentence per strategy other than ``reference``: does it reach the target in at
+    least :data:`GOAL_REACHED_SHARE` of its runs, at a median energy to target at most
+    :data:`GOAL_MEDIAN_FRACTION` of the reference's (a bound when the reference's median is
+    not reached: :func:`._stats.median_at_most`), with a log-rank p below
+    :data:`GOAL_ALPHA`? Empty when ``reference`` is not among the strategies."""
+    groups = _by_strategy(curves)
+    if reference not in groups or len(groups) < 2:
+        return []
+    threshold = _threshold(curves, target, best_accuracy)
+    outcomes = {s: [run_outcome(c, threshold) for c in runs] for s, runs in groups.items()}
+    base = outcomes[reference]
+    lines = []
+    for name, runs in outcomes.items():
+        if name == reference:
+            continue
+        reached = sum(o.reached for o in runs)
+        share_ok = reached >= GOAL_REACHED_SHARE * len(runs) - 1e-9
+        median = median_at_most(runs, base, GOAL_MEDIAN_FRACTION, names=(name, reference))
+        p = logrank_test(runs, base).p_value
+        faster = km_median(runs) < km_median(base) or (
+            km_median(runs) == km_median(base) and reached > sum(o.reached for o in base)
+        )
+        p_ok = p < GOAL_ALPHA and faster
+        met = share_ok and median.holds is True and p_ok
+        lines.append(
+            f"Goal for {name} against {reference} (threshold {threshold:.4f}): reached in "
+            f"{reached}/{len(runs)} runs ({'at least' if share_ok else 'below'} "
+            f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; log-rank p = {_fmt_p(p)} "
+            f"({'significant' if p_ok else 'not significant'} at {GOAL_ALPHA:.0%}"
+            f"{'' if faster else f', and {name} is not the one needing less'}): "
+            f"{'goal met' if met else 'goal not met'}."
+        )
+    return lines
 
 
 def _fmt_j(value: float) -> str:
@@ -660,6 +712,7 @@ def summarize_comparison(
     if loads is None:
         loads = read_loads(out_dir)
     ran = {(c.strategy, c.repeat) for c in curves}
+    comparison.notes.extend(goal_check(curves, target))
     comparison.notes.extend(load_notes({k: v for k, v in loads.items() if k in ran}))
     for note in comparison.notes:
         if note.startswith("Warning"):

@@ -18,7 +18,10 @@ infinities; they enter through the estimators made for them:
   at least as much as any run that reached the target (up to the one trial by which a budget
   may be overshot).
 
-:func:`p_in_words` states a p-value in words.
+:func:`median_lower_bound` bounds a median that is not reached (the median energy to target
+exceeds it), and :func:`median_at_most` says whether one strategy's median is at most a
+fraction of another's, by that bound when the other's is not reached. :func:`p_in_words`
+states a p-value in words.
 """
 
 from __future__ import annotations
@@ -180,3 +183,86 @@ def p_in_words(p_value: float, *, better: str | None = None, worse: str | None =
     if p_value < 0.1:
         return f"weak evidence that {who} ({shown}; not significant at 5%)"
     return f"no significant difference ({shown})"
+
+
+def median_lower_bound(outcomes: Sequence[Outcome]) -> float | None:
+    """When :func:`km_median` is not reached, a bound the median energy to target exceeds.
+
+    The median is the ``ceil(n / 2)``-th smallest energy to target. A run that reached the
+    target at ``e`` has energy ``e``; one censored at ``c`` more than ``c``. So the median
+    exceeds ``t`` whenever at least ``floor(n / 2) + 1`` runs are known to exceed it (reached
+    above ``t``, or censored at ``t`` or above): the bound is the largest observed energy
+    ``t`` for which that holds. Under one budget for every run (censored runs spent about
+    the budget) it is the least energy a censored run spent. None when the median is
+    reached (finite) or no such ``t`` exists.
+    """
+    _check(outcomes, "median_lower_bound")
+    if not outcomes or math.isfinite(km_median(outcomes)):
+        return None
+    need = len(outcomes) // 2 + 1
+    bounds = [
+        t
+        for t in sorted({o.energy_j for o in outcomes})
+        if sum(1 for o in outcomes if (o.energy_j > t) or (not o.reached and o.energy_j >= t))
+        >= need
+    ]
+    return max(bounds) if bounds else None
+
+
+@dataclass(frozen=True)
+class MedianComparison:
+    """Whether ``candidate``'s median energy to target is at most ``fraction`` of
+    ``reference``'s: ``holds`` is True or False when it can be decided, None when not."""
+
+    holds: bool | None
+    in_words: str
+
+
+def _j(value: float) -> str:
+    return f"{value:,.1f} J"
+
+
+def median_at_most(
+    candidate: Sequence[Outcome],
+    reference: Sequence[Outcome],
+    fraction: float = 0.5,
+    *,
+    names: tuple[str, str] = ("candidate", "reference"),
+) -> MedianComparison:
+    """Is the candidate's Kaplan-Meier median at most ``fraction`` of the reference's?
+
+    When the reference's median is not reached, its median exceeds
+    :func:`median_lower_bound` ``L``; a candidate median ``m <= fraction x L`` is then at
+    most ``fraction`` of it (a bound, stated as such); a larger ``m`` cannot be decided. A
+    candidate whose median is not reached is not at most any finite share of it.
+    """
+    ours, theirs = names
+    m = km_median(candidate)
+    ref = km_median(reference)
+    share = f"{fraction:g} of it" if fraction != 0.5 else "half of it"
+    if not math.isfinite(m):
+        return MedianComparison(False, f"{ours}'s median is not reached either")
+    if math.isfinite(ref):
+        holds = m <= fraction * ref
+        ratio = m / ref if ref > 0 else math.inf
+        verdict = "at most" if holds else "more than"
+        return MedianComparison(
+            holds,
+            f"{theirs}'s median {_j(ref)}; {ours}'s {_j(m)} is {ratio:.2f} of it "
+            f"({verdict} {share})",
+        )
+    bound = median_lower_bound(reference)
+    if bound is None:
+        return MedianComparison(None, f"{theirs}'s median is not reached and has no bound")
+    reached = sum(o.reached for o in reference)
+    head = (
+        f"{theirs}'s median > {_j(bound)} (not reached: {reached} of {len(reference)} runs "
+        f"reached the target)"
+    )
+    if m <= fraction * bound:
+        return MedianComparison(True, f"{head}; {ours}'s {_j(m)} is at most {share}")
+    return MedianComparison(
+        None,
+        f"{head}; {ours}'s {_j(m)} is above {fraction:g} x {_j(bound)} = "
+        f"{_j(fraction * bound)}, so whether it is at most {share} cannot be told",
+    )
