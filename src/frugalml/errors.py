@@ -3,6 +3,11 @@
 Every error carries a message that names the problem and, where one exists, the fix.
 The command line turns a :class:`FrugalError` into one line on stderr and a non-zero exit
 (a traceback only with ``--debug``); library callers can catch the sub-classes.
+
+A fix speaks the API, not the command line: it names a keyword argument as ``name=value``
+(``threads=1``, ``out_dir=DIR``, ``add=True``) and a spec key as ``key: value``. The command
+line writes the keywords it has flags for as those flags (``--threads 1``, ``--out DIR``,
+``--add``; :mod:`frugalml.cli._hints`), so each reader sees what they can type.
 """
 
 from __future__ import annotations

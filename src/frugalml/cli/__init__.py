@@ -5,7 +5,8 @@ its parser and sets ``handler`` (a callable taking the parsed namespace and retu
 code). Handlers import heavy libraries lazily so ``frugalml --help`` stays fast.
 
 Only this package prints and exits. A :class:`frugalml.errors.FrugalError` becomes one line
-on stderr and exit code 2; ``--debug`` shows the traceback instead.
+on stderr and exit code 2, its fix in the command line's words (the API keywords it names
+written as flags: :mod:`frugalml.cli._hints`); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FrugalError as exc:
         if args.debug:
             raise
-        print(f"frugalml: error: {exc}", file=sys.stderr)
+        print(f"frugalml: error: {_error_line(exc, args)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         if args.debug:
@@ -132,6 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"frugalml: error: {exc.strerror or exc}{where} (fix: {fix})", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+def _error_line(exc: FrugalError, args: argparse.Namespace) -> str:
+    """``exc`` in the command line's words: its fix's API keywords as this command's flags
+    (:mod:`frugalml.cli._hints`, with the command's own ``fix_flags``/``fix_phrases``)."""
+    from frugalml.cli._hints import FLAGS, PHRASES, cli_error
+
+    flags = {**FLAGS, **getattr(args, "fix_flags", {})}
+    phrases = (*getattr(args, "fix_phrases", ()), *PHRASES)
+    return cli_error(exc, flags, phrases)
 
 
 def run() -> None:

@@ -176,6 +176,7 @@ def format_measurement(m: Measurement) -> str:
 
 
 def _append_log(args: argparse.Namespace, m: Measurement) -> int:
+    from frugalml.cli._hints import cli_error
     from frugalml.errors import FrugalError
     from frugalml.meter import append_log, resolve_carbon
 
@@ -183,7 +184,7 @@ def _append_log(args: argparse.Namespace, m: Measurement) -> int:
         country = resolve_carbon(_config(args).carbon).country
         append_log(args.log, m, project=args.project, country=country)
     except FrugalError as exc:
-        _err(f"frugalml: error: {exc}; nothing was logged (use --json PATH to keep it)")
+        _err(f"frugalml: error: {cli_error(exc)}; nothing was logged (use --json PATH to keep it)")
         return 2
     return 0
 

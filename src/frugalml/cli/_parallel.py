@@ -32,6 +32,15 @@ _LABELS = {
 }
 
 
+#: the planner's fix names DeviceSpec objects; here they are --device flags
+_FIX_PHRASES = (
+    (
+        r"DeviceSpec\('fast', 100e12\), DeviceSpec\('slow', 25e12\)",
+        "--device fast=100e12 --device slow=25e12",
+    ),
+)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``parallel`` command group."""
     parser = subparsers.add_parser(
@@ -76,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         return 2
 
     parser.set_defaults(handler=_no_sub)
-    p.set_defaults(handler=_plan)
+    p.set_defaults(handler=_plan, fix_phrases=_FIX_PHRASES)
 
 
 def load_network(spec: str, *, image_size: int = 224, in_chans: int = 3) -> Network:

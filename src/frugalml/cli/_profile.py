@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frugalml.cli._format import fmt_energy, stderr_console
+from frugalml.cli._hints import Flag
 from frugalml.errors import ConfigError
 from frugalml.train._config import check_device
 
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
     from frugalml.data import ImageDataset
     from frugalml.profile import Factor, FactorialResult, NetworkProfile
+
+
+#: ``profile`` sets the input as --input CxHxW, not as image_size=N
+_FIX_FLAGS: dict[str, Flag] = {"image_size": lambda n: f"--input CxHxW (e.g. 3x{n}x{n})"}
 
 
 def register(subparsers: Any) -> None:
@@ -67,7 +72,7 @@ def register(subparsers: Any) -> None:
     profile.add_argument("--top", type=int, default=15, help="layers in the table (default 15)")
     profile.add_argument("--png", type=Path, default=None, help="write the bar chart here")
     profile.add_argument("--json", type=Path, default=None, help="write the full profile here")
-    profile.set_defaults(handler=_profile)
+    profile.set_defaults(handler=_profile, fix_flags=_FIX_FLAGS)
 
     factorial = subparsers.add_parser(
         "factorial",

@@ -245,7 +245,7 @@ def tune_compress(
         if not math.isfinite(e.median):
             raise ConfigError(
                 "no energy figure for the compressed model (no counter and no estimate)",
-                fix="check 'frugalml meter --check'",
+                fix="see what this machine can measure (describe_environment())",
             )
         return outcome.accuracy, e.median
 

@@ -90,7 +90,7 @@ def measure_command(argv: Sequence[str], config: MeterConfig | None = None) -> C
     """Run ``argv`` (a list, never a shell string), wait for it, and measure it."""
     args = [str(a) for a in argv]
     if not args:
-        raise ConfigError("no command to measure", fix="give the command after --")
+        raise ConfigError("no command to measure", fix="e.g. ['python', 'train.py']")
     config = replace(config or MeterConfig(), pid=None)
     process = ProcessTreeSampler(attach_later=True)
     with Meter(config, process=process) as meter:

@@ -155,7 +155,7 @@ def cpu_power_model(
         if not tdp_w > 0:
             raise ConfigError(
                 f"CPU TDP must be > 0 W, not {tdp_w!r}",
-                fix="pass the thermal design power of the CPUs in watts, e.g. --cpu-tdp-w 65",
+                fix="pass the thermal design power of the CPUs in watts, e.g. cpu_tdp_w=65",
             )
         count = logical_cpus or os.cpu_count() or 1
         return CpuPowerModel(model, float(tdp_w), count, "user setting")

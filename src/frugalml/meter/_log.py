@@ -233,6 +233,6 @@ def read_log(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     if tuple(reader.fieldnames or ()) != LOG_COLUMNS:
         raise ConfigError(
             f"{target} is not a frugalml measurement log (unexpected header)",
-            fix="pass a file written by append_log or frugalml measure --log",
+            fix="pass a file written by append_log",
         )
     return list(reader)

@@ -223,11 +223,11 @@ class Plan:
 
 def _check_batch_levels(batch: int, levels: int) -> None:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"batch must be an integer >= 1, not {batch!r}", fix="e.g. --batch 512")
+        raise ConfigError(f"batch must be an integer >= 1, not {batch!r}", fix="e.g. batch=512")
     if isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= 16:
         raise ConfigError(
             f"levels must be an integer from 1 to 16, not {levels!r}",
-            fix="e.g. --levels 7 (128 devices) or 1 (two devices)",
+            fix="e.g. levels=7 (128 devices) or 1 (two devices)",
         )
 
 
@@ -346,7 +346,7 @@ def plan(
     if count < 2 or count & (count - 1):
         raise ConfigError(
             f"the planner splits devices in halves: give 2, 4, 8, ... devices, not {count}",
-            fix="list two devices, e.g. --device fast=100e12 --device slow=25e12",
+            fix="list two devices, e.g. DeviceSpec('fast', 100e12), DeviceSpec('slow', 25e12)",
         )
     levels = int(math.log2(count))
     _check_batch_levels(batch, levels)
@@ -359,7 +359,7 @@ def plan(
         raise ConfigError(
             f"give one link bandwidth > 0 (bytes/s) per level ({levels}), "
             f"not {bandwidth_bytes_per_s!r}",
-            fix="e.g. --bandwidth 16e9 for PCIe 4.0 x16",
+            fix="e.g. bandwidth_bytes_per_s=16e9 for PCIe 4.0 x16",
         )
     balanced = _balanced_ratios(devices)
     flops = 3.0 * batch * sum(layer.forward_flops() for layer in network.layers)

@@ -213,7 +213,7 @@ def run_data_parallel(
         }
         spawn(_train_rank, parallel.nproc, job, backend=parallel.backend)
         if not out.exists():
-            raise FrugalError("the ranks finished without a result", fix="rerun with --debug")
+            raise FrugalError("the ranks finished without a result", fix="rerun with debug logging (logging.DEBUG)")
         data = json.loads(out.read_text(encoding="utf-8"))
     return ParallelResult(
         model=data["model"],

@@ -453,7 +453,7 @@ def _count_flops(model: torch.nn.Module, x: torch.Tensor, name: str) -> ModuleFl
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ConfigError(
             f"{name} cannot run on input {tuple(x.shape[1:])} (C, H, W): {first}",
-            fix="give a larger input with --input CxHxW (e.g. 3x32x32), or another model",
+            fix="give a larger input with image_size=32, or another model",
         ) from exc
 
 

@@ -71,7 +71,7 @@ def _rows(table: pd.DataFrame, path: Path, columns: tuple[Column, ...]) -> list[
     if missing:
         raise DataError(
             f"{path} lacks the column(s) {', '.join(missing)}",
-            fix="report on the compress.csv that 'frugalml compress SPEC --out DIR' wrote",
+            fix="report on the compress.csv that 'frugalml compress' wrote",
         )
     rows: list[dict[str, Any]] = []
     for i, raw in enumerate(table.to_dict(orient="records"), start=2):  # line 1: header

@@ -46,7 +46,7 @@ def load_study(study_dir: str | Path) -> StudyInput:
     if path.is_file() and path.suffix.lower() == ".csv":
         raise StoreError(
             f"{path} is a CSV file, not a study directory",
-            fix=f"report on a CSV with 'frugalml report --csv {path}'",
+            fix=f"report on a CSV with read_results_csv('{path}')",
         )
     results = load_results(path)
     with StudyStore(path, create=False, read_only=True) as store:

@@ -322,7 +322,7 @@ def _energy_column(table: pd.DataFrame, asked: str | None) -> tuple[str, bool]:
             raise ConfigError(
                 f"energy column {asked!r} is not in the table; its energy columns: "
                 + (", ".join(str(c) for c in present) or "none"),
-                fix="choose one of them, e.g. --energy-column energy_j (the whole trial)",
+                fix="choose one of them, e.g. energy_column='energy_j' (the whole trial)",
             )
         if not has_values(table, asked):
             raise DataError(
@@ -352,7 +352,7 @@ def _checked(
     if len(results.index) == 0:
         raise DataError(
             "the results table has no rows: the study has no trials",
-            fix="run the study first ('frugalml study run SPEC --out DIR')",
+            fix="run the study first (run_study(spec, out_dir=DIR))",
         )
     missing = [c for c in _REQUIRED if c not in results.columns]
     if TRAIN_ENERGY not in results.columns and ENERGY not in results.columns:
@@ -387,7 +387,7 @@ def _checked(
         if not len(table.index):
             raise DataError(
                 f"every trial of the study records a negative {column}",
-                fix="the store is damaged: rerun the study into a new --out directory",
+                fix="the store is damaged: rerun the study into a new out_dir=DIR",
             )
     if "pretrained" in table.columns and not pd.api.types.is_bool_dtype(table["pretrained"]):
         table["pretrained"] = pd.Series(

@@ -551,7 +551,7 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise ConfigError(
                     f"cannot reach the Ray cluster at {address}: {exc}",
-                    fix="start one with 'ray start --head', or drop --address for a local Ray",
+                    fix="start one with 'ray start --head', or drop address=ADDRESS for a local Ray",
                 ) from exc
             self._owns_ray = True
         self.remote = ray.remote(_ray_trial_task).options(

@@ -255,7 +255,7 @@ class StudyRunner:
         self.executor_config = config.replace(address=address)
         if address is not None and self.executor_config.kind != "ray":
             raise ConfigError(
-                "--address is for the ray executor", fix="add --executor ray, or drop --address"
+                "--address is for the ray executor", fix="add executor='ray', or drop address=ADDRESS"
             )
         # a Ray cluster sets the trials in flight unless --workers or the spec's workers do
         self.workers_given = workers is not None or spec.workers != 1
@@ -524,7 +524,7 @@ class StudyRunner:
             raise ConfigError(
                 f"{self.out_dir} holds a {kind}, not a study; running the study there would "
                 "mix the two",
-                fix="give the study its own --out directory",
+                fix="give the study its own out_dir=DIR",
             )
         wanted = set(self.trials)
         if not held or held == wanted or self.add:
@@ -536,7 +536,7 @@ class StudyRunner:
             f"{self.out_dir} holds another spec's study ({old_name!r}: {only_old} of its "
             f"{len(held)} trials are not in this spec, and {only_new} of this spec's are new); "
             "running it there would merge the two",
-            fix=f"use another --out directory, or pass --add to add this spec's trials to "
+            fix=f"use another out_dir=DIR, or pass add=True to add this spec's trials to "
             f"{self.out_dir}",
         )
 

@@ -142,13 +142,13 @@ class StudyStore:
             if not create or read_only:
                 raise StoreError(
                     f"no study store at {path}",
-                    fix="give the --out directory of a 'frugalml study run'",
+                    fix="give the out_dir=DIR that a study ran into",
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
         elif path.is_file() and path.stat().st_size == 0 and (read_only or not create):
             raise StoreError(
                 f"{path} is an empty file (0 bytes), not a study store; it was left as it is",
-                fix="give the --out directory of a 'frugalml study run'",
+                fix="give the out_dir=DIR that a study ran into",
             )
         self.identity = _process_identity(os.getpid())
         #: How a read-only store was opened: ``mode=ro``, or ``mode=ro&immutable=1``.
@@ -162,7 +162,7 @@ class StudyStore:
         if "not a database" in text or "malformed" in text or "encrypted" in text:
             return StoreError(
                 f"{self.path} is not a readable frugalml study store ({text})",
-                fix="use another --out directory, or restore the file from a backup",
+                fix="use another out_dir=DIR, or restore the file from a backup",
             )
         return _store_error(self.path, exc, "read")
 
@@ -246,13 +246,13 @@ class StudyStore:
                 raise StoreError(
                     f"{self.path} is damaged: its 'trials' table is missing, so it holds no "
                     "trial to read; it was left as it is",
-                    fix="restore study.db from a backup, or run the study into a new --out",
+                    fix="restore study.db from a backup, or run the study into a new out_dir=DIR",
                 )
             if missing and not self.read_only:
                 raise StoreError(
                     f"{self.path} is damaged: table(s) {', '.join(missing)} missing; it was "
                     "left as it is",
-                    fix="read it with 'frugalml study export', and run into a new --out",
+                    fix="read it with 'frugalml study export', and run into a new out_dir=DIR",
                 )
             for table in missing:
                 self._warn(f"{self.path}: table '{table}' is missing; read as empty")
@@ -263,7 +263,7 @@ class StudyStore:
             raise StoreError(
                 f"{self.path} is an SQLite file but not a frugalml study store; it was left "
                 "as it is",
-                fix="use another --out directory",
+                fix="use another out_dir=DIR",
             )
         if not create:
             raise StoreError(f"no study store at {self.path}", fix="run 'frugalml study run' first")
@@ -296,14 +296,14 @@ class StudyStore:
             raise StoreError(
                 f"{self.path} has an unreadable store schema version {raw!r} (not a number); "
                 "it was left as it is",
-                fix="restore study.db from a backup, or run the study into a new --out",
+                fix="restore study.db from a backup, or run the study into a new out_dir=DIR",
             ) from None
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by frugalml {writer[0] if writer else '?'} with "
                 f"store schema {version}; this frugalml ({__version__}) reads schema "
                 f"{SCHEMA_VERSION}",
-                fix="use a new --out directory, or the frugalml version that wrote it",
+                fix="use a new out_dir=DIR, or the frugalml version that wrote it",
             )
 
     @contextmanager
@@ -499,7 +499,7 @@ class StudyStore:
         if row is None:
             raise StoreError(
                 f"trial {trial_id} in {self.path} cannot be read: {self.warnings[-1]}",
-                fix="run the study into a new --out, or delete that row",
+                fix="run the study into a new out_dir=DIR, or delete that row",
             )
         return row
 

@@ -168,7 +168,7 @@ def run_outcome(curve: RunCurve, threshold: float) -> Outcome:
 
 def _threshold(curves: Sequence[RunCurve], target: float, best_accuracy: float | None) -> float:
     if not (math.isfinite(target) and target >= 0):
-        raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. --target 0.01")
+        raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. target=0.01")
     reference = best_accuracy
     if reference is None:
         finals = [c.final_best for c in curves if math.isfinite(c.final_best)]
@@ -494,7 +494,7 @@ def parse_strategies(text: str | Sequence[str], spec: TuneSpec) -> list[tuple[st
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     items = [s for s in items if s]
     if not items:
-        raise ConfigError("no strategies to compare", fix="e.g. --strategies grid,random,tpe")
+        raise ConfigError("no strategies to compare", fix="e.g. strategies='grid,random,tpe'")
     out: list[tuple[str, str, str]] = []
     for item in items:
         name, _, named = item.partition("+")
@@ -655,10 +655,10 @@ def compare_strategies(
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ConfigError(
             f"repeats must be an integer >= 1, got {repeats!r}",
-            fix=f"e.g. --repeats {DEFAULT_REPEATS}",
+            fix=f"e.g. repeats={DEFAULT_REPEATS}",
         )
     if not (math.isfinite(target) and target >= 0):
-        raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. --target 0.01")
+        raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. target=0.01")
     out = Path(out_dir)
     plan = parse_strategies(strategies, spec)
     specs = {
@@ -768,6 +768,6 @@ def load_comparison(out_dir: str | Path, *, target: float = 0.01) -> Comparison:
             curves.append(RunCurve.from_trials(label, repeat, summarize_trials(study)))
     if not curves:
         raise ConfigError(
-            f"no tuning runs under {out}", fix="give the --out directory of 'frugalml tune compare'"
+            f"no tuning runs under {out}", fix="give the out_dir=DIR of 'frugalml tune compare'"
         )
     return summarize_comparison(curves, out, target=target)

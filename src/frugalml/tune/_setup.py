@@ -40,13 +40,13 @@ def check_directory(out_dir: Path, name: str) -> None:
         raise ConfigError(
             f"{out_dir} holds a {what} ({previous.get('name', '?')!r}), not a tuning "
             "run; tuning there would mix the two",
-            fix="give the tuning run its own --out directory",
+            fix="give the tuning run its own out_dir=DIR",
         )
     if previous.get("name") != name:
         raise ConfigError(
             f"{out_dir} holds the tuning study {previous.get('name')!r}, not "
             f"{name!r}; tuning there would merge the two",
-            fix="use another --out directory, or the same name to continue that study",
+            fix="use another out_dir=DIR, or the same name to continue that study",
         )
 
 

@@ -52,7 +52,7 @@ def _corrupt(path: Path, exc: BaseException) -> StoreError:
         f"{path} is not a readable Optuna storage ({detail})",
         fix=(
             f"move {path.name} away to start a new tuning study in {path.parent}; the trials "
-            f"recorded in {path.parent / 'study.db'} are kept, or use another --out directory"
+            f"recorded in {path.parent / 'study.db'} are kept, or use another out_dir=DIR"
         ),
     )
 
@@ -104,7 +104,7 @@ def load_or_create_study(
         raise ConfigError(
             f"the tuning study {name!r} in {path} optimises {existing}, but the spec asks for "
             f"{directions}",
-            fix="keep the spec's objective, or use another --out directory for the new objective",
+            fix="keep the spec's objective, or use another out_dir=DIR for the new objective",
         )
     return study, path
 
@@ -116,7 +116,7 @@ def load_study(out_dir: Path, name: str | None = None) -> optuna.Study:
     path = storage_path(out_dir)
     if not path.exists():
         raise StoreError(
-            f"no tuning storage in {out_dir}", fix="give the --out directory of a 'frugalml tune'"
+            f"no tuning storage in {out_dir}", fix="give the out_dir=DIR that a tuning run wrote"
         )
     storage, path = open_storage(out_dir)
     try:
@@ -155,7 +155,7 @@ def directory_lock(out_dir: Path) -> Iterator[None]:
         except OSError:
             raise StoreError(
                 f"another 'frugalml tune' is working on {out_dir} (it holds {path})",
-                fix="wait for it to finish, or use another --out directory",
+                fix="wait for it to finish, or use another out_dir=DIR",
             ) from None
         handle.seek(0)
         handle.truncate()

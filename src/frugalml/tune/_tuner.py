@@ -109,7 +109,7 @@ class Tuner:
             raise ConfigError(
                 f"the {spec.strategy} strategy has no end without a budget",
                 fix="set budget: {max_trials: N} (and/or energy_kwh, co2_g, duration_s), "
-                "or use --max-trials",
+                "or pass max_trials=N",
             )
         from frugalml.train import check_threads
 
