@@ -1,0 +1,689 @@
+"""Several tuning trials in flight: ``frugalml tune SPEC --parallel N [--executor local|ray]``.
+
+Optuna's ask and tell stay in the driver (the ``frugalml`` process), which alone writes
+``DIR/study.db`` and the Optuna storage. Each trial runs the one trial runner
+(:func:`frugalml.study.run_metered_trial`) in a process of its own:
+
+- ``local``: a process per trial forked from the study executors' warm forkserver (torch,
+  timm and frugalml already imported: :data:`frugalml.study._executors.PRELOAD`); a
+  :func:`multiprocessing.Pipe` carries the epochs to the driver and its verdicts back.
+- ``ray``: a Ray task per trial; one small channel actor (no CPU of its own) holds the
+  epochs the tasks push and the verdicts the driver posts.
+
+Pruning with remote trials: after each epoch the trial pushes its record and waits (at most
+:data:`VERDICT_WAIT_S`) for the driver's verdict on that epoch. The driver records the
+epoch (:meth:`TuneTrial.on_epoch`), asks the pruner (``trial.report`` /
+``trial.should_prune``, or the dominance rule: :meth:`TuneTrial.should_stop`) and posts the
+reason or None; a trial told to stop ends there, ``pruned``, with the energy it spent
+booked by its own meter. A verdict that comes late is taken at the next epoch.
+
+Budgets count the trials in flight, by the one budget rule
+(:func:`frugalml.tune._planning.budget_stop`, :func:`frugalml.meter.launch_no_more`):
+``max_trials`` counts running trials as if they had ended, and before a launch the predicted
+cost of every trial in flight (:func:`frugalml.tune._planning.predict`) is added to what was
+spent. A launch refused while trials run waits for one of them to end and asks again; only
+with nothing in flight does the refusal end the run. ``duration_s`` adds the trials' own
+times, so N trials in flight spend it N times as fast as the wall clock.
+
+Ctrl-C gives the running trials back (stopped, recorded as interrupted, their parameters
+queued for the rerun, as one in-process trial is). A trial whose process dies fails alone,
+booking what its recorded windows measured (:func:`frugalml.study._results.killed_result`).
+
+Energy: trials on one host side by side see each other on machine-wide counters (RAPL per
+socket, NVML per GPU). Each row records ``concurrent_workers`` (N) and says so in its
+``energy_note``; the run's outcome carries the same note.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from frugalml.errors import ConfigError
+from frugalml.study._executors import ExecutorConfig, import_ray
+from frugalml.tune._planning import CostPrediction, budget_stop, predict
+from frugalml.tune._results import TRIAL_ATTR, TrialSummary
+from frugalml.tune._space import apply_params
+from frugalml.tune._trial import TuneTrial
+
+if TYPE_CHECKING:
+    import optuna
+
+    from frugalml.meter import Meter
+    from frugalml.study._trial import TrialOutcome, TrialPlan
+    from frugalml.tune._spec import TuneBudget, TuneSpec
+    from frugalml.tune._tuner import Tuner
+
+__all__ = [
+    "VERDICT_WAIT_S",
+    "concurrency_note",
+    "in_flight_stop",
+    "resolve_executor",
+    "run_parallel",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How long a trial waits after an epoch for the driver's verdict before it goes on (the
+#: verdict is then taken at its next epoch). The driver answers within one poll, unless it
+#: is busy sampling (a GP's ask).
+VERDICT_WAIT_S = 5.0
+#: The driver's poll interval when nothing happens (seconds).
+POLL_S = 0.02
+#: How long Ctrl-C waits for the stopped trials to report back before killing them.
+GIVE_BACK_S = 15.0
+
+
+def concurrency_note(workers: int, kind: str) -> str:
+    """What an energy figure of a trial run beside ``workers - 1`` others means."""
+    return (
+        f"{workers} trials ran at once ({kind} executor, concurrent_workers={workers}): a "
+        "figure from a machine-wide counter (RAPL per socket, NVML per GPU) includes the "
+        "other trials on the same host, so such figures overlap and their sum over-counts "
+        "that counter; estimates from a trial's own process-tree CPU time do not overlap"
+    )
+
+
+# -- the trial's side -------------------------------------------------------------------------
+
+
+class _Channel(Protocol):
+    """The trial's line to the driver."""
+
+    def push(self, record: dict[str, Any]) -> None: ...
+    def verdict(self, epoch: int, wait_s: float) -> str | None: ...
+
+
+def run_channelled_trial(plan: TrialPlan, channel: _Channel) -> TrialOutcome:
+    """Run ``plan`` with the one trial runner, pushing every epoch record to the driver and
+    stopping when the driver says so (what a local process and a Ray task both run)."""
+    from frugalml.study._trial import run_metered_trial
+
+    def should_stop(record: dict[str, Any]) -> str | None:
+        return channel.verdict(int(record["epoch"]), VERDICT_WAIT_S)
+
+    outcome = run_metered_trial(
+        plan, on_epoch=channel.push, should_stop=should_stop, window="tune trial", check=False
+    )
+    outcome.cause = None  # an exception stays in this process; error and traceback travel
+    return outcome
+
+
+class _PipeChannel:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.verdicts: dict[int, str | None] = {}
+
+    def push(self, record: dict[str, Any]) -> None:
+        self.conn.send(("epoch", record))
+
+    def _read(self, timeout: float) -> None:
+        if self.conn.poll(timeout):
+            _, epoch, reason = self.conn.recv()
+            self.verdicts[int(epoch)] = reason
+
+    def verdict(self, epoch: int, wait_s: float) -> str | None:
+        deadline = time.monotonic() + wait_s
+        self._read(0)
+        while epoch not in self.verdicts and time.monotonic() < deadline:
+            self._read(max(0.0, deadline - time.monotonic()))
+        return _first_reason(self.verdicts, epoch)
+
+
+def _first_reason(verdicts: dict[int, str | None], epoch: int) -> str | None:
+    """The driver's stop reason for this epoch or an earlier one (a late verdict), or None."""
+    reasons = [r for e, r in sorted(verdicts.items()) if e <= epoch and r is not None]
+    return reasons[0] if reasons else None
+
+
+def _local_trial(plan: TrialPlan, conn: Any, log_path: str, driver_pid: int) -> None:
+    """The body of a local trial process, forked from the warm forkserver."""
+    os.setsid()  # a Ctrl-C reaches the driver, which gives the trial back
+    if sys.platform.startswith("linux"):  # die with the forkserver, which dies with the driver
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() == 1 or not _alive(driver_pid):
+        os._exit(130)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    outcome = run_channelled_trial(plan, _PipeChannel(conn))
+    conn.send(("outcome", outcome))
+    conn.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _ChannelActor:
+    """One per tuning run on Ray: the epochs the tasks pushed, the verdicts the driver set."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.verdicts: dict[str, dict[int, str | None]] = {}
+
+    def push(self, trial_id: str, record: dict[str, Any]) -> None:
+        self.records.setdefault(trial_id, []).append(record)
+
+    def pull(self) -> dict[str, list[dict[str, Any]]]:
+        records, self.records = self.records, {}
+        return records
+
+    def decide(self, trial_id: str, epoch: int, reason: str | None) -> None:
+        self.verdicts.setdefault(trial_id, {})[epoch] = reason
+
+    def verdict(self, trial_id: str, epoch: int) -> tuple[bool, str | None]:
+        verdicts = self.verdicts.get(trial_id, {})
+        return epoch in verdicts, _first_reason(verdicts, epoch)
+
+    def forget(self, trial_id: str) -> None:
+        self.verdicts.pop(trial_id, None)
+        self.records.pop(trial_id, None)
+
+
+class _RayChannel:
+    def __init__(self, actor: Any, trial_id: str) -> None:
+        self.actor = actor
+        self.trial_id = trial_id
+
+    def push(self, record: dict[str, Any]) -> None:
+        import ray
+
+        ray.get(self.actor.push.remote(self.trial_id, record))  # there before the task ends
+
+    def verdict(self, epoch: int, wait_s: float) -> str | None:
+        import ray
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            decided, reason = ray.get(self.actor.verdict.remote(self.trial_id, epoch))
+            if decided or reason is not None or time.monotonic() >= deadline:
+                return reason  # type: ignore[no-any-return]
+            time.sleep(POLL_S / 2)
+
+
+def _ray_tune_task(plan: TrialPlan, actor: Any) -> TrialOutcome:
+    """The Ray task: one trial on whichever node Ray chose."""
+    from frugalml.train import apply_threads
+
+    apply_threads(plan.threads, option="--threads")  # a reused Ray worker: set per trial
+    outcome = run_channelled_trial(plan, _RayChannel(actor, plan.trial_id))
+    if outcome.status == "failed" and outcome.error:
+        outcome.error = f"on Ray node {socket.gethostname()}: {outcome.error}"
+    return outcome
+
+
+# -- the driver's side ------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """A trial in flight, as the driver sees it."""
+
+    trial: TuneTrial
+    sampler: dict[str, float]
+    planned: int
+    handle: Any
+    launched_at: float
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reason: str | None = None  # the driver's stop verdict
+
+    @property
+    def trial_id(self) -> str:
+        return self.trial.trial_id
+
+
+Event = tuple[_Slot, str, Any]  # (slot, "epoch" | "outcome", record | TrialOutcome)
+
+
+class _Backend(Protocol):
+    kind: str
+
+    def start(self) -> None: ...
+    def submit(self, plan: TrialPlan, log_path: str) -> Any: ...
+    def wait(self, slots: list[_Slot], timeout: float) -> list[Event]: ...
+    def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None: ...
+    def stop(self, slot: _Slot, *, kill: bool = False) -> None: ...
+    def shutdown(self) -> None: ...
+
+
+def _crashed(slot: _Slot, reason: str) -> TrialOutcome:
+    """A failed outcome for a trial whose process ended without one: what its recorded
+    windows measured (the records it pushed), the rest estimated, as a study books it."""
+    from frugalml.study._results import killed_result
+    from frugalml.study._trial import TrialOutcome
+
+    records = [slot.records[e] for e in sorted(slot.records)]
+    result = killed_result(
+        slot.trial_id,
+        slot.trial.definition,
+        records,
+        launched_at=slot.launched_at,
+        ended_at=time.time(),
+        reason=reason,
+    )
+    return TrialOutcome(slot.trial_id, "failed", result, records, error=reason)
+
+
+@dataclass
+class _LocalHandle:
+    process: Any
+    conn: Any
+    outcome: Any = None
+
+
+class _LocalBackend:
+    kind = "local"
+
+    def __init__(self) -> None:
+        self._context: Any = None
+
+    def start(self) -> None:
+        import multiprocessing
+        from multiprocessing import forkserver
+
+        from frugalml.study._executors import PRELOAD
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(PRELOAD))
+        forkserver.ensure_running()
+        self._context = context
+
+    def submit(self, plan: TrialPlan, log_path: str) -> _LocalHandle:
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(
+            target=_local_trial,
+            args=(plan, theirs, log_path, os.getpid()),
+            name=f"frugalml-tune-{plan.trial_id}",
+        )
+        process.start()
+        theirs.close()
+        return _LocalHandle(process, ours)
+
+    def wait(self, slots: list[_Slot], timeout: float) -> list[Event]:
+        from multiprocessing.connection import wait
+
+        # an outcome read but not yet recorded (an interrupt came between) is given again
+        events: list[Event] = [(s, "outcome", s.handle.outcome) for s in slots if s.handle.outcome]
+        pending = [s.handle for s in slots if s.handle.outcome is None]
+        if pending and not events:
+            wait([h.conn for h in pending] + [h.process.sentinel for h in pending], timeout)
+        for slot in slots:
+            if slot.handle.outcome is None:
+                events += self._read(slot)
+        return events
+
+    def _read(self, slot: _Slot) -> list[Event]:
+        handle: _LocalHandle = slot.handle
+        events: list[Event] = []
+        exited = handle.process.exitcode is not None  # before reading: all it sent is there
+        with contextlib.suppress(EOFError, OSError):
+            while handle.outcome is None and handle.conn.poll(0):
+                kind, payload = handle.conn.recv()
+                if kind == "outcome":
+                    handle.outcome = payload
+                events.append((slot, kind, payload))
+        if handle.outcome is None and exited:
+            code = int(handle.process.exitcode)
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            handle.outcome = _crashed(slot, f"the trial's process ended without a result ({how})")
+            events.append((slot, "outcome", handle.outcome))
+        if handle.outcome is not None:
+            handle.process.join(5)
+            with contextlib.suppress(Exception):
+                handle.conn.close()
+        return events
+
+    def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None:
+        with contextlib.suppress(OSError):  # it ended meanwhile: its outcome follows
+            slot.handle.conn.send(("verdict", epoch, reason))
+
+    def stop(self, slot: _Slot, *, kill: bool = False) -> None:
+        process = slot.handle.process
+        if process.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+
+    def shutdown(self) -> None:
+        """The forkserver stays for the life of this process, as the study executor's."""
+
+
+class _RayBackend:
+    kind = "ray"
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        from frugalml.study._executors import RayExecutor
+
+        self.executor = RayExecutor(config)
+        self.config = config
+        self.ray: Any = None
+        self.remote: Any = None
+        self.actor: Any = None
+
+    def start(self) -> None:
+        self.executor.start()  # ray.init: a local Ray, --address or RAY_ADDRESS
+        ray = self.ray = self.executor.ray
+        self.actor = ray.remote(num_cpus=0)(_ChannelActor).remote()
+        self.remote = ray.remote(_ray_tune_task).options(
+            num_cpus=self.config.num_cpus,
+            num_gpus=self.config.num_gpus,
+            max_retries=0,
+            name="frugalml_tune_trial",
+        )
+
+    def submit(self, plan: TrialPlan, log_path: str) -> Any:
+        return self.remote.remote(plan, self.actor)
+
+    def wait(self, slots: list[_Slot], timeout: float) -> list[Event]:
+        ray = self.ray
+        refs = [s.handle for s in slots]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        pulled = ray.get(self.actor.pull.remote())  # after wait: a finished task's epochs
+        events: list[Event] = []
+        for slot in slots:
+            events += [(slot, "epoch", r) for r in pulled.get(slot.trial_id, [])]
+        done = {id(r) for r in ready}
+        for slot in slots:
+            if id(slot.handle) in done:
+                events.append((slot, "outcome", self._outcome(slot)))
+                self.actor.forget.remote(slot.trial_id)
+        return events
+
+    def _outcome(self, slot: _Slot) -> TrialOutcome:
+        from frugalml.study._trial import TrialOutcome
+
+        exceptions = self.ray.exceptions
+        try:
+            return self.ray.get(slot.handle)  # type: ignore[no-any-return]
+        except exceptions.TaskCancelledError:
+            return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
+        except exceptions.RayTaskError as exc:  # the task itself raised (an import on a node)
+            cause = getattr(exc, "cause", None) or exc
+            if isinstance(cause, KeyboardInterrupt):
+                return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
+            lines = str(cause).strip().splitlines()
+            return _crashed(slot, f"{type(cause).__name__}: {lines[-1] if lines else ''}")
+        except (exceptions.RayError, OSError) as exc:  # the worker or its node died
+            first = str(exc).strip().splitlines()
+            return _crashed(
+                slot, f"its Ray worker died: {type(exc).__name__}: {first[0] if first else ''}"
+            )
+
+    def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None:
+        self.actor.decide.remote(slot.trial_id, epoch, reason)
+
+    def stop(self, slot: _Slot, *, kill: bool = False) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.cancel(slot.handle, force=kill)
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actor)
+        self.executor.shutdown()
+
+
+def in_flight_stop(
+    budget: TuneBudget,
+    used: tuple[float, float, float],
+    in_flight: list[CostPrediction | None],
+    prediction: CostPrediction | None,
+) -> str | None:
+    """A reason not to launch the next trial (predicted as ``prediction``) when ``used``
+    (J, g, s) is spent and the trials ``in_flight`` are predicted to cost what they list:
+    :func:`frugalml.tune._planning.budget_stop` over spent plus in flight, or None."""
+    flying = [p for p in in_flight if p is not None]
+    total = (
+        used[0] + sum(p.energy_j for p in flying),
+        used[1] + sum(p.co2_g for p in flying),
+        used[2] + sum(p.duration_s for p in flying),
+    )
+    reason = budget_stop(budget, total, prediction)
+    if reason is not None and in_flight:
+        reason += f" (with the {len(in_flight)} trial(s) in flight counted as predicted)"
+    return reason
+
+
+def make_backend(config: ExecutorConfig) -> _Backend:
+    if config.kind == "ray":
+        import_ray()  # one line when Ray is missing, before any trial
+        return _RayBackend(config)
+    return _LocalBackend()
+
+
+class ParallelTuning:
+    """The driver's loop with ``parallel`` trials in flight on ``config``'s executor."""
+
+    def __init__(self, tuner: Tuner, parallel: int, config: ExecutorConfig) -> None:
+        self.tuner = tuner
+        self.parallel = parallel
+        self.backend = make_backend(config)
+        self.running: dict[str, _Slot] = {}
+        self.held: tuple[optuna.Trial, dict[str, Any], dict[str, float]] | None = None
+        self.blocked = False  # a launch was refused: wait for a trial to end
+        self.logs = Path(tuner.out_dir) / "logs"
+
+    # -- budget -----------------------------------------------------------------------------
+    def _trials(self) -> list[TrialSummary]:
+        return self.tuner.trials()
+
+    def _predict(
+        self, planned: int, trials: list[TrialSummary], params: dict[str, Any] | None
+    ) -> CostPrediction | None:
+        cost_of = self.tuner.cost_of
+        predicted = cost_of(params) if params is not None and cost_of else None
+        return predict(planned, trials, self.tuner.calibration, predicted)
+
+    def budget_stop(
+        self, planned: int, trials: list[TrialSummary], params: dict[str, Any] | None = None
+    ) -> str | None:
+        """The one budget rule with the trials in flight counted as spent (predicted)."""
+        budget = self.tuner.spec.budget
+        if not budget.has_resource_limit:
+            return None
+        flying = [self._predict(s.planned, trials, s.trial.params) for s in self.running.values()]
+        return in_flight_stop(
+            budget,
+            self.tuner.spent_total(trials),
+            flying,
+            self._predict(planned, trials, params),
+        )
+
+    def _stop_before_asking(self, trials: list[TrialSummary]) -> str | None:
+        spec = self.tuner.spec
+        limit = spec.budget.max_trials
+        counted = sum(t.counted for t in trials)
+        if limit is not None and counted + len(self.running) >= limit:
+            flight = f" and {len(self.running)} in flight" if self.running else ""
+            return f"max_trials reached: {counted} of {limit} trials ran{flight}"
+        grid = self.tuner.grid_sampler
+        waiting = any(t.state == "waiting" for t in trials)
+        if grid is not None and not waiting and grid.is_exhausted(self.tuner.study):
+            return f"the grid of {spec.search_space.grid_size()} points is exhausted"
+        low, _ = spec.search_space.epochs_range(spec.training.epochs)
+        return self.budget_stop(low, trials)
+
+    # -- launching --------------------------------------------------------------------------
+    def _launch_next(self, meter: Meter) -> str | None:
+        """Start one more trial, or say why not (None: started)."""
+        from frugalml.tune._loop import ask, skip
+
+        trials = self._trials()
+        if self.held is None:
+            reason = self._stop_before_asking(trials)
+            if reason is not None:
+                return reason
+            self.held = ask(self.tuner, meter)
+        trial, params, sampler = self.held
+        planned = apply_params(params, self.tuner.spec.training)[0].epochs
+        reason = self.budget_stop(planned, trials, params)
+        if reason is not None:
+            if not self.running:  # nothing in flight can free budget: as one trial at a time
+                self.held = None
+                skip(self.tuner, trial, params, sampler, reason)
+            return reason
+        self.held = None
+        self._launch(TuneTrial(self.tuner, trial, params), sampler, planned)
+        return None
+
+    def _launch(self, trial: TuneTrial, sampler: dict[str, float], planned: int) -> None:
+        from frugalml.study._trial import TrialPlan
+
+        trial.start(sampler)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log_path = str(self.logs / f"{trial.trial_id}.log")
+        plan = TrialPlan(
+            trial.trial_id,
+            trial.definition,
+            threads=self._threads(),
+            workers=self.parallel,
+            spawned_at=time.time(),
+        )
+        handle = self.backend.submit(plan, log_path)
+        if self.backend.kind == "local":
+            self.tuner.store.set_log_path(trial.trial_id, log_path)
+        self.running[trial.trial_id] = _Slot(trial, sampler, planned, handle, time.time())
+
+    def _threads(self) -> int:
+        import torch
+
+        return int(torch.get_num_threads())  # the driver's, under the run's --threads
+
+    # -- what comes back --------------------------------------------------------------------
+    def _on_epoch(self, slot: _Slot, record: dict[str, Any], *, decide: bool = True) -> None:
+        epoch = int(record["epoch"])
+        if epoch in slot.records:
+            return
+        slot.records[epoch] = record
+        slot.trial.on_epoch(record)
+        if epoch == 0 or not decide or epoch >= slot.trial.training.epochs:
+            return  # train asks for no verdict after the last epoch
+        reason = slot.reason or slot.trial.should_stop(record)
+        if reason is not None and slot.reason is None:
+            slot.reason = reason
+            logger.debug("trial %d: stopping it: %s", slot.trial.number, reason)
+        self.backend.decide(slot, epoch, reason)
+
+    def _on_outcome(self, slot: _Slot, outcome: TrialOutcome) -> None:
+        """Record a trial's end: epochs it pushed too late for the driver first, then the
+        outcome (both stores, Optuna's tell)."""
+        for record in outcome.epochs:
+            self._on_epoch(slot, record, decide=False)
+        self.running.pop(slot.trial_id, None)
+        self.blocked = False
+        if outcome.result is not None:
+            result = dict(outcome.result)
+            result.setdefault("executor", self.backend.kind)
+            if self.parallel > 1:
+                note = concurrency_note(self.parallel, self.backend.kind)
+                old = result.get("energy_note")
+                result["energy_note"] = f"{old}; {note}" if old else note
+            outcome.result = result
+        slot.trial.finish(outcome, slot.sampler)
+
+    def _step(self, timeout: float, *, decide: bool = True) -> None:
+        for slot, kind, payload in self.backend.wait(list(self.running.values()), timeout):
+            if kind == "epoch":
+                self._on_epoch(slot, payload, decide=decide)
+            elif kind == "outcome":
+                self._on_outcome(slot, payload)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, meter: Meter) -> str:
+        self.backend.start()
+        try:
+            return self._loop(meter)
+        except KeyboardInterrupt:
+            self._give_back()
+            raise
+        finally:
+            self.backend.shutdown()
+
+    def _loop(self, meter: Meter) -> str:
+        while True:
+            while len(self.running) < self.parallel and not self.blocked:
+                reason = self._launch_next(meter)
+                if reason is None:
+                    continue
+                if not self.running:
+                    logger.debug("not starting another trial: %s", reason)
+                    return reason
+                self.blocked = True  # until a trial in flight ends
+            self._step(POLL_S)
+
+    def _give_back(self) -> None:
+        """Ctrl-C: stop every trial in flight and record it as given back (interrupted,
+        its parameters queued), keeping any that ended meanwhile as they ended."""
+        from frugalml.study._trial import TrialOutcome
+
+        if self.held is not None:
+            self.held[0].set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
+            self.held = None
+        for slot in self.running.values():
+            self.backend.stop(slot)
+        deadline = time.monotonic() + GIVE_BACK_S
+        while self.running and time.monotonic() < deadline:
+            with contextlib.suppress(KeyboardInterrupt):
+                self._step(POLL_S * 5, decide=False)
+        for slot in list(self.running.values()):
+            self.backend.stop(slot, kill=True)
+            records = [slot.records[e] for e in sorted(slot.records)]
+            with contextlib.suppress(KeyboardInterrupt):
+                self._on_outcome(
+                    slot, TrialOutcome(slot.trial_id, "interrupted", None, records, "interrupted")
+                )
+
+
+def resolve_executor(
+    spec: TuneSpec,
+    parallel: int | None,
+    executor: ExecutorConfig | str | None,
+    address: str | None,
+) -> tuple[int, ExecutorConfig]:
+    """Trials in flight and the executor for a run: the arguments (the command line) over
+    the spec's ``parallel:`` and ``executor:``; refuses what cannot run, before anything
+    is created."""
+    count = spec.parallel if parallel is None else parallel
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ConfigError(
+            f"--parallel must be a whole number of 1 or more, got {count!r}",
+            fix="e.g. parallel=2 (trials in flight at once)",
+        )
+    config = executor if isinstance(executor, ExecutorConfig) else spec.executor
+    config = config.replace(kind=executor if isinstance(executor, str) else None)
+    config = config.replace(address=address)
+    if config.address is not None and config.kind != "ray":
+        raise ConfigError(
+            "--address is for the ray executor", fix="add executor='ray', or drop address=ADDRESS"
+        )
+    return count, config
+
+
+def run_parallel(tuner: Tuner, meter: Meter, notes: list[str]) -> str:
+    """Run the tuning loop with ``tuner.parallel`` trials in flight on ``tuner.executor``;
+    returns why it stopped (and adds the energy note of concurrent trials to ``notes``)."""
+    if tuner.parallel > 1:
+        notes.append(concurrency_note(tuner.parallel, tuner.executor.kind))
+    return ParallelTuning(tuner, tuner.parallel, tuner.executor).run(meter)
