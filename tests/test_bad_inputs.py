@@ -66,6 +66,24 @@ def training(id: str, options: str, expect: str) -> Case:
     return study(id, BASE + f"training: {{{options}}}\n", expect)
 
 
+def trainings(option: str, values: dict[str, str]) -> list[Case]:
+    """One case per bad value of a training option: id ``<option>-<key>``, the error names
+    ``training.<option>``."""
+    prefix = option.replace("_", "-")
+    return [
+        training(f"{prefix}-{key}", f"{option}: {value}", f"training.{option}")
+        for key, value in values.items()
+    ]
+
+
+def profile(id: str, *flags: str, expect: str) -> Case:
+    return Case(id, ["profile", "frugal_cnn", *flags], expect)
+
+
+def measure(id: str, flag: str, value: str, expect: str) -> Case:
+    return Case(id, ["measure", flag, value, "--", "true"], expect)
+
+
 def tune(id: str, yaml: str, expect: str, validate: bool = True) -> Case:
     argv = ["tune", "{d}/t.yaml", *(["--validate"] if validate else ["--out", "{d}/tune"])]
     return Case(id, argv, expect, files={"t.yaml": yaml})
@@ -91,12 +109,8 @@ PEPR = ["--performance", "accuracy", "--resource", "energy_j"]
 
 CASES: list[Case] = [
     # -- study specs: tracebacks before --------------------------------------------------------
-    training("betas-text", "betas: [x, y]", "training.betas"),
-    training("betas-nested", "betas: [[0.9], 0.9]", "training.betas"),
-    training("betas-one", "betas: [0.9]", "training.betas"),
-    training("betas-scalar", "betas: 0.9", "training.betas"),
-    training("betas-out-of-range", "betas: [0.9, 1.5]", "training.betas"),
-    training("betas-bool", "betas: [true, 0.9]", "training.betas"),
+    *trainings("betas", {"text": "[x, y]", "nested": "[[0.9], 0.9]", "one": "[0.9]"}),
+    *trainings("betas", {"scalar": "0.9", "out-of-range": "[0.9, 1.5]", "bool": "[true, 0.9]"}),
     study("carbon-scalar", BASE + "carbon: 5\n", "carbon must be a mapping"),
     study("carbon-list", BASE + "carbon: [DK]\n", "carbon must be a mapping"),
     study("carbon-country-list", BASE + "carbon: {country: [DK]}\n", "carbon.country"),
@@ -122,12 +136,8 @@ CASES: list[Case] = [
     ),
     study("yaml-huge-file", "# " + "x" * (5 * 2**20) + "\n", "MiB"),
     # -- study specs: "OK" before, yet every trial failed or trained wrong ----------------------
-    training("weight-decay-nan", "weight_decay: .nan", "training.weight_decay"),
-    training("weight-decay-negative", "weight_decay: -1", "training.weight_decay"),
-    training("weight-decay-huge", "weight_decay: 1.0e+6", "training.weight_decay"),
-    training("device-banana", "device: 'cuda:banana'", "training.device"),
-    training("device-tpu", "device: tpu", "training.device"),
-    training("device-list", "device: [cpu]", "training.device"),
+    *trainings("weight_decay", {"nan": ".nan", "negative": "-1", "huge": "1.0e+6"}),
+    *trainings("device", {"banana": "'cuda:banana'", "tpu": "tpu", "list": "[cpu]"}),
     training("device-missing-gpu", "device: 'cuda:99'", "cuda:99"),
     study("pretrained-builtin", BASE + "pretrained: [true]\n", "no published pretrained"),
     study("pretrained-list-in-list", BASE + "pretrained: [[true]]\n", "pretrained"),
@@ -139,15 +149,10 @@ CASES: list[Case] = [
     training("bf16-text", "bf16: 'false'", "training.bf16"),
     training("channels-last-text", "channels_last: 'false'", "training.channels_last"),
     training("bf16-int", "bf16: 1", "training.bf16"),
-    training("lr-true", "lr: true", "training.lr"),
-    training("lr-inf", "lr: .inf", "training.lr"),
-    training("lr-zero", "lr: 0", "training.lr"),
-    training("lr-text", "lr: fast", "training.lr"),
-    training("lr-list", "lr: [0.1]", "training.lr"),
-    training("epochs-1e20", "epochs: 100000000000000000000", "training.epochs"),
-    training("epochs-zero", "epochs: 0", "training.epochs"),
-    training("epochs-text", "epochs: '10'", "training.epochs"),
-    training("epochs-true", "epochs: true", "training.epochs"),
+    *trainings("lr", {"true": "true", "inf": ".inf", "zero": "0", "text": "fast", "list": "[0.1]"}),
+    *trainings(
+        "epochs", {"1e20": "100000000000000000000", "zero": "0", "text": "'10'", "true": "true"}
+    ),
     training("batch-float", "batch_size: 2.5", "training.batch_size"),
     training("data-path-list", "data_path: [auto]", "training.data_path"),
     training("normalization-bogus", "normalization: zscore", "training.normalization"),
@@ -345,14 +350,14 @@ CASES: list[Case] = [
         files={"t.yaml": TUNE + LR},
     ),
     # -- profile and factorial -----------------------------------------------------------------
-    Case("profile-input-huge", ["profile", "frugal_cnn", "--input", "3x20000x20000"], "--input"),
-    Case("profile-input-short", ["profile", "frugal_cnn", "--input", "3x8"], "--input"),
-    Case("profile-input-channels", ["profile", "frugal_cnn", "--input", "2x8x8"], "channels"),
-    Case("profile-device-tpu", ["profile", "frugal_cnn", "--device", "tpu"], "--device"),
-    Case("profile-device-gpu", ["profile", "frugal_cnn", "--device", "cuda:99"], "cuda:99"),
-    Case("profile-top-zero", ["profile", "frugal_cnn", "--top", "0"], "--top"),
-    Case("profile-arg-bad", ["profile", "frugal_cnn", "--arg", "conv_layers"], "--arg"),
-    Case("profile-dataset", ["profile", "frugal_cnn", "--dataset", "imagenet"], "imagenet"),
+    profile("profile-input-huge", "--input", "3x20000x20000", expect="--input"),
+    profile("profile-input-short", "--input", "3x8", expect="--input"),
+    profile("profile-input-channels", "--input", "2x8x8", expect="channels"),
+    profile("profile-device-tpu", "--device", "tpu", expect="--device"),
+    profile("profile-device-gpu", "--device", "cuda:99", expect="cuda:99"),
+    profile("profile-top-zero", "--top", "0", expect="--top"),
+    profile("profile-arg-bad", "--arg", "conv_layers", expect="--arg"),
+    profile("profile-dataset", "--dataset", "imagenet", expect="imagenet"),
     Case("factorial-device-tpu", ["factorial", "--device", "tpu", "--out", "{d}/f"], "--device"),
     Case("factorial-repeats-zero", ["factorial", "--repeats", "0", "--out", "{d}/f"], "repeats"),
     Case(
@@ -374,7 +379,7 @@ CASES: list[Case] = [
         setup=lambda d: _folder(d / "img", {"a": 1, "b": 1}),
     ),
     tune("tune-device-missing", TUNE.replace("{epochs: 1}", "{device: 'cuda:99'}") + LR, "cuda:99"),
-    Case("profile-batch-zero", ["profile", "frugal_cnn", "--batch", "0"], "batch_size"),
+    profile("profile-batch-zero", "--batch", "0", expect="batch_size"),
     Case(
         "profile-knob-out-of-range",
         ["profile", "frugal_cnn", "--arg", "conv_layers=100"],
@@ -430,13 +435,13 @@ CASES: list[Case] = [
         "negative",
         files={"r.csv": "model,accuracy,energy_j,params\na,0.9,-5,3\nb,0.8,10,100\n"},
     ),
-    Case("measure-bad-pue", ["measure", "--pue", "0.5", "--", "true"], "pue"),
-    Case("measure-pue-nan", ["measure", "--pue", "nan", "--", "true"], "PUE"),
-    Case("measure-intensity-negative", ["measure", "--intensity", "-5", "--", "true"], "intensity"),
-    Case("measure-tdp-nan", ["measure", "--cpu-tdp-w", "nan", "--", "true"], "cpu_tdp_w"),
-    Case("measure-gpus-banana", ["measure", "--gpus", "banana", "--", "true"], "banana"),
+    measure("measure-bad-pue", "--pue", "0.5", "pue"),
+    measure("measure-pue-nan", "--pue", "nan", "PUE"),
+    measure("measure-intensity-negative", "--intensity", "-5", "intensity"),
+    measure("measure-tdp-nan", "--cpu-tdp-w", "nan", "cpu_tdp_w"),
+    measure("measure-gpus-banana", "--gpus", "banana", "banana"),
     Case("measure-no-command", ["measure"], "no command"),
-    Case("measure-bad-country", ["measure", "--country", "XQ", "--", "true"], "XQ"),
+    measure("measure-bad-country", "--country", "XQ", "XQ"),
     Case("export-missing", ["study", "export", "{d}/nope", "--csv", "{d}/x.csv"], "nope"),
     Case("status-missing", ["study", "status", "{d}/nope"], "nope"),
     Case(
