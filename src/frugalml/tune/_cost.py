@@ -260,20 +260,34 @@ class TrialCosts:
         self._base: dict[str, Any] = (
             {"model.name": model_name.choices[0]} if model_name is not None else {}
         )
+        self._cached: tuple[tuple[Any, ...], CostModel] | None = None
 
     def model(self) -> CostModel:
-        """The cost model refined by every trial that ran so far."""
-        observations = [
-            Observation(self.counter.knobs(t.params, epochs=t.epochs), t.total_energy_j)
+        """The cost model refined by every trial that ran so far (refitted only when the
+        trials changed: the fit with its leave-one-out check is the sampler's energy too)."""
+        ran = [
+            t
             for t in self._tuner._trials()
             if t.epochs > 0 and math.isfinite(t.energy_j) and t.state != "skipped"
         ]
-        reference = None
         calibration = self._tuner.calibration
+        key = (
+            tuple((t.number, t.epochs, t.total_energy_j) for t in ran),
+            None if calibration is None else calibration.energy_j_per_epoch,
+        )
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        observations = [
+            Observation(self.counter.knobs(t.params, epochs=t.epochs), t.total_energy_j)
+            for t in ran
+        ]
+        reference = None
         if calibration is not None:
             knobs = self.counter.knobs(self._base, epochs=1)
             reference = Reference(knobs, calibration.energy_j_per_epoch)
-        return CostModel.fitted(observations, reference)
+        model = CostModel.fitted(observations, reference)
+        self._cached = (key, model)
+        return model
 
     def predict(self, params: Mapping[str, Any]) -> float | None:
         """Predicted energy (J) of a trial with (decoded) ``params``."""

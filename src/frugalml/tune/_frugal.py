@@ -1,17 +1,93 @@
-"""The cost-aware ``frugal`` sampler: TPE whose acquisition knows what a trial costs.
+"""The cost-aware ``frugal`` strategy: TPE that knows what a trial costs, and a pruner.
 
 Used by :func:`frugalml.tune._strategies.make_sampler` for the ``frugal`` strategy; the
-cost predictions come from :mod:`frugalml.tune._cost`.
+cost predictions come from :mod:`frugalml.tune._cost`. Three rules, each switchable in
+:class:`FrugalSettings` so that they can be measured one against another:
+
+- **cheap-first start-up** (``startup_candidates`` > 1): each random start-up trial (after
+  the first, which has nothing to predict from) is the cheapest by predicted energy of
+  ``startup_candidates`` configurations drawn uniformly, so the exploration the model needs
+  is bought from the cheap part of the space;
+- **expected improvement per joule** (``acquisition``): TPE's score ``v = log l(x) - log
+  g(x)`` is a monotone transform of expected improvement, ``EI(x) ~ 1 / (gamma + (1 -
+  gamma) exp(-v))`` (Bergstra et al. 2011; ``gamma`` the share of trials in ``l``).
+  ``"ei_per_joule"`` ranks candidates by ``log EI(x) - log predicted_energy_j(x)``;
+  ``"log_ratio_per_joule"`` (the first version) by ``v - log predicted_energy_j(x)``, where
+  the cost hardly counts against the spread of ``v``. Candidates the remaining budget
+  cannot afford score ``-inf``; when none is affordable the cheapest is proposed;
+- **pruning against the best curve** (:class:`BestCurvePruner`, ``prune_ratio``): a trial
+  whose validation accuracy after epoch ``k`` is below ``prune_ratio`` times the best
+  completed trial's accuracy after epoch ``k`` stops there.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import optuna
+
+Acquisition = Literal["ei_per_joule", "log_ratio_per_joule"]
+
+
+@dataclass(frozen=True)
+class FrugalSettings:
+    """The rules of the frugal strategy (the module docstring); defaults: the measured best."""
+
+    startup_candidates: int = 3
+    acquisition: Acquisition = "ei_per_joule"
+    prune_ratio: float | None = 0.75
+
+    def describe(self) -> str:
+        parts = [
+            (
+                f"start-up trials the cheapest of {self.startup_candidates} random draws"
+                if self.startup_candidates > 1
+                else "start-up trials drawn uniformly"
+            ),
+            (
+                "expected improvement per predicted joule"
+                if self.acquisition == "ei_per_joule"
+                else "TPE's log density ratio minus log predicted joules"
+            ),
+        ]
+        if self.prune_ratio is not None:
+            parts.append(
+                f"a trial below {self.prune_ratio:g} x the best completed trial's accuracy at "
+                "the same epoch stops there"
+            )
+        return "; ".join(parts)
+
+
+#: The rules :func:`_cost_aware_tpe` applies unless told.
+DEFAULT_SETTINGS = FrugalSettings()
+
+
+def log_expected_improvement(log_ratio: Any, gamma: float) -> Any:
+    """``log EI`` (up to a constant) from TPE's ``log l(x) - log g(x)``: ``-log(gamma + (1 -
+    gamma) exp(-v))``, computed without overflow."""
+    import numpy as np
+
+    gamma = min(max(gamma, 1e-12), 1.0 - 1e-12)
+    return -np.logaddexp(math.log(gamma), math.log1p(-gamma) - np.asarray(log_ratio))
+
+
+def cheapest(costs: list[float | None]) -> int | None:
+    """The index of the cheapest candidate (None when any cost is unknown)."""
+    if not costs or any(c is None or not math.isfinite(c) for c in costs):
+        return None
+    known = [float(c) for c in costs if c is not None]
+    return known.index(min(known))
+
+
+def _tpe_gamma(n_trials: int) -> float:
+    """The share of trials TPE puts in its "good" density (Optuna's default gamma)."""
+    if n_trials <= 0:
+        return 0.1
+    return min(math.ceil(0.1 * n_trials), 25) / n_trials
 
 
 def _cost_aware_tpe(
@@ -19,24 +95,49 @@ def _cost_aware_tpe(
     n_startup_trials: int,
     predict_costs: Callable[[list[dict[str, Any]]], list[float | None]],
     remaining_j: Callable[[], float | None],
+    settings: FrugalSettings | None = None,
 ) -> optuna.samplers.TPESampler:
-    """TPE whose acquisition is per joule and skips what the remaining budget cannot afford.
+    """Multivariate TPE with the frugal rules of ``settings`` (the module docstring).
 
-    TPE picks, among candidates drawn from the density of good trials ``l(x)``, the one with
-    the largest ``log l(x) - log g(x)`` (a monotone transform of expected improvement). Here
-    ``log predicted_energy_j(x)`` is subtracted (expected improvement per joule), and a
-    candidate predicted to cost more than the remaining budget scores ``-inf``; when none
-    is affordable the cheapest is proposed (and the tuner's budget check stops the run).
     Multivariate, so that a candidate is a whole configuration whose cost can be predicted.
     """
     import numpy as np
     import optuna
+    from optuna.trial import TrialState
+
+    rules = settings or DEFAULT_SETTINGS
 
     class CostAwareTPESampler(optuna.samplers.TPESampler):
         _space: dict[str, Any]
+        _n: int = 0
+
+        def _sample_relative(
+            self, study: Any, trial: Any, search_space: dict[str, Any]
+        ) -> dict[str, Any]:
+            if search_space and rules.startup_candidates > 1:
+                states = (TrialState.COMPLETE, TrialState.PRUNED)
+                done = study._get_trials(deepcopy=False, states=states, use_cache=True)
+                if len(done) < n_startup_trials:
+                    return self._cheap_draw(study, trial, search_space)
+            return super()._sample_relative(study, trial, search_space)
+
+        def _cheap_draw(
+            self, study: Any, trial: Any, search_space: dict[str, Any]
+        ) -> dict[str, Any]:
+            draws = [
+                {
+                    name: self._random_sampler.sample_independent(study, trial, name, dist)
+                    for name, dist in search_space.items()
+                }
+                for _ in range(rules.startup_candidates)
+            ]
+            index = cheapest(predict_costs(draws))
+            return draws[0 if index is None else index]
 
         def _sample(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
             self._space = search_space
+            states = (TrialState.COMPLETE, TrialState.PRUNED)
+            self._n = len(study._get_trials(deepcopy=False, states=states, use_cache=True))
             return super()._sample(study, trial, search_space)
 
         def _compute_acquisition_func(
@@ -56,6 +157,8 @@ def _cost_aware_tpe(
                 return values
             cost = np.array(costs, dtype=float)
             left = remaining_j()
+            if rules.acquisition == "ei_per_joule":
+                values = log_expected_improvement(values, _tpe_gamma(self._n))
             scored = values - np.log(cost)
             if left is not None:
                 affordable = cost <= left
@@ -65,3 +168,35 @@ def _cost_aware_tpe(
             return scored
 
     return CostAwareTPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True)
+
+
+def best_curve_pruner(ratio: float, last_step: int) -> optuna.pruners.BasePruner:
+    """The best-curve rule as an Optuna pruner; never at ``last_step`` or later (a trial
+    that ran all its epochs has nothing left to save)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    class BestCurvePruner(optuna.pruners.BasePruner):
+        """Prune a trial whose value after step ``k`` is below ``ratio`` times the value
+        after step ``k`` of the best completed trial (maximising; never at a step the best
+        trial did not report, nor before one trial completed; only when maximising one
+        objective)."""
+
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            step = trial.last_step
+            if step is None or step >= last_step:
+                return False
+            if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
+                return False
+            completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            completed = [t for t in completed if t.value is not None]
+            if not completed:
+                return False
+            best = max(completed, key=lambda t: float(t.value or 0.0))
+            reference = best.intermediate_values.get(step)
+            value = trial.intermediate_values.get(step)
+            if reference is None or value is None or not math.isfinite(value):
+                return False
+            return bool(value < ratio * reference)
+
+    return BestCurvePruner()

@@ -1,0 +1,103 @@
+"""The frugal strategy's rules by hand: cheap-first start-up trials, expected improvement
+per joule from TPE's density ratio, and pruning against the best completed curve."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from frugalml.tune._frugal import (
+    FrugalSettings,
+    _cost_aware_tpe,
+    best_curve_pruner,
+    cheapest,
+    log_expected_improvement,
+)
+
+
+def test_cheapest_and_log_expected_improvement_by_hand() -> None:
+    assert cheapest([3.0, 1.0, 2.0]) == 1
+    assert cheapest([3.0, None]) is None
+    # gamma 0.1: EI ~ 1 / (0.1 + 0.9 exp(-v)); v = 0 -> 1, v = log 9 -> 1 / 0.2 = 5
+    values = log_expected_improvement([0.0, math.log(9.0)], 0.1)
+    assert values[0] == pytest.approx(0.0)
+    assert values[1] == pytest.approx(math.log(5.0))
+    # saturates at 1 / gamma: a large ratio buys little, so the cost decides
+    assert log_expected_improvement([50.0], 0.1)[0] == pytest.approx(math.log(10.0))
+
+
+def _study(sampler: Any) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(direction="maximize", sampler=sampler)
+
+
+def test_cheap_first_start_up_takes_the_cheapest_of_its_draws() -> None:
+    import optuna
+
+    calls: list[list[dict[str, Any]]] = []
+
+    def cost(candidates: list[dict[str, Any]]) -> list[float | None]:
+        calls.append(candidates)
+        return [100.0 / c["batch_size"] + c["width"] for c in candidates]
+
+    sampler = _cost_aware_tpe(
+        0, 6, cost, lambda: None, FrugalSettings(startup_candidates=3, prune_ratio=None)
+    )
+    study = _study(sampler)
+    space = {
+        "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64]),
+        "width": optuna.distributions.IntDistribution(4, 16),
+    }
+    chosen = []
+    for _ in range(6):
+        trial = study.ask(space)
+        chosen.append(dict(trial.params))
+        study.tell(trial, float(trial.params["width"]))
+    # the first trial has no search space to draw from (multivariate TPE samples it
+    # independently); each later start-up trial is the cheapest of three draws
+    startup_calls = [c for c in calls if len(c) == 3]
+    assert len(startup_calls) == 5
+    for params, draws in zip(chosen[1:], startup_calls, strict=True):
+        costs = cost(draws)
+        assert params == draws[costs.index(min(costs))]
+    # uniform start-up: no draw is predicted
+    calls.clear()
+    uniform = _study(_cost_aware_tpe(0, 6, cost, lambda: None, FrugalSettings(1, prune_ratio=None)))
+    for _ in range(3):
+        trial = uniform.ask(space)
+        uniform.tell(trial, 1.0)
+    assert calls == []
+
+
+def test_best_curve_pruner_by_hand() -> None:
+    import optuna
+
+    study = _study(optuna.samplers.RandomSampler(seed=0))
+    pruner = best_curve_pruner(0.75, last_step=4)
+    best = study.ask()
+    for step, value in ((1, 0.80), (2, 0.90)):
+        best.report(value, step)
+    study.tell(best, 0.95)
+    worse = study.ask()
+    worse.report(0.70, 1)
+    study.tell(worse, 0.90)
+
+    def frozen(values: dict[int, float]) -> Any:
+        trial = study.ask()
+        for step, value in values.items():
+            trial.report(value, step)
+        return study._storage.get_trial(trial._trial_id)
+
+    assert not pruner.prune(study, frozen({1: 0.61}))  # 0.61 >= 0.75 x 0.80 = 0.6
+    assert pruner.prune(study, frozen({1: 0.59}))  # below 0.6
+    assert pruner.prune(study, frozen({1: 0.80, 2: 0.67}))  # below 0.75 x 0.90 = 0.675
+    assert not pruner.prune(study, frozen({1: 0.8, 2: 0.8, 3: 0.1}))  # best has no step 3
+    assert not pruner.prune(study, frozen({4: 0.1}))  # the last epoch: nothing to save
+    empty = _study(optuna.samplers.RandomSampler(seed=0))
+    trial = empty.ask()
+    trial.report(0.0, 1)
+    assert not pruner.prune(empty, empty._storage.get_trial(trial._trial_id))  # none completed
