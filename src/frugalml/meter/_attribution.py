@@ -101,7 +101,8 @@ def split_energy(energy_j: float, weights: Mapping[str, float]) -> dict[str, flo
     """``energy_j`` split in proportion to ``weights`` (equally when they are all zero).
 
     Negative or non-finite weights count as zero. The parts are never negative and add up
-    to ``energy_j`` exactly (the last part is what the others leave), never more.
+    to ``energy_j`` (the last part is what the others leave, less any rounding excess):
+    never more.
     """
     if not math.isfinite(energy_j) or energy_j < 0:
         raise ConfigError(
@@ -123,7 +124,25 @@ def split_energy(energy_j: float, weights: Mapping[str, float]) -> dict[str, flo
         parts[key] = max(0.0, part)
         given += parts[key]
     parts[keys[-1]] = max(0.0, energy_j - given)
+    _trim_to(parts, energy_j)
     return parts
+
+
+def _trim_to(parts: dict[str, float], energy_j: float) -> None:
+    """Take the rounding excess (an ulp or two) off the last parts, so that adding them up
+    never gives more than ``energy_j``."""
+    for key in reversed(list(parts)):
+        for _ in range(4):
+            excess = sum(parts.values()) - energy_j
+            if excess <= 0:
+                return
+            part = parts[key]
+            if part <= 0:
+                break
+            smaller = part - excess
+            if smaller >= part:  # the excess is below this part's resolution
+                smaller = math.nextafter(part, 0.0)
+            parts[key] = max(0.0, smaller)
 
 
 def attribute(

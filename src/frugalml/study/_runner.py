@@ -83,6 +83,11 @@ class StudyOutcome:
     interrupted: bool
     new_trials: int
     out_dir: Path
+    #: With several trials in flight on this machine's shared counters: the energy the host
+    #: sampler read per counter component over the study, and the part of it read while no
+    #: trial ran (given to no one); the trials' ``attributed_energy_j`` add up to the rest.
+    host_counter_j: dict[str, float] = field(default_factory=dict)
+    unattributed_j: dict[str, float] = field(default_factory=dict)
 
 
 class _Running:
@@ -167,7 +172,7 @@ class _Attribution:
         except Exception as exc:  # attribution must never stop a study
             logger.warning("the host sampler could not be opened: %s", exc)
             return cls(None, f"not attributed: the host sampler could not be opened ({exc})")
-        if not sampler.backends:
+        if not any(b.capabilities.devices for b in sampler.backends):  # only "none here"s
             if owns:
                 sampler.close()
             return cls(None, NOT_ATTRIBUTED_NO_COUNTERS)
@@ -255,7 +260,8 @@ class StudyRunner:
         self.executor_config = config.replace(address=address)
         if address is not None and self.executor_config.kind != "ray":
             raise ConfigError(
-                "--address is for the ray executor", fix="add executor='ray', or drop address=ADDRESS"
+                "--address is for the ray executor",
+                fix="add executor='ray', or drop address=ADDRESS",
             )
         # a Ray cluster sets the trials in flight unless --workers or the spec's workers do
         self.workers_given = workers is not None or spec.workers != 1
@@ -559,6 +565,7 @@ class StudyRunner:
     def _run(self) -> StudyOutcome:
         if not self.workers_given:  # a Ray cluster's size, in trials of the spec's resources
             self.workers = self.executor.capacity() or self.workers
+        self.attribution = _Attribution.open(self.workers, self.executor.kind)
         self.store.save_spec(self.spec.to_dict())
         extra = {
             "carbon": dict(self.spec.carbon),
@@ -569,7 +576,6 @@ class StudyRunner:
             [(t.trial_id, t.study, t.label, {**t.to_dict(), **extra}) for t in self.trials.values()]
         )
         self._emit("started", f"{len(self.trials)} trials, {new} new")
-        self.attribution = _Attribution.open(self.workers, self.executor.kind)
         budget_reason: str | None = None
         interrupted = False
         last_heartbeat = 0.0
@@ -604,6 +610,7 @@ class StudyRunner:
         progress = self.progress()
         self.on_event(StudyEvent("finished", progress, "interrupted" if interrupted else "done"))
         self.store.close()
+        sampler = self.attribution.sampler if self.attribution is not None else None
         return StudyOutcome(
             progress=progress,
             budget_stopped=budget_reason is not None,
@@ -611,6 +618,8 @@ class StudyRunner:
             interrupted=interrupted,
             new_trials=new,
             out_dir=self.out_dir,
+            host_counter_j=dict(sampler.counter_j) if sampler is not None else {},
+            unattributed_j=dict(sampler.unattributed_j) if sampler is not None else {},
         )
 
 

@@ -1,0 +1,156 @@
+"""A study with two trials in flight on one machine: its shared counter is attributed.
+
+Only the vendor boundary is faked: a powercap tree in tmp_path (FRUGALML_POWERCAP_ROOT,
+read by the study's host sampler and by each trial's own meter), whose package-0 counter a
+background thread raises at a steady 50 W, and pynvml made unavailable. The trials are
+real warm worker processes training tiny digits models; the runner's one host sampler
+splits every interval of the package's energy between them by their process-tree CPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+from frugalml.meter import TrialUsage, attribute, split_energy
+from frugalml.study import StudyEvent, StudySpec, load_results, run_study
+from frugalml.study._runner import ATTRIBUTION_RULE, NOT_ATTRIBUTED_NO_COUNTERS
+from meter_fixtures import PowercapTree
+from study_specs import TINY, write_spec
+
+PACKAGE = "intel-rapl:0"
+POWER_W = 50.0
+
+
+class SteadyPower:
+    """Raises the fake package counter at ``watts`` from a background thread."""
+
+    def __init__(self, tree: PowercapTree, watts: float) -> None:
+        self.tree = tree
+        self.watts = watts
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(0.002):
+            self.tree.set(PACKAGE, round((time.monotonic() - start) * self.watts * 1e6))
+
+    def read_j(self) -> float:
+        return int((self.tree.root / PACKAGE / "energy_uj").read_text()) / 1e6
+
+    def __enter__(self) -> SteadyPower:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_shares_of_a_window_add_up_to_its_energy_never_more() -> None:
+    rng = random.Random(0)
+    for _ in range(2000):
+        energy = {c: rng.uniform(0, 500) * 10 ** rng.randint(-4, 2) for c in ("cpu:0", "dram:0")}
+        usage = {
+            f"t{i}": TrialUsage(cpu_s=rng.choice([0.0, rng.random(), rng.uniform(0, 1e-3)]))
+            for i in range(rng.randint(1, 5))
+        }
+        shares = attribute(energy, usage)
+        for component, joules in energy.items():
+            given = sum(s[component].energy_j for s in shares.values())
+            assert given <= joules  # never more, not even by a rounding
+            assert given == pytest.approx(joules, rel=1e-12)
+            assert all(s[component].energy_j >= 0 for s in shares.values())
+    parts = split_energy(0.3, {"a": 0.1, "b": 0.2, "c": 0.7})
+    assert sum(parts.values()) <= 0.3
+
+
+#: The heavier trial: a wider, deeper model on the same data.
+HEAVY = {"name": "frugal_cnn", "args": {"conv_layers": 3, "width": 64}}
+
+
+def _spec(tmp_path: Path) -> StudySpec:
+    return StudySpec.from_yaml(
+        write_spec(
+            tmp_path,
+            models=[TINY, HEAVY],
+            fractions=[1.0],
+            training={"epochs": 3, "batch_size": 32},
+        )
+    )
+
+
+def test_two_trials_in_flight_share_the_package_by_their_cpu_time(
+    tmp_path: Path, meter_powercap: PowercapTree, meter_no_nvml: None
+) -> None:
+    meter_powercap.zone(PACKAGE, "package-0", energy_uj=0)
+    tree_j: dict[str, float] = {}
+    with SteadyPower(meter_powercap, POWER_W) as power:
+
+        def on_event(event: StudyEvent) -> None:
+            # the first trial's start (just after it joined the sampler), the last one's end
+            # (just after it left), and the study's start and end around them
+            if event.kind != "trial_started" or event.kind not in tree_j:
+                tree_j[event.kind] = power.read_j()
+
+        outcome = run_study(_spec(tmp_path), tmp_path / "out", workers=2, on_event=on_event)
+    assert outcome.progress.complete == 2
+    frame = load_results(tmp_path / "out")
+    by_width = {json.loads(r["model_args"])["width"]: r for _, r in frame.iterrows()}
+    heavy, light = by_width[HEAVY["args"]["width"]], by_width[TINY["args"]["width"]]
+    for row in (heavy, light):
+        assert row["attributed_energy_kind"] == "attributed"
+        assert row["attributed_energy_source"] == "rapl:powercap share:cpu_time"
+        assert row["attribution_rule"] == ATTRIBUTION_RULE
+        (component,) = json.loads(row["attributed_components"])
+        assert component["component"] == "cpu:0" and component["kind"] == "attributed"
+        assert component["energy_j"] == pytest.approx(row["attributed_energy_j"])
+        assert "process-tree CPU time" in component["notes"][0]
+    attributed_j = float(heavy["attributed_energy_j"] + light["attributed_energy_j"])
+    # by construction: every interval the sampler read while a trial ran is split among the
+    # trials in it, to the joule; what it read while none ran is given to no one
+    read_j = outcome.host_counter_j["cpu:0"] - outcome.unattributed_j.get("cpu:0", 0.0)
+    assert attributed_j == pytest.approx(read_j, rel=1e-9)
+    # the tree's energy between the first trial's start and the last one's end (each read a
+    # few store writes after the sampler's own reading); the study's start and end (the
+    # forkserver's warm-up, before any trial ran, included) bound it
+    tree_delta_j = tree_j["trial_finished"] - tree_j["trial_started"]
+    print(
+        f"attributed {attributed_j:.2f} J, tree {tree_delta_j:.2f} J, sampler {read_j:.2f} J; "
+        + "; ".join(
+            f"{f}: attributed {r['attributed_energy_j']:.1f} J, own "
+            f"{r['measured_energy_j']:.1f} J, cpu {r['cpu_time_s']:.2f} s, {r['duration_s']:.2f} s"
+            for f, r in (("heavy", heavy), ("light", light))
+        )
+    )
+    assert attributed_j == pytest.approx(tree_delta_j, rel=0.01)
+    assert attributed_j <= tree_j["finished"] - tree_j["started"]
+    # each trial's own meter counts the whole package while it runs: twice over the overlap
+    own_j = float(heavy["measured_energy_j"] + light["measured_energy_j"])
+    assert own_j > 1.2 * attributed_j
+    # shares follow CPU time: the heavier trial used more CPU and was given more; the light
+    # one, CPU-bound beside it, got part of what its own meter saw
+    assert heavy["cpu_time_s"] > light["cpu_time_s"]
+    assert heavy["attributed_energy_j"] > light["attributed_energy_j"]
+    assert light["attributed_energy_j"] < 0.8 * light["measured_energy_j"]
+
+
+def test_without_shared_counters_nothing_is_attributed_and_the_record_says_so(
+    tmp_path: Path, meter_no_powercap: Path, meter_no_nvml: None
+) -> None:
+    spec = StudySpec.from_yaml(write_spec(tmp_path, fractions=[0.2], seeds=[0, 1]))
+    outcome = run_study(spec, tmp_path / "out", workers=2)
+    assert outcome.progress.complete == 2 and outcome.host_counter_j == {}
+    frame = load_results(tmp_path / "out")
+    assert list(frame["attribution_rule"]) == [NOT_ATTRIBUTED_NO_COUNTERS] * 2
+    assert frame["attributed_energy_j"].isna().all()
+    assert frame["energy_j"].notna().all()  # the trials' own (estimated) energy is kept
