@@ -1,8 +1,11 @@
 """Imported once by the local executor's forkserver, so that a forked trial does not pay
-these imports (torch and timm: 1.8 s median here). Nothing runs at import beyond imports."""
+these imports (torch and timm: 1.8 s median here; scikit-learn's datasets, which load
+digits, and metrics). Nothing runs at import beyond imports."""
 
 from __future__ import annotations
 
+import sklearn.datasets  # digits: 2.7-5.4 s to import after torch here, under load
+import sklearn.metrics  # noqa: F401
 import timm  # noqa: F401
 import torch  # noqa: F401
 
