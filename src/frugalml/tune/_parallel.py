@@ -6,7 +6,10 @@ Optuna's ask and tell stay in the driver (the ``frugalml`` process), which alone
 
 - ``local``: a process per trial forked from the study executors' warm forkserver (torch,
   timm and frugalml already imported: :data:`frugalml.study._executors.PRELOAD`); a
-  :func:`multiprocessing.Pipe` carries the epochs to the driver and its verdicts back.
+  :func:`multiprocessing.Pipe` carries the epochs to the driver and its verdicts back
+  (``executor: {warm: false}``: a fresh interpreter per trial instead). A script that
+  calls :func:`frugalml.tune.run_tune` with ``parallel`` needs Python's usual
+  ``if __name__ == "__main__":`` guard, as for any forkserver or spawn process.
 - ``ray``: a Ray task per trial; one small channel actor (no CPU of its own) holds the
   epochs the tasks push and the verdicts the driver posts.
 
@@ -298,11 +301,16 @@ class _LocalHandle:
 class _LocalBackend:
     kind = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, warm: bool = True) -> None:
+        self.warm = warm
         self._context: Any = None
 
     def start(self) -> None:
         import multiprocessing
+
+        if not self.warm:  # executor: {warm: false}: a fresh interpreter per trial
+            self._context = multiprocessing.get_context("spawn")
+            return
         from multiprocessing import forkserver
 
         from frugalml.study._executors import PRELOAD
@@ -468,9 +476,8 @@ def in_flight_stop(
 
 def make_backend(config: ExecutorConfig) -> _Backend:
     if config.kind == "ray":
-        import_ray()  # one line when Ray is missing, before any trial
         return _RayBackend(config)
-    return _LocalBackend()
+    return _LocalBackend(warm=config.warm)
 
 
 class ParallelTuning:
@@ -678,6 +685,8 @@ def resolve_executor(
         raise ConfigError(
             "--address is for the ray executor", fix="add executor='ray', or drop address=ADDRESS"
         )
+    if config.kind == "ray":
+        import_ray()  # one line when Ray is missing, before anything is created
     return count, config
 
 

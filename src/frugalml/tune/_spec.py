@@ -37,6 +37,7 @@ from frugalml._yaml import (
 )
 from frugalml.data import dataset_name_forms
 from frugalml.errors import ConfigError, FrugalError
+from frugalml.study._executors import ExecutorConfig
 from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, WARN_EPOCHS
@@ -79,6 +80,10 @@ _KEYS = {
     "objective": "accuracy, energy, or [accuracy, energy] for a Pareto front",
     "pruner": "none, median, successive_halving or dominance (or {type: ..., options})",
     "budget": "max_trials, energy_kwh, co2_g and/or duration_s",
+    "parallel": "trials in flight at once (default 1: one at a time, in this process; "
+    "--parallel overrides)",
+    "executor": "{kind: local|ray, address, num_cpus, num_gpus} for --parallel trials "
+    "(--executor overrides)",
     "seed": "the sampler's seed (a non-negative integer)",
     "carbon": "country, intensity_g_per_kwh, pue",
 }
@@ -285,6 +290,8 @@ class TuneSpec:
     carbon: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<mapping>"
+    parallel: int = 1
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     # -- parsing ----------------------------------------------------------------------------
     @classmethod
@@ -378,6 +385,8 @@ class TuneSpec:
             carbon=carbon,
             description=str(data.get("description") or ""),
             source=source,
+            parallel=_positive_int(data.get("parallel", 1), "parallel"),
+            executor=ExecutorConfig.from_mapping(data.get("executor")),
         )
         spec.check_models()
         for warning in spec.warnings():
@@ -569,4 +578,6 @@ class TuneSpec:
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "carbon": dict(self.carbon),
+            "parallel": self.parallel,
+            "executor": self.executor.to_dict(),
         }
