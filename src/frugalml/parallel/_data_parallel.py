@@ -30,7 +30,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -46,10 +46,15 @@ if TYPE_CHECKING:
 __all__ = [
     "Backend",
     "EpochSchedule",
+    "LaunchEnv",
     "ParallelConfig",
     "RankRun",
     "calibrate_shares",
+    "check_backend",
     "epoch_schedule",
+    "join_from_env",
+    "launch_env",
+    "resolve_backend",
     "spawn",
     "train_uneven",
 ]
@@ -126,6 +131,8 @@ class ParallelConfig:
                 fix=f"use only: {', '.join(_KEYS)}",
             )
         args = dict(values)
+        if args.get("shares") == "auto":  # written out: calibrated, as when omitted
+            args["shares"] = None
         for key in ("shares", "slowdown", "threads"):
             if key in args and args[key] is not None and isinstance(args[key], Sequence):
                 args[key] = tuple(args[key])
@@ -234,13 +241,18 @@ def train_uneven(
     *,
     slowdown: float = 1.0,
     on_step: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, RankRun], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> RankRun:
     """Train ``model`` in the default process group with this rank's share of each batch.
 
     ``images`` (float, normalised) and ``labels`` are the whole training split on this
     rank's device. Adam and cross-entropy as in :func:`frugalml.train.train`; each rank's
     mean loss is weighted by ``local samples / global batch x world size`` so DDP's equal
-    average gives the whole batch's gradient."""
+    average gives the whole batch's gradient. ``on_epoch(epoch, run)`` is called on every
+    rank after each epoch, once the ranks agree again (it may use collectives);
+    ``on_ready()`` once DDP and the optimizer are set up (seconds on a fresh process),
+    just before the first epoch."""
     import torch
     import torch.distributed as dist
     from torch.distributed.algorithms.join import Join
@@ -260,6 +272,8 @@ def train_uneven(
     loss_fn = torch.nn.CrossEntropyLoss()
     run = RankRun(rank, float(shares[rank]), 0, [], [], slowdown)
     n = int(labels.shape[0])
+    if on_ready is not None:
+        on_ready()
     for epoch in range(1, config.epochs + 1):
         schedule = epoch_schedule(n, config.batch_size, config.seed, epoch, shares, rank)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -283,6 +297,8 @@ def train_uneven(
         _broadcast_state(model, optimizer, schedule.full_rank)
         dist.all_reduce(loss_sum)
         run.epoch_losses.append(float(loss_sum.item()) / n)
+        if on_epoch is not None:
+            on_epoch(epoch, run)
     return run
 
 
@@ -321,12 +337,108 @@ def calibrate_shares(
     return normalise_shares([float(r.item()) for r in rates])
 
 
-def _resolve_backend(backend: Backend) -> str:
+def resolve_backend(backend: Backend, device: str = "auto") -> str:
+    """The process-group backend a run uses, checked against this machine: ``auto`` is
+    NCCL when the training device is CUDA (or ``auto`` and CUDA is present), else gloo;
+    NCCL needs CUDA and a device per rank."""
     import torch
 
     if backend == "auto":
-        return "nccl" if torch.cuda.is_available() else "gloo"
+        cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        return "nccl" if cuda else "gloo"
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ConfigError(
+            "parallel.backend nccl needs CUDA GPUs, and torch sees none on this machine",
+            fix="use backend: gloo (CPU processes), or run where CUDA is available",
+        )
+    if backend == "nccl" and device == "cpu":
+        raise ConfigError(
+            "parallel.backend nccl trains on GPUs, but training.device is cpu",
+            fix="use backend: gloo for CPU processes, or training.device: cuda",
+        )
     return backend
+
+
+def check_backend(parallel: ParallelConfig, device: str = "auto") -> None:
+    """Refuse, before anything is spawned, a ``parallel:`` section this machine cannot run
+    (see :func:`resolve_backend`; NCCL allows one rank per GPU)."""
+    import torch
+
+    if parallel.nproc < 2 or resolve_backend(parallel.backend, device) != "nccl":
+        return
+    gpus = torch.cuda.device_count()
+    if parallel.nproc > gpus:
+        raise ConfigError(
+            f"parallel.nproc {parallel.nproc} with NCCL needs {parallel.nproc} GPUs; "
+            f"this machine has {gpus}",
+            fix=f"use nproc: {gpus} or fewer, or backend: gloo",
+        )
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where this process sits in a run started by ``torchrun`` (or any launcher that sets
+    its variables): ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (the process's index on its
+    host: local rank 0 reads the host's counters) and ``LOCAL_WORLD_SIZE``."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+
+
+_LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv | None:
+    """The torchrun variables of ``environ`` (default: this process's), or None when
+    ``RANK`` and ``WORLD_SIZE`` are not both set. ``LOCAL_RANK`` defaults to ``RANK`` and
+    ``LOCAL_WORLD_SIZE`` to ``WORLD_SIZE`` (one host)."""
+    env = os.environ if environ is None else environ
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    values: dict[str, int] = {}
+    for name in _LAUNCH_VARS:
+        text = env.get(name, env["RANK"] if name == "LOCAL_RANK" else env["WORLD_SIZE"])
+        try:
+            values[name] = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"the launcher's {name}={text!r} is not an integer",
+                fix="start the ranks with torchrun, which sets RANK, WORLD_SIZE and LOCAL_RANK",
+            ) from None
+    out = LaunchEnv(*(values[n] for n in _LAUNCH_VARS))
+    if not (0 <= out.rank < out.world_size and 0 <= out.local_rank < out.local_world_size):
+        raise ConfigError(
+            f"the launcher's ranks are inconsistent: {out}",
+            fix="start the ranks with torchrun (--nnodes, --nproc-per-node, --node-rank)",
+        )
+    return out
+
+
+def join_from_env(backend: Backend, device: str = "auto") -> LaunchEnv:
+    """Join the process group a launcher (torchrun) describes in the environment
+    (``init_method="env://"``: ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``)."""
+    import torch.distributed as dist
+
+    env = launch_env()
+    if env is None:
+        raise ConfigError(
+            "RANK and WORLD_SIZE are not set", fix="start the processes with torchrun"
+        )
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"{' and '.join(missing)} not set for rank {env.rank}",
+            fix="use torchrun --master-addr HOST --master-port PORT (or export them)",
+        )
+    dist.init_process_group(
+        resolve_backend(backend, device),
+        init_method="env://",
+        rank=env.rank,
+        world_size=env.world_size,
+    )
+    return env
 
 
 def _rank_main(
@@ -369,7 +481,7 @@ def spawn(fn: Callable[..., None], nproc: int, *args: Any, backend: Backend = "g
         try:
             start_processes(  # type: ignore[no-untyped-call]
                 _rank_main,
-                args=(fn, nproc, store_path, _resolve_backend(backend), args),
+                args=(fn, nproc, store_path, resolve_backend(backend), args),
                 nprocs=nproc,
                 join=True,
                 start_method="spawn",

@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from frugalml.meter import Measurement, Meter
+    from frugalml.meter import CarbonConfig, Measurement, Meter
 
-__all__ = ["CombinedEnergy", "RankEnergy", "combine_energy", "rank_meter"]
+__all__ = [
+    "CombinedEnergy",
+    "RankEnergy",
+    "combine_energy",
+    "gather_measurement",
+    "merge_measurements",
+    "rank_meter",
+]
 
 
 @dataclass(frozen=True)
@@ -70,18 +77,33 @@ class CombinedEnergy:
         }
 
 
-def rank_meter(local_rank: int, device: str, *, launcher_pid: int | None = None) -> Meter:
+def rank_meter(
+    local_rank: int,
+    device: str,
+    *,
+    launcher_pid: int | None = None,
+    carbon: CarbonConfig | None = None,
+) -> Meter:
     """The meter one rank opens: its GPU (if ``device`` is CUDA), and the host's counters
-    only on local rank 0 (over ``launcher_pid``'s process tree when given)."""
-    from frugalml.meter import Meter, MeterConfig, NullBackend, ProcessTreeSampler, build_backends
+    only on local rank 0 (over ``launcher_pid``'s process tree when given); ``carbon``: the
+    intensity and PUE settings (default: the meter's)."""
+    from frugalml.meter import (
+        CarbonConfig,
+        Meter,
+        MeterConfig,
+        NullBackend,
+        ProcessTreeSampler,
+        build_backends,
+    )
 
     gpus: Any = "none"
     if device.startswith("cuda"):
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         gpus = (index,)
+    carbon = carbon or CarbonConfig()
     if local_rank == 0:
-        return Meter(MeterConfig(gpus=gpus, pid=launcher_pid))
-    config = MeterConfig(gpus=gpus, use_rapl=False)
+        return Meter(MeterConfig(gpus=gpus, pid=launcher_pid, carbon=carbon))
+    config = MeterConfig(gpus=gpus, use_rapl=False, carbon=carbon)
     process = ProcessTreeSampler(None)
     backends: list[Any] = []
     if gpus != "none":
@@ -111,3 +133,51 @@ def combine_energy(measurement: Measurement, rank: int, local_rank: int) -> Comb
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, mine)
     return CombinedEnergy(float(total.item()), tuple(gathered))
+
+
+def merge_measurements(per_rank: list[Measurement]) -> Measurement:
+    """One window measured by every rank, as one :class:`Measurement`: rank 0's window
+    (its name, start, duration, CPU time and carbon settings) with every rank's components
+    (each counter read by one rank, so nothing is counted twice) and their sum as
+    ``energy_j``. A component name another rank already used (``gpu:0`` on two hosts) is
+    prefixed with its rank."""
+    import dataclasses
+
+    first = per_rank[0]
+    components = []
+    names: set[str] = set()
+    for rank, measurement in enumerate(per_rank):
+        for component in measurement.components:
+            if component.component in names:
+                component = dataclasses.replace(
+                    component, component=f"rank{rank}:{component.component}"
+                )
+            names.add(component.component)
+            components.append(component)
+    energy_j = sum(c.energy_j for c in components)
+    peaks = [m.peak_gpu_mem_bytes for m in per_rank if m.peak_gpu_mem_bytes is not None]
+    note = (
+        f"components of {len(per_rank)} ranks: each GPU read by its own rank, host counters "
+        "by local rank 0 of each host"
+    )
+    return dataclasses.replace(
+        first,
+        energy_j=energy_j,
+        components=tuple(components),
+        co2_g=sum(m.co2_g for m in per_rank),
+        peak_gpu_mem_bytes=max(peaks) if peaks else None,
+        devices=tuple(dict.fromkeys(d for m in per_rank for d in m.devices)),
+        notes=tuple(dict.fromkeys([*(n for m in per_rank for n in m.notes), note])),
+    )
+
+
+def gather_measurement(measurement: Measurement) -> Measurement:
+    """:func:`merge_measurements` of this window as every rank measured it (a collective:
+    call on every rank of the default process group, once per window)."""
+    import torch.distributed as dist
+
+    from frugalml.meter import Measurement
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, measurement.to_dict())
+    return merge_measurements([Measurement.from_dict(d) for d in gathered])

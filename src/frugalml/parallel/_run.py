@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frugalml.errors import FrugalError
+from frugalml.errors import ConfigError, FrugalError
 
 if TYPE_CHECKING:
     import torch
@@ -96,14 +96,41 @@ def _normalised(split: Split, dataset: ImageDataset, device: torch.device) -> to
     return (x / 255.0 - m) / s
 
 
-def _rank_device(backend: str, rank: int) -> torch.device:
+def rank_device(backend: str, local_rank: int) -> torch.device:
+    """The device a rank trains on: GPU ``local_rank`` under NCCL (one per rank on each
+    host), the CPU under gloo."""
     import torch
 
     if backend == "nccl":
-        index = rank % torch.cuda.device_count()
+        index = local_rank % torch.cuda.device_count()
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device("cpu")
+
+
+def local_rank_of(rank: int) -> int:
+    """This process's index on its host: ``LOCAL_RANK`` as torchrun (or :func:`spawn`)
+    sets it; ``rank`` when nothing set it."""
+    return int(os.environ.get("LOCAL_RANK", rank))
+
+
+def rank_shares(
+    parallel: ParallelConfig,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    slowdown: float,
+) -> tuple[tuple[float, ...], str]:
+    """The shares of each batch and where they came from (given, or calibrated here)."""
+    from frugalml.parallel._data_parallel import calibrate_shares
+
+    if parallel.shares is not None:
+        return parallel.shares, "given"
+    shares = calibrate_shares(
+        model, x, y, batch_size, steps=parallel.calibration_steps, slowdown=slowdown
+    )
+    return shares, f"calibrated ({parallel.calibration_steps} steps per rank)"
 
 
 def _train_rank(rank: int, world: int, job: dict[str, Any]) -> None:
@@ -113,7 +140,7 @@ def _train_rank(rank: int, world: int, job: dict[str, Any]) -> None:
 
     from frugalml.data import load_dataset
     from frugalml.models import create_model
-    from frugalml.parallel._data_parallel import ParallelConfig, calibrate_shares, train_uneven
+    from frugalml.parallel._data_parallel import ParallelConfig, train_uneven
     from frugalml.parallel._energy import combine_energy, rank_meter
     from frugalml.train import TrainConfig, classification_metrics
 
@@ -123,8 +150,8 @@ def _train_rank(rank: int, world: int, job: dict[str, Any]) -> None:
     torch.set_num_threads(threads)
     slowdown = parallel.slowdown[rank] if parallel.slowdown else 1.0
     backend = dist.get_backend()
-    device = _rank_device(backend, rank)
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    local_rank = local_rank_of(rank)
+    device = rank_device(backend, local_rank)
     dataset = load_dataset(job["dataset"])
     x = _normalised(dataset.train, dataset, device)
     y = torch.from_numpy(dataset.train.labels.astype(np.int64)).to(device)
@@ -136,18 +163,7 @@ def _train_rank(rank: int, world: int, job: dict[str, Any]) -> None:
         **job["model_args"],
     ).to(device)
     model.train()
-    if parallel.shares is None:
-        shares = calibrate_shares(
-            model,
-            x,
-            y,
-            config.batch_size,
-            steps=parallel.calibration_steps,
-            slowdown=slowdown,
-        )
-        source = f"calibrated ({parallel.calibration_steps} steps per rank)"
-    else:
-        shares, source = parallel.shares, "given"
+    shares, source = rank_shares(parallel, model, x, y, config.batch_size, slowdown)
     meter = rank_meter(local_rank, str(device), launcher_pid=job["launcher_pid"])
     started = time.perf_counter()
     with meter:
@@ -188,6 +204,32 @@ def _train_rank(rank: int, world: int, job: dict[str, Any]) -> None:
     Path(job["out"]).write_text(json.dumps(result.to_dict()), encoding="utf-8")
 
 
+def _under_launcher(parallel: ParallelConfig, job: dict[str, Any]) -> dict[str, Any]:
+    """Run this process's rank of a run that torchrun started (on this host or several):
+    join its process group from the environment, train, and hand rank 0's result to
+    every rank."""
+    import torch.distributed as dist
+
+    from frugalml.parallel._data_parallel import join_from_env
+
+    env = join_from_env(parallel.backend)
+    try:
+        if env.world_size != parallel.nproc:
+            raise ConfigError(
+                f"torchrun started {env.world_size} processes, but parallel.nproc is "
+                f"{parallel.nproc}",
+                fix=f"pass nproc={env.world_size} (nnodes x nproc-per-node)",
+            )
+        _train_rank(env.rank, env.world_size, job)
+        out = Path(job["out"])
+        data = [json.loads(out.read_text(encoding="utf-8")) if env.rank == 0 else None]
+        dist.broadcast_object_list(data, src=0)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return dict(data[0] or {})
+
+
 def run_data_parallel(
     model: str,
     dataset: str,
@@ -196,9 +238,14 @@ def run_data_parallel(
     *,
     model_args: dict[str, Any] | None = None,
 ) -> ParallelResult:
-    """Train ``model`` on ``dataset`` with ``parallel.nproc`` local processes."""
-    from frugalml.parallel._data_parallel import spawn
+    """Train ``model`` on ``dataset`` with ``parallel.nproc`` local processes, or, when
+    torchrun started this process (``RANK`` and ``WORLD_SIZE`` set), as this process's rank
+    of torchrun's group: each host's counters are then read by its ``LOCAL_RANK`` 0, over
+    the process tree of torchrun's agent (the parent of that host's ranks)."""
+    from frugalml.parallel._data_parallel import launch_env, spawn
 
+    launched = launch_env()
+    per_host = launched.local_world_size if launched else parallel.nproc
     with tempfile.TemporaryDirectory(prefix="frugalml-train-") as folder:
         out = Path(folder) / "result.json"
         job = {
@@ -207,14 +254,20 @@ def run_data_parallel(
             "dataset": dataset,
             "training": training.to_dict(),
             "parallel": parallel.to_dict(),
-            "default_threads": max(1, (os.cpu_count() or 1) // parallel.nproc),
-            "launcher_pid": os.getpid(),
+            "default_threads": max(1, (os.cpu_count() or 1) // per_host),
+            "launcher_pid": os.getppid() if launched else os.getpid(),
             "out": str(out),
         }
-        spawn(_train_rank, parallel.nproc, job, backend=parallel.backend)
-        if not out.exists():
-            raise FrugalError("the ranks finished without a result", fix="rerun with debug logging (logging.DEBUG)")
-        data = json.loads(out.read_text(encoding="utf-8"))
+        if launched is not None:
+            data = _under_launcher(parallel, job)
+        else:
+            spawn(_train_rank, parallel.nproc, job, backend=parallel.backend)
+            if not out.exists():
+                raise FrugalError(
+                    "the ranks finished without a result",
+                    fix="rerun with debug logging (logging.DEBUG)",
+                )
+            data = json.loads(out.read_text(encoding="utf-8"))
     return ParallelResult(
         model=data["model"],
         dataset=data["dataset"],

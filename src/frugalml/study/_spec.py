@@ -11,6 +11,7 @@
     training: {epochs: 10}        # overrides of the paper's protocol (TrainConfig)
     budget: {energy_kwh: 0.01}    # or co2_g, duration_s
     carbon: {country: DK, pue: 1.2}
+    parallel: {nproc: 2, shares: auto, backend: gloo}   # each trial data parallel (optional)
 
 Every key is checked with a message that names it; unknown keys are errors, so a typo
 never silently falls back to a default.
@@ -39,6 +40,7 @@ from frugalml._yaml import (
 from frugalml.data import dataset_name_forms
 from frugalml.errors import ConfigError, ModelError
 from frugalml.meter import Budget
+from frugalml.parallel import ParallelConfig
 from frugalml.study._executors import ExecutorConfig
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, check_device
@@ -69,6 +71,7 @@ _KEYS = {
     "workers": "trials run side by side (default 1; --workers overrides)",
     "threads": "torch threads per trial (default 1; --threads overrides)",
     "executor": "{kind: local|ray, address, num_cpus, num_gpus} (--executor overrides)",
+    "parallel": "{nproc: 2, shares: auto|[3, 1], backend: auto|gloo|nccl, slowdown: [1, 3]}",
 }
 
 
@@ -150,10 +153,12 @@ class Trial:
     image_size: int | None
     training: TrainConfig
     pretrained_file: str | None = None
+    parallel: dict[str, Any] | None = None
 
     def definition(self) -> dict[str, Any]:
-        """Everything that determines the result, as plain JSON data."""
-        return {
+        """Everything that determines the result, as plain JSON data (``parallel`` only
+        when the spec has one, so the other trials keep their ids)."""
+        definition = {
             "model": self.model.name,
             "model_args": self.model.args_dict(),
             "dataset": self.dataset,
@@ -163,6 +168,9 @@ class Trial:
             "image_size": self.image_size,
             "training": self.training.to_dict(),
         }
+        if self.parallel is not None:
+            definition["parallel"] = dict(self.parallel)
+        return definition
 
     @property
     def trial_id(self) -> str:
@@ -197,6 +205,7 @@ class Trial:
             image_size=data.get("image_size"),
             training=TrainConfig.from_mapping(data.get("training")),
             pretrained_file=data.get("pretrained_file"),
+            parallel=dict(data["parallel"]) if data.get("parallel") else None,
         )
 
 
@@ -272,6 +281,7 @@ class StudySpec:
     workers: int = 1
     threads: int = 1
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    parallel: ParallelConfig | None = None
     description: str = ""
     unresolved_models: tuple[tuple[str, str], ...] = ()
     renamed_models: tuple[tuple[str, str], ...] = ()
@@ -359,6 +369,7 @@ class StudySpec:
             workers=parallel["workers"],
             threads=parallel["threads"],
             executor=ExecutorConfig.from_mapping(data.get("executor")),
+            parallel=_parse_parallel(data.get("parallel")),
             description=str(data.get("description") or ""),
             unresolved_models=tuple(unresolved),
             renamed_models=tuple(renamed),
@@ -409,6 +420,7 @@ class StudySpec:
     def trials(self) -> list[Trial]:
         """Every combination, in a stable order: dataset, pretrained, fraction, model, seed."""
         out: list[Trial] = []
+        parallel = self.parallel.to_dict() if self.parallel is not None else None
         for dataset in self.datasets:
             for pretrained in self.pretrained:
                 for fraction in self.fractions:
@@ -425,6 +437,7 @@ class StudySpec:
                                     image_size=trial_input_size(model, self.image_size),
                                     training=self.training.replace(seed=seed),
                                     pretrained_file=self.pretrained_files.get(model.name),
+                                    parallel=parallel,
                                 )
                             )
         return out
@@ -452,6 +465,7 @@ class StudySpec:
             "workers": self.workers,
             "threads": self.threads,
             "executor": self.executor.to_dict(),
+            "parallel": self.parallel.to_dict() if self.parallel is not None else None,
         }
 
 
@@ -490,6 +504,8 @@ def check_trial(trial: Trial, *, here: bool = True) -> None:
     from frugalml.models import list_builtin_models
 
     trial.training.validate()
+    if not here:
+        _check_parallel(trial, here=False)
     name = trial.model.name
     if trial.pretrained and trial.pretrained_file is None and name in list_builtin_models():
         raise ModelError(
@@ -511,6 +527,23 @@ def check_trial(trial: Trial, *, here: bool = True) -> None:
             fix="check the path in pretrained_files (relative paths start at the spec)",
         )
     check_device(trial.training.device)  # the name and whether this machine has it
+    _check_parallel(trial, here=True)
+
+
+def _parse_parallel(value: Any) -> ParallelConfig | None:
+    """The spec's ``parallel:`` section (:class:`frugalml.parallel.ParallelConfig`, the
+    type ``frugalml train`` reads), or None without one."""
+    return None if value is None else ParallelConfig.from_mapping(value)
+
+
+def _check_parallel(trial: Trial, *, here: bool) -> None:
+    """A trial's ``parallel:`` section against its training options (and, with ``here``,
+    this machine's devices: NCCL needs CUDA and a GPU per rank)."""
+    if trial.parallel is not None:
+        from frugalml.parallel._study import check_trial_parallel
+
+        parallel = ParallelConfig.from_mapping(trial.parallel)
+        check_trial_parallel(parallel, trial.training, here=here)
 
 
 def _check_timm_weights_exist(name: str) -> None:

@@ -7,6 +7,10 @@ meter windows (``trial`` around ``trial setup`` and the epochs), call
 :func:`frugalml.study.build_result`. Nothing here writes a store: the caller records the
 :class:`TrialOutcome` (and, as they happen, the per-epoch records given to ``on_epoch``), so
 the same function runs in a worker process, in the tuner's process or on another machine.
+A definition with ``parallel: {nproc: N >= 2}`` trains in N spawned local ranks instead
+(:func:`frugalml.parallel.train_trial_ranks`: uneven data parallel, each counter read by one
+rank), inside the same trial window; the row adds ``nproc``, ``shares`` and the
+``parallel_*`` fields (``parallel_energy``: which rank read what).
 
 Policies (one of each):
 
@@ -23,6 +27,7 @@ Policies (one of each):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback as tb
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from frugalml._types import TrialStatus as _TrialStatus
+from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
     from frugalml.data import ImageDataset
@@ -164,6 +170,7 @@ class _Run:
     test_samples: int | None = None
     stop: list[str] = field(default_factory=list)
     threads: int | None = None
+    parallel: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -273,6 +280,10 @@ def _outcome(
     # Machine-wide counters (RAPL, NVML) see every trial running at the same time; the
     # record says how many ran side by side so sums can be read correctly.
     result["concurrent_workers"] = plan.workers
+    parallel = plan.definition.get("parallel")
+    if parallel:  # what was asked, then what the ranks did (the shares they used, who read what)
+        result.update(nproc=int(parallel["nproc"]), shares=json.dumps(parallel.get("shares")))
+        result.update(run.parallel)
     return TrialOutcome(
         trial_id=plan.trial_id,
         status=status,
@@ -326,6 +337,15 @@ def _setup_and_train(
         if on_epoch is not None:
             on_epoch(data)
 
+    if int((definition.get("parallel") or {}).get("nproc", 1)) > 1:
+        if should_stop is not None:
+            raise ConfigError(
+                "a trial with parallel: cannot be stopped between epochs (pruning, budgets)",
+                fix="tune without a parallel: section, or use parallel: {nproc: 1}",
+            )
+        _train_in_ranks(run, definition, epoch_done)
+        return
+
     def stop(record: EpochRecord) -> str | None:
         reason = should_stop(run.epochs[-1]) if should_stop is not None else None
         if reason is not None:
@@ -341,3 +361,18 @@ def _setup_and_train(
         on_epoch=epoch_done,
         should_stop=stop if should_stop is not None else None,
     )
+
+
+def _train_in_ranks(
+    run: _Run, definition: Mapping[str, Any], epoch_done: Callable[[Any], None]
+) -> None:
+    """The training of a trial with ``parallel: {nproc: N >= 2}``: N local ranks with an
+    uneven split (:func:`frugalml.parallel.train_trial_ranks`), each counter read by one
+    rank; the epochs' records reach ``on_epoch`` when the ranks have finished."""
+    from frugalml.parallel._study import train_trial_ranks
+
+    trained = train_trial_ranks(definition, threads=run.threads)
+    run.parallel = trained.row
+    for record in trained.train_result.epochs:
+        epoch_done(record)
+    run.train_result = trained.train_result
