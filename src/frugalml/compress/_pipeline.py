@@ -129,6 +129,85 @@ def _penni_threshold(model: torch.nn.Module, spec: MethodSpec, graph: ChannelGra
     return result
 
 
+@dataclass
+class _Job:
+    """What the phases of one method share: its spec, the data, the configs, the traced
+    channel graph, the meter windows, and the pruning record it fills."""
+
+    spec: MethodSpec
+    dataset: ImageDataset
+    training: TrainConfig
+    example: torch.Tensor
+    graph: ChannelGraph
+    phases: _Phases
+    meter: Meter | None
+    pruning: dict[str, Any]
+
+    def regularise(self, model: torch.nn.Module, **kwargs: Any) -> None:
+        """Train with the method's regulariser, in the window ``regularise``."""
+        config = self.training.replace(epochs=self.spec.epochs or self.training.epochs)
+        self.phases.run(
+            "regularise", lambda: train(model, self.dataset, config, meter=self.meter, **kwargs)
+        )
+
+    def threshold(self, key: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in the window ``threshold``; record what it returns under ``key``."""
+        self.pruning[key] = self.phases.run("threshold", fn)
+        return self.pruning[key]
+
+
+def _prune(job: _Job, model: torch.nn.Module) -> tuple[torch.nn.Module, Any]:
+    """Regularise (where the method does) and threshold: (the pruned model, the
+    ``on_step`` of its fine-tuning, or None for the zeros it keeps)."""
+    spec, graph, kind = job.spec, job.graph, job.spec.info.kind
+    if kind in ("regulariser", "group"):
+        reg = Regulariser(spec.method, spec.strength, spec.schedule, spec.warmup_steps)  # type: ignore[arg-type]
+        job.regularise(model, regulariser=reg)
+        threshold = _threshold(spec)
+        if kind == "regulariser":
+            job.threshold("zeroed_weights", lambda: threshold_weights(model, threshold))
+        else:
+            job.threshold("zeroed_groups", lambda: threshold_groups(model, graph, threshold))
+    elif kind == "gates":
+        n_train, strength = len(job.dataset.train.labels), spec.strength
+        gated = attach_gates(model, _gated_layers(graph), seed=job.training.seed)
+        job.regularise(gated, regulariser=lambda m: gate_penalty(m, strength, n_train))
+        model, job.pruning["closed_gates"] = job.phases.run("threshold", lambda: fold_gates(gated))
+    elif kind == "magnitude":
+        threshold = _threshold(spec)
+        job.threshold("zeroed_weights", lambda: threshold_weights(model, threshold))
+    elif kind == "channels":
+        from frugalml.compress._channels import prune_channels
+
+        job.threshold("removed_params", lambda: prune_channels(model, job.example, spec.ratio))
+        return model, None
+    elif kind == "penni":
+        from frugalml.compress._penni import Alternate, coefficient_l1, to_penni
+
+        job.pruning["penni_layers"] = to_penni(model, spec.basis)
+        job.regularise(model, regulariser=coefficient_l1(spec.strength), on_step=Alternate())
+        masks = job.phases.run("threshold", lambda: _penni_threshold(model, spec, graph))
+        return model, Alternate(after=masks)
+    return model, Masks.from_zeros(model, graph)
+
+
+def _shrink(job: _Job, model: torch.nn.Module) -> tuple[torch.nn.Module, int, float]:
+    """Remove the zero channels (window ``shrink``): (the smaller model, the channels it
+    lost, the largest output difference from ``model`` on random inputs)."""
+    import torch
+
+    if job.spec.info.kind == "channels":
+        return model, 0, 0.0
+    example = job.example
+    result = job.phases.run("shrink", lambda: shrink(model, example, graph=job.graph))
+    shrunk = result.model.eval()
+    probe = torch.randn((8, *example.shape[1:]), device=example.device)
+    with torch.no_grad():
+        diff = float((model(probe) - shrunk(probe)).abs().max())
+    job.pruning["removed"] = result.removed
+    return shrunk, result.removed_channels, diff
+
+
 def compress_method(
     dense: torch.nn.Module,
     spec: MethodSpec,
@@ -140,99 +219,26 @@ def compress_method(
     graph: ChannelGraph | None = None,
 ) -> MethodOutcome:
     """Compress a copy of the trained ``dense`` model with one method."""
-    import torch
-
     graph = graph or trace_channels(dense, example)
-    model = copy.deepcopy(dense)
     phases = _Phases(meter, spec.label)
-    kind = spec.info.kind
-    reg_config = training.replace(epochs=spec.epochs or training.epochs)
-    tune_config = training.replace(epochs=spec.fine_tune_epochs)
-    notes: list[str] = []
     pruning: dict[str, Any] = {"method": spec.method, "settings": spec.to_dict()}
+    job = _Job(spec, dataset, training, example, graph, phases, meter, pruning)
+    kind = spec.info.kind
+    notes: list[str] = []
     extra: dict[str, torch.nn.Module] = {}
-    on_step: Callable[[torch.nn.Module], None] | None = None
 
-    if kind in ("regulariser", "group"):
-        reg = Regulariser(spec.method, spec.strength, spec.schedule, spec.warmup_steps)  # type: ignore[arg-type]
-        phases.run(
-            "regularise", lambda: train(model, dataset, reg_config, meter=meter, regulariser=reg)
-        )
-        threshold = _threshold(spec)
-        if kind == "regulariser":
-            pruning["zeroed_weights"] = phases.run(
-                "threshold", lambda: threshold_weights(model, threshold)
-            )
-        else:
-            pruning["zeroed_groups"] = phases.run(
-                "threshold", lambda: threshold_groups(model, graph, threshold)
-            )
-    elif kind == "gates":
-        layers = _gated_layers(graph)
-        n_train = len(dataset.train.labels)
-        gated = attach_gates(model, layers, seed=training.seed)
-        strength = spec.strength
-        phases.run(
-            "regularise",
-            lambda: train(
-                gated,
-                dataset,
-                reg_config,
-                meter=meter,
-                regulariser=lambda m: gate_penalty(m, strength, n_train),
-            ),
-        )
-        model, pruning["closed_gates"] = phases.run("threshold", lambda: fold_gates(gated))
-    elif kind == "magnitude":
-        threshold = _threshold(spec)
-        pruning["zeroed_weights"] = phases.run(
-            "threshold", lambda: threshold_weights(model, threshold)
-        )
-    elif kind == "channels":
-        from frugalml.compress._channels import prune_channels
-
-        pruning["removed_params"] = phases.run(
-            "threshold", lambda: prune_channels(model, example, spec.ratio)
-        )
-    elif kind == "penni":
-        from frugalml.compress._penni import Alternate, coefficient_l1, to_penni
-
-        pruning["penni_layers"] = to_penni(model, spec.basis)
-        alternate = Alternate()
-        phases.run(
-            "regularise",
-            lambda: train(
-                model,
-                dataset,
-                reg_config,
-                meter=meter,
-                regulariser=coefficient_l1(spec.strength),
-                on_step=alternate,
-            ),
-        )
-        masks = phases.run("threshold", lambda: _penni_threshold(model, spec, graph))
-        on_step = Alternate(after=masks)
-
-    if kind not in ("channels", "penni"):
-        on_step = Masks.from_zeros(model, graph)
+    model, on_step = _prune(job, copy.deepcopy(dense))
+    tune_config = training.replace(epochs=spec.fine_tune_epochs)
     tuned = phases.run(
         "fine-tune", lambda: train(model, dataset, tune_config, meter=meter, on_step=on_step)
     )
     if kind == "penni":
-        from frugalml.compress._penni import factorise, from_penni
+        from frugalml.compress._penni import Alternate, factorise, from_penni
 
         Alternate().release(model)
         from_penni(model)
     model.eval()
-    if kind == "channels":
-        shrunk, removed, diff = model, 0, 0.0
-    else:
-        result = phases.run("shrink", lambda: shrink(model, example, graph=graph))
-        shrunk, removed = result.model.eval(), result.removed_channels
-        probe = torch.randn((8, *example.shape[1:]), device=example.device)
-        with torch.no_grad():
-            diff = float((model(probe) - shrunk(probe)).abs().max())
-        pruning["removed"] = result.removed
+    shrunk, removed, diff = _shrink(job, model)
     if kind == "penni":
         extra[f"{spec.label}_factorised"] = factorise(shrunk, spec.basis).eval()
     if kind in ("regulariser", "magnitude"):
@@ -287,6 +293,15 @@ def _latency_words(ratio: Interval, flops: int, dense_flops: int, where: str) ->
     return f"{where}: {saved} (x{ratio.median:.3f}, {ratio.low:.3f}-{ratio.high:.3f})"
 
 
+def _break_even(compress_j: float, dense_j: float, method_j: float, ratio: Interval) -> int | str:
+    """Inferences after which compressing saved more than it cost (energies per 1,000
+    inferences), or "" when the interval cannot tell a saving from noise."""
+    saving = (dense_j - method_j) / 1000.0
+    if ratio.excludes(1.0) and ratio.high < 1 and saving > 0:
+        return math.ceil(compress_j / saving)
+    return ""
+
+
 def build_rows(
     outcomes: dict[str, MethodOutcome],
     models: dict[str, torch.nn.Module],
@@ -315,19 +330,17 @@ def build_rows(
         drop_points = 100 * (dense.accuracy - outcome.accuracy)
         if drop_points > 1:
             notes.append(f"accuracy {drop_points:.1f} points below dense")
+        break_even: float | str = ""
+        compress_j: float | str = ""
+        compress_provenance = ""
         if name != "dense":
             for ratio, where in ((r1, "batch 1"), (rb, f"batch {latb.batch_size}")):
                 words = _latency_words(ratio, costs.flops_per_sample, dense_flops, where)
                 if words:
                     notes.append(words)
-        break_even: float | str = ""
-        compress_j: float | str = ""
-        if name != "dense":
-            compress_j = outcome.compress_energy_j
-            saving = (dense_e - e.median) / 1000.0
-            if er.excludes(1.0) and er.high < 1 and saving > 0:
-                break_even = math.ceil(outcome.compress_energy_j / saving)
-            else:
+            compress_j, compress_provenance = outcome.compress_energy_j, outcome.compress_provenance
+            break_even = _break_even(outcome.compress_energy_j, dense_e, e.median, er)
+            if break_even == "":
                 notes.append("no energy saving that the interval can tell from noise")
         rows.append(
             {
@@ -357,9 +370,7 @@ def build_rows(
                 "energy_per_1k_provenance": energy.provenance.get(name, "none"),
                 "energy_source": energy.source.get(name, ""),
                 "compress_energy_j": compress_j,
-                "compress_energy_provenance": outcome.compress_provenance
-                if name != "dense"
-                else "",
+                "compress_energy_provenance": compress_provenance,
                 "break_even_inferences": break_even,
                 "pepr_energy_per_1k_j": "",
                 "pepr_params": "",

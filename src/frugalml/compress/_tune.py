@@ -29,8 +29,11 @@ from frugalml.compress._prune import Threshold, ThresholdMode
 from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
+    import optuna
     import torch
 
+    from frugalml.compress._measure import EnergyResult
+    from frugalml.compress._pipeline import MethodOutcome
     from frugalml.compress._spec import CompressSpec, MethodSpec
     from frugalml.data import ImageDataset
     from frugalml.meter import Meter
@@ -178,6 +181,38 @@ class TuneResult:
     stop_reason: str | None
 
 
+def _suggest(trial: optuna.Trial, chosen: _Plan) -> MethodSpec:
+    """The method with the strength and threshold this trial suggests."""
+    changes: dict[str, Any] = {"label": f"{chosen.base.label}_trial{trial.number}"}
+    if chosen.strength is not None:
+        changes["strength"] = trial.suggest_float("strength", *chosen.strength, log=True)
+    if chosen.threshold is not None:
+        mode, low, high = chosen.threshold
+        value = trial.suggest_float("threshold", low, high, log=mode == "absolute")
+        changes["threshold"] = Threshold(mode, value)
+    return dataclasses.replace(chosen.base, **changes)
+
+
+def _trial_attrs(outcome: MethodOutcome, energy: EnergyResult, dense_params: int) -> dict[str, Any]:
+    """The user attributes a trial records: the columns :data:`TUNE_ATTR_COLUMNS`, each
+    under its own name (a column without a value here fails at the first trial)."""
+    model, label = outcome.model, outcome.label
+    e = energy.interval(label)
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    values: dict[str, Any] = {
+        "accuracy": outcome.accuracy,
+        "model_params": sum(p.numel() for p in model.parameters()),
+        "sparsity": 1 - nonzero / dense_params,
+        "energy_per_1k_j": e.median,
+        "energy_per_1k_j_low": e.low,
+        "energy_per_1k_j_high": e.high,
+        "energy_per_1k_provenance": energy.provenance.get(label, "none"),
+        "compress_energy_j": outcome.compress_energy_j,
+        "compress_energy_provenance": outcome.compress_provenance,
+    }
+    return {column: values[column] for column in TUNE_ATTR_COLUMNS}
+
+
 def tune_compress(
     spec: CompressSpec,
     tune: CompressTune,
@@ -208,14 +243,7 @@ def tune_compress(
     dense_params = sum(p.numel() for p in dense.parameters())
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        changes: dict[str, Any] = {"label": f"{chosen.base.label}_trial{trial.number}"}
-        if chosen.strength is not None:
-            changes["strength"] = trial.suggest_float("strength", *chosen.strength, log=True)
-        if chosen.threshold is not None:
-            mode, low, high = chosen.threshold
-            value = trial.suggest_float("threshold", low, high, log=mode == "absolute")
-            changes["threshold"] = Threshold(mode, value)
-        method = dataclasses.replace(chosen.base, **changes)
+        method = _suggest(trial, chosen)
         outcome = compress_method(
             dense, method, dataset, spec.training, example, meter=meter, graph=graph
         )
@@ -228,19 +256,7 @@ def tune_compress(
             min_window_s=spec.min_window_s,
         )
         e = energy.interval(method.label)
-        nonzero = sum(int((p != 0).sum()) for p in model.parameters())
-        attrs: dict[str, Any] = {
-            "accuracy": outcome.accuracy,
-            "model_params": sum(p.numel() for p in model.parameters()),
-            "sparsity": 1 - nonzero / dense_params,
-            "energy_per_1k_j": e.median,
-            "energy_per_1k_j_low": e.low,
-            "energy_per_1k_j_high": e.high,
-            "energy_per_1k_provenance": energy.provenance.get(method.label, "none"),
-            "compress_energy_j": outcome.compress_energy_j,
-            "compress_energy_provenance": outcome.compress_provenance,
-        }
-        for key, attr in attrs.items():
+        for key, attr in _trial_attrs(outcome, energy, dense_params).items():
             trial.set_user_attr(key, attr)
         if not math.isfinite(e.median):
             raise ConfigError(
