@@ -380,33 +380,20 @@ def _tune_section(trials: list[dict[str, Any]], figure: Path | None) -> list[str
     return body
 
 
-def compress_report(
-    compress_dir: str | Path,
-    *,
-    html_path: Path | None = None,
-    plots: bool = True,
-    title: str | None = None,
-) -> CompressReport:
-    """Write the HTML report of a ``frugalml compress`` output directory.
+def _figures(
+    rows: list[dict[str, Any]], trials: list[dict[str, Any]], out: Path
+) -> dict[str, Path]:
+    figures = {
+        "accuracy": _accuracy_plot(rows, out / "compress-accuracy-sparsity.png"),
+        "before_after": _before_after_plot(rows, out / "compress-latency-energy.png"),
+        "pepr": _pepr_plot(rows, out / "compress-pepr.png"),
+    }
+    if trials:
+        figures["tune"] = _tune_plot(trials, out / "compress-tune.png")
+    return figures
 
-    The page goes to ``html_path`` (default ``DIR/report/compress.html``) and its PNGs
-    beside it. Raises :class:`frugalml.errors.DataError` for a malformed ``compress.csv``.
-    """
-    folder = Path(compress_dir)
-    rows = read_compress_csv(folder / CSV_NAME)
-    tune_path = folder / TUNE_CSV_NAME
-    trials = _read_tune_csv(tune_path) if tune_path.is_file() else []
-    html = html_path if html_path is not None else folder / "report" / HTML_NAME
-    out = html.parent
-    pngs: list[Path] = []
-    figures: dict[str, Path] = {}
-    if plots:
-        figures["accuracy"] = _accuracy_plot(rows, out / "compress-accuracy-sparsity.png")
-        figures["before_after"] = _before_after_plot(rows, out / "compress-latency-energy.png")
-        figures["pepr"] = _pepr_plot(rows, out / "compress-pepr.png")
-        if trials:
-            figures["tune"] = _tune_plot(trials, out / "compress-tune.png")
-        pngs = list(figures.values())
+
+def _comparison_section(rows: list[dict[str, Any]], figures: dict[str, Path]) -> list[str]:
     methods = [r for r in rows if r["method"] != "dense"]
     device = sorted({r["device"] for r in rows} - {""})
     body = [
@@ -438,7 +425,11 @@ def compress_report(
                 wide=True,
             )
         )
-    body.append("<h2>What each method saved, in words</h2>")
+    return body
+
+
+def _words_section(methods: list[dict[str, Any]]) -> list[str]:
+    body = ["<h2>What each method saved, in words</h2>"]
     for r in methods:
         words = [w.strip() for w in r["notes"].split("; ") if w.strip()]
         break_even = r.get("break_even_inferences", math.nan)
@@ -451,23 +442,54 @@ def compress_report(
             words = ["compress.csv carries no words for this method"]
         items = "".join(f"<li>{escape(w)}</li>" for w in words)
         body.append(f"<h3>{escape(r['method'])}</h3><ul>{items}</ul>")
-    body.append("<h2>PePR before and after</h2>")
-    body.append(
+    return body
+
+
+def _pepr_section(rows: list[dict[str, Any]], figures: dict[str, Path]) -> list[str]:
+    body = [
+        "<h2>PePR before and after</h2>",
         paragraph_html(
             "PePR = accuracy / (1 + normalised resource), the resource min-max normalised over "
             "these rows: energy per 1,000 inferences (PePR-E) and parameters. Before: dense; "
             "after: each method."
-        )
-    )
-    body.append(table_html(("method", "", "accuracy", "PePR-E", "PePR (params)"), _pepr_rows(rows)))
+        ),
+        table_html(("method", "", "accuracy", "PePR-E", "PePR (params)"), _pepr_rows(rows)),
+    ]
     if "pepr" in figures:
         body.append(
             figure_html(figures["pepr"], "PePR per method against dense.", "PePR per method")
         )
+    return body
+
+
+def compress_report(
+    compress_dir: str | Path,
+    *,
+    html_path: Path | None = None,
+    plots: bool = True,
+    title: str | None = None,
+) -> CompressReport:
+    """Write the HTML report of a ``frugalml compress`` output directory.
+
+    The page goes to ``html_path`` (default ``DIR/report/compress.html``) and its PNGs
+    beside it. Raises :class:`frugalml.errors.DataError` for a malformed ``compress.csv``.
+    """
+    folder = Path(compress_dir)
+    rows = read_compress_csv(folder / CSV_NAME)
+    tune_path = folder / TUNE_CSV_NAME
+    trials = _read_tune_csv(tune_path) if tune_path.is_file() else []
+    html = html_path if html_path is not None else folder / "report" / HTML_NAME
+    figures = _figures(rows, trials, html.parent) if plots else {}
+    methods = [r for r in rows if r["method"] != "dense"]
+    body = [
+        *_comparison_section(rows, figures),
+        *_words_section(methods),
+        *_pepr_section(rows, figures),
+    ]
     if trials:
         body.extend(_tune_section(trials, figures.get("tune")))
     page = html_page(title or f"Compression report: {folder.resolve().name}", body)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(page, encoding="utf-8")
     logger.debug("wrote %s", html)
-    return CompressReport(html, tuple(pngs), len(methods), len(trials))
+    return CompressReport(html, tuple(figures.values()), len(methods), len(trials))
