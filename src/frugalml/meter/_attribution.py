@@ -43,6 +43,7 @@ from frugalml.meter._backend import (
     EnergyBackend,
 )
 from frugalml.meter._config import MeterConfig
+from frugalml.meter._meter import BackendPoller
 from frugalml.meter._process import ProcessTreeSampler
 from frugalml.meter._types import ComponentEnergy
 
@@ -240,7 +241,7 @@ _open: dict[str, HostSampler] = {}
 _HOST = "host"
 
 
-class HostSampler:
+class HostSampler(BackendPoller):
     """The one reader of a machine's shared counters, splitting them among trials.
 
     ``backends`` default to the registered counter backends for ``config`` (NVML, RAPL;
@@ -250,6 +251,8 @@ class HostSampler:
     Opening a second sampler over this host's counters while one is open (with any
     config) raises :class:`MeterError`; :func:`host_sampler` returns the open one.
     """
+
+    _poller_name = "frugalml-host-sampler"
 
     def __init__(
         self,
@@ -288,7 +291,7 @@ class HostSampler:
                 f"a host sampler shares counters, not estimates ({', '.join(estimated)})",
                 fix="give it counter backends only (NVML, RAPL); each trial estimates its own",
             )
-        self._backends = tuple(built)
+        super().__init__(built)
         self._lock = threading.RLock()
         self._trials: dict[str, _Trial] = {}
         self._last: dict[str, ComponentReading] = {}
@@ -296,9 +299,6 @@ class HostSampler:
         self.counter_j: dict[str, float] = {}
         self._interval_s = interval_s
         self._use_thread = thread
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> HostSampler:
@@ -310,10 +310,7 @@ class HostSampler:
             self._started = True
             self._last = self._read()
         if self._use_thread:
-            self._thread = threading.Thread(
-                target=self._run, name="frugalml-host-sampler", daemon=True
-            )
-            self._thread.start()
+            self._start_poller()
         return self
 
     def close(self) -> None:
@@ -328,22 +325,11 @@ class HostSampler:
                 ", ".join(sorted(self._trials)),
             )
         self._closed = True
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        for backend in self._backends:
-            backend.close()
+        self._stop_poller()
         self._unregister()
 
     def __enter__(self) -> HostSampler:
         return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def backends(self) -> tuple[EnergyBackend, ...]:
-        return self._backends
 
     @property
     def trials(self) -> tuple[str, ...]:
@@ -512,14 +498,16 @@ class HostSampler:
                 )
         self._last = readings
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                for backend in self._backends:
-                    backend.poll()
-                self.tick()
-            except Exception:  # the sampler must never take a trial down
-                logger.warning("host sampler: an interval failed", exc_info=True)
+    def _poll_every_s(self) -> float:
+        return self.interval_s
+
+    def _poll_once(self) -> None:
+        try:
+            for backend in self._backends:
+                backend.poll()
+            self.tick()
+        except Exception:  # the sampler must never take a trial down
+            logger.warning("host sampler: an interval failed", exc_info=True)
 
     def _unregister(self) -> None:
         with _open_lock:

@@ -98,7 +98,67 @@ class Window:
         return self.measurement is None
 
 
-class Meter:
+class BackendPoller:
+    """What a :class:`Meter` and a :class:`~frugalml.meter.HostSampler` share: the
+    backends they read, a daemon poller thread that calls :meth:`_poll_once` every
+    :meth:`_poll_every_s` seconds from start until close, the backends closed after it, and
+    the context manager (``start`` on enter, ``close`` on exit). Subclasses write ``start``
+    and ``close`` (what happens at each edge is theirs) with :meth:`_start_poller` and
+    :meth:`_stop_poller`."""
+
+    _poller_name = "frugalml-poller"
+
+    def __init__(self, backends: Sequence[EnergyBackend]) -> None:
+        self._backends: tuple[EnergyBackend, ...] = tuple(backends)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+
+    @property
+    def backends(self) -> tuple[EnergyBackend, ...]:
+        return self._backends
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(d for b in self._backends for d in b.devices)
+
+    def start(self) -> BackendPoller:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> BackendPoller:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _poll_every_s(self) -> float:
+        raise NotImplementedError
+
+    def _poll_once(self) -> None:
+        raise NotImplementedError
+
+    def _start_poller(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._poller_name, daemon=True)
+        self._thread.start()
+
+    def _stop_poller(self) -> None:
+        """Stop the poller thread (waiting up to 5 s for it) and close the backends."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        for backend in self._backends:
+            backend.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_every_s()):
+            self._poll_once()
+
+
+class Meter(BackendPoller):
     """Measures energy, CO2, time, CPU time and memory over named windows.
 
     ``with Meter(config) as meter:`` starts the backends and the poller and closes them at
@@ -113,6 +173,8 @@ class Meter:
     the backends come from :func:`build_backends`.
     """
 
+    _poller_name = "frugalml-meter-poller"
+
     def __init__(
         self,
         config: MeterConfig | None = None,
@@ -126,7 +188,7 @@ class Meter:
         self._clock: Clock = clock or time.monotonic
         self.carbon = carbon or resolve_carbon(self.config.carbon)
         self._process = process or ProcessTreeSampler(self.config.pid, clock=self._clock)
-        self._backends: tuple[EnergyBackend, ...] = tuple(
+        super().__init__(
             backends
             if backends is not None
             else build_backends(self.config, self._process, self._clock)
@@ -134,10 +196,6 @@ class Meter:
         self._lock = threading.Lock()
         self._open: list[Window] = []
         self._measurements: list[Measurement] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._started = False
-        self._closed = False
         self._whole: Window | None = None  # the "total" of a block that opens no window
         self._tick_failures = 0
         capabilities = [b.capabilities for b in self._backends]
@@ -161,10 +219,7 @@ class Meter:
                 peak_rss_bytes=snap.process.rss_bytes,
                 peak_load_avg_1m=snap.load_avg_1m,
             )
-            self._thread = threading.Thread(
-                target=self._run, name="frugalml-meter-poller", daemon=True
-            )
-            self._thread.start()
+            self._start_poller()
         return self
 
     def close(self) -> None:
@@ -177,29 +232,14 @@ class Meter:
             total = self._measure(self._whole, self._snapshot(), None)
             with self._lock:
                 self._measurements.append(total)
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
         for window in list(self._open):
             logger.warning("meter closed while window %r was still open", window.name)
-        for backend in self._backends:
-            backend.close()
+        self._stop_poller()
 
     def __enter__(self) -> Meter:
         return self.start()
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- what the meter reads --------------------------------------------------------
-    @property
-    def backends(self) -> tuple[EnergyBackend, ...]:
-        return self._backends
-
-    @property
-    def devices(self) -> tuple[str, ...]:
-        return tuple(d for b in self._backends for d in b.devices)
-
     @property
     def measurements(self) -> tuple[Measurement, ...]:
         """Every finished window, in the order they ended."""
@@ -369,9 +409,11 @@ class Meter:
             torch_threads=torch_threads(),
         )
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_interval_s):
-            self._tick()
+    def _poll_every_s(self) -> float:
+        return self.poll_interval_s
+
+    def _poll_once(self) -> None:
+        self._tick()
 
     def _tick(self) -> None:
         try:
