@@ -17,8 +17,9 @@ forward time before each backward pass (backward taken as twice the forward), an
 
 Ranks run in processes spawned by :func:`spawn` (a FileStore in a temporary folder, gloo on
 CPU, NCCL on CUDA). :func:`train_uneven` itself works in any initialised default process
-group, e.g. one that ``torchrun`` set up (``init_method="env://"``) across machines; that
-path is not tested here.
+group, e.g. one that ``torchrun`` describes across machines: :func:`launch_env` reads its
+variables and :func:`join_from_env` joins (``init_method="env://"``); the tests emulate two
+hosts on localhost (tests/test_parallel_torchrun.py), not two real machines.
 """
 
 from __future__ import annotations
