@@ -211,6 +211,72 @@ class _Recorder:
         return handles
 
 
+def _add_module_hooks(
+    modules: list[tuple[str, torch.nn.Module]], stack: list[str], handles: list[Any]
+) -> None:
+    """Forward hooks that keep ``stack`` at the module running now; their handles go to
+    ``handles`` as they are made (so a failure leaves none behind)."""
+
+    def push(name: str) -> Callable[..., None]:
+        def hook(module: Any, args: Any) -> None:
+            stack.append(name)
+
+        return hook
+
+    def pop(module: Any, args: Any, output: Any) -> None:
+        if len(stack) > 1:
+            stack.pop()
+
+    for name, module in modules:
+        handles.append(module.register_forward_pre_hook(push(name)))
+        handles.append(module.register_forward_hook(pop, always_call=True))
+
+
+def _hooked_step(
+    model: torch.nn.Module,
+    recorder: _Recorder,
+    mode: Any,
+    modules: list[tuple[str, torch.nn.Module]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[float, float]:
+    """One training step with every clock on: (optimizer seconds, wall seconds); the
+    forward and backward seconds per owner are left in ``recorder``."""
+    clock, stack = recorder.clock, recorder.stack
+    del stack[1:]
+    recorder.node_owner.clear()
+    recorder.forward_s.clear()
+    recorder.backward_s.clear()
+    module_handles: list[Any] = []
+    try:
+        _add_module_hooks(modules, stack, module_handles)
+        start = clock()
+        with mode:
+            output = model(x)
+            stack.append(LOSS_KEY)
+            loss = loss_fn(output, y)
+            stack.pop()
+    finally:
+        for handle in module_handles:
+            handle.remove()
+    t0 = clock()
+    optimizer.zero_grad(set_to_none=True)
+    optimizer_s = clock() - t0
+    node_handles = recorder.hook_nodes(recorder.assign_graph(loss.grad_fn))
+    try:
+        loss.backward()  # type: ignore[no-untyped-call]
+    finally:
+        for handle in node_handles:
+            handle.remove()
+    t0 = clock()
+    optimizer.step()
+    end = clock()
+    recorder.node_owner.clear()
+    return optimizer_s + end - t0, end - start
+
+
 def time_training_steps(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -232,18 +298,6 @@ def time_training_steps(
     clock = _Clock(device)
     recorder = _Recorder(model, clock)
     mode = _make_mode(recorder)
-    stack = recorder.stack
-
-    def push(name: str) -> Callable[..., None]:
-        def hook(module: Any, args: Any) -> None:
-            stack.append(name)
-
-        return hook
-
-    def pop(module: Any, args: Any, output: Any) -> None:
-        if len(stack) > 1:
-            stack.pop()
-
     train_step = TrainStep(model, optimizer, loss_fn=loss_fn)
 
     def plain_step(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -261,39 +315,9 @@ def time_training_steps(
         x, y = batches[step % len(batches)]
         if plain_steps:
             plain.append(plain_step(x, y))
-        del stack[1:]
-        recorder.node_owner.clear()
-        recorder.forward_s.clear()
-        recorder.backward_s.clear()
-        module_handles: list[Any] = []
-        try:
-            for name, module in modules:
-                module_handles.append(module.register_forward_pre_hook(push(name)))
-                module_handles.append(module.register_forward_hook(pop, always_call=True))
-            start = clock()
-            with mode:
-                output = model(x)
-                stack.append(LOSS_KEY)
-                loss = loss_fn(output, y)
-                stack.pop()
-        finally:
-            for handle in module_handles:
-                handle.remove()
-        t0 = clock()
-        optimizer.zero_grad(set_to_none=True)
-        optimizer_s = clock() - t0
-        node_handles = recorder.hook_nodes(recorder.assign_graph(loss.grad_fn))
-        try:
-            loss.backward()  # type: ignore[no-untyped-call]
-        finally:
-            for handle in node_handles:
-                handle.remove()
-        t0 = clock()
-        optimizer.step()
-        end = clock()
-        optimizer_steps.append(optimizer_s + end - t0)
-        wall_steps.append(end - start)
-        recorder.node_owner.clear()
+        optimizer_s, wall_s = _hooked_step(model, recorder, mode, modules, loss_fn, optimizer, x, y)
+        optimizer_steps.append(optimizer_s)
+        wall_steps.append(wall_s)
         for source, target in (
             (recorder.forward_s, forward_steps),
             (recorder.backward_s, backward_steps),

@@ -156,7 +156,7 @@ class TrainStep:
             if self.regulariser is not None:
                 loss = loss + self.regulariser(self.model)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         self.optimizer.step()
         if self.on_step is not None:
             self.on_step(self.model)
