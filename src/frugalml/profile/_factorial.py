@@ -42,7 +42,8 @@ from frugalml.profile._stats import Factor, FactorEffect, factor_effects
 if TYPE_CHECKING:
     from frugalml.data import ImageDataset
     from frugalml.meter import Meter, MeterConfig
-    from frugalml.study import StudyStore, Trial
+    from frugalml.study import StudySpec, StudyStore, Trial
+    from frugalml.study._store import TrialRow
 
 __all__ = [
     "FACTORS",
@@ -487,21 +488,20 @@ def run_factorial(
         return _run_factorial(config, Path(out_dir), meter_config, on_progress, retry_failed)
 
 
-def _run_factorial(
+def _run_trials(
     config: FactorialConfig,
-    out_dir: Path,
+    spec: StudySpec,
+    trials: list[Trial],
+    dataset: ImageDataset,
+    out: Path,
     meter_config: MeterConfig | None,
     on_progress: Callable[[FactorialProgress], None] | None,
     retry_failed: bool,
-) -> FactorialResult:
-    from frugalml.data import load_dataset
+) -> tuple[Path, dict[str, TrialRow]]:
+    """Record the trials in the store at ``out`` and run those not done: (the store's
+    path, its rows by trial id)."""
     from frugalml.meter import Meter, MeterConfig
-    from frugalml.study import StudySpec, StudyStore
-
-    out = Path(out_dir)
-    spec = StudySpec.from_mapping(config.spec_mapping(), source="<factorial>")
-    trials = _ordered_trials(spec.trials(), config)
-    dataset = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    from frugalml.study import StudyStore
 
     with StudyStore(out) as store:
         saved = spec.to_dict()
@@ -526,7 +526,43 @@ def _run_factorial(
                 if store.claim([trial.trial_id], retry_failed=retry_failed) is None:
                     continue
                 runner.run(trial)
-        rows_by_id = {row.trial_id: row for row in store.trials()}
+        return store.path, {row.trial_id: row for row in store.trials()}
+
+
+def _write_outputs(result: FactorialResult) -> None:
+    """The trials and effects CSVs, the summary JSON and the plot, at ``result.files``."""
+    from frugalml.profile._plot import plot_factorial
+
+    files, effects = result.files, result.effects
+    _write_csv(files["trials_csv"], _TRIAL_COLUMNS, result.rows)
+    _write_csv(
+        files["effects_csv"],
+        tuple(effects[0].to_dict()),
+        [e.to_dict() for e in effects],
+    )
+    files["summary_json"].write_text(
+        json.dumps(_json_safe(result.to_dict()), indent=2) + "\n", encoding="utf-8"
+    )
+    plot_factorial(result, files["plot_png"])
+
+
+def _run_factorial(
+    config: FactorialConfig,
+    out_dir: Path,
+    meter_config: MeterConfig | None,
+    on_progress: Callable[[FactorialProgress], None] | None,
+    retry_failed: bool,
+) -> FactorialResult:
+    from frugalml.data import load_dataset
+    from frugalml.study import StudySpec
+
+    out = Path(out_dir)
+    spec = StudySpec.from_mapping(config.spec_mapping(), source="<factorial>")
+    trials = _ordered_trials(spec.trials(), config)
+    dataset = load_dataset(config.dataset, root=config.data_root, download=config.download)
+    store_path, rows_by_id = _run_trials(
+        config, spec, trials, dataset, out, meter_config, on_progress, retry_failed
+    )
     rows: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     for trial in trials:
@@ -546,7 +582,7 @@ def _run_factorial(
     sources = sorted({str(r["energy_source"]) for r in rows})
     notes = _factorial_notes(config, rows, energy_kind, sources)
     files = {
-        "store": store.path,
+        "store": store_path,
         "trials_csv": out / TRIALS_CSV,
         "effects_csv": out / EFFECTS_CSV,
         "summary_json": out / SUMMARY_JSON,
@@ -563,18 +599,7 @@ def _run_factorial(
         files=files,
         notes=tuple(notes),
     )
-    _write_csv(files["trials_csv"], _TRIAL_COLUMNS, rows)
-    _write_csv(
-        files["effects_csv"],
-        tuple(effects[0].to_dict()),
-        [e.to_dict() for e in effects],
-    )
-    files["summary_json"].write_text(
-        json.dumps(_json_safe(result.to_dict()), indent=2) + "\n", encoding="utf-8"
-    )
-    from frugalml.profile._plot import plot_factorial
-
-    plot_factorial(result, files["plot_png"])
+    _write_outputs(result)
     return result
 
 
