@@ -169,6 +169,21 @@ def test_ctrl_c_gives_the_trials_in_flight_back(tmp_path: Path) -> None:
     assert {json.dumps(t.params, sort_keys=True) for t in given_back} <= retried
 
 
+def test_parallel_1_on_the_local_executor_stays_in_process(tmp_path: Path) -> None:
+    from frugalml.tune import Tuner
+
+    spec = TuneSpec.from_mapping(_data())
+    one = Tuner(spec, tmp_path / "a", parallel=1)
+    assert not one.runs_apart and one.warm_up  # the in-process loop, as before
+    two = Tuner(spec, tmp_path / "b", parallel=2)
+    assert two.runs_apart and not two.warm_up
+    keys = _data(parallel=3, executor={"kind": "local", "warm": False})
+    from_spec = Tuner(TuneSpec.from_mapping(keys), tmp_path / "c")
+    assert from_spec.parallel == 3 and from_spec.executor.warm is False
+    overridden = Tuner(from_spec.spec, tmp_path / "d", parallel=1, executor="local")
+    assert not overridden.runs_apart
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

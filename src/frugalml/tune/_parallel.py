@@ -264,6 +264,8 @@ Event = tuple[_Slot, str, Any]  # (slot, "epoch" | "outcome", record | TrialOutc
 
 class _Backend(Protocol):
     kind: str
+    #: How long the driver waits for news when it has nothing to do (s).
+    idle_wait_s: float
 
     def start(self) -> None: ...
     def submit(self, plan: TrialPlan, log_path: str) -> Any: ...
@@ -300,6 +302,7 @@ class _LocalHandle:
 
 class _LocalBackend:
     kind = "local"
+    idle_wait_s = 0.5  # the wait returns as soon as a pipe or a process has news
 
     def __init__(self, warm: bool = True) -> None:
         self.warm = warm
@@ -381,6 +384,7 @@ class _LocalBackend:
 
 class _RayBackend:
     kind = "ray"
+    idle_wait_s = POLL_S  # epochs sit in the actor until pulled: poll
 
     def __init__(self, config: ExecutorConfig) -> None:
         from frugalml.study._executors import RayExecutor
@@ -626,6 +630,8 @@ class ParallelTuning:
             self._give_back()
             raise
         finally:
+            for slot in self.running.values():  # only after an error: no trial outlives it
+                self.backend.stop(slot, kill=True)
             self.backend.shutdown()
 
     def _loop(self, meter: Meter) -> str:
@@ -638,7 +644,7 @@ class ParallelTuning:
                     logger.debug("not starting another trial: %s", reason)
                     return reason
                 self.blocked = True  # until a trial in flight ends
-            self._step(POLL_S)
+            self._step(self.backend.idle_wait_s)
 
     def _give_back(self) -> None:
         """Ctrl-C: stop every trial in flight and record it as given back (interrupted,
