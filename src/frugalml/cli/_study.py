@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from frugalml.cli._format import (
     HelpFormatter,
@@ -18,6 +18,10 @@ from frugalml.cli._format import (
     time_left,
 )
 
+if TYPE_CHECKING:
+    from frugalml.study import StudyOutcome
+    from frugalml.study._store import TrialRow
+
 
 def register(subparsers: Any) -> None:
     study = subparsers.add_parser(
@@ -27,7 +31,13 @@ def register(subparsers: Any) -> None:
         formatter_class=HelpFormatter,
     )
     sub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
+    _add_validate(sub)
+    _add_run(sub)
+    _add_status_and_export(sub)
+    study.set_defaults(handler=lambda args: (study.print_help(sys.stderr), 2)[1])
 
+
+def _add_validate(sub: Any) -> None:
     validate = sub.add_parser(
         "validate",
         help="check a spec; count trials; predict energy and time",
@@ -50,6 +60,8 @@ def register(subparsers: Any) -> None:
     )
     validate.set_defaults(handler=_validate)
 
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run (or resume) a study",
@@ -101,6 +113,8 @@ def register(subparsers: Any) -> None:
     )
     run.set_defaults(handler=_run)
 
+
+def _add_status_and_export(sub: Any) -> None:
     status = sub.add_parser(
         "status",
         help="what a study has done and what is left",
@@ -135,7 +149,6 @@ def register(subparsers: Any) -> None:
         help="the CSV file to write (output)",
     )
     export.set_defaults(handler=_export)
-    study.set_defaults(handler=lambda args: (study.print_help(sys.stderr), 2)[1])
 
 
 def _load_spec(path: Path) -> Any:
@@ -255,20 +268,7 @@ def _run(args: argparse.Namespace) -> int:
         if event.kind == "started":
             done_before[0] = p.done
         elif event.kind == "trial_finished" and event.trial is not None and not quiet:
-            status = event.trial.status
-            result = event.trial.result or {}
-            if status == "complete":
-                accuracy = result.get("accuracy")
-                shown = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "?"
-                text = (
-                    f"done {event.trial.label}: accuracy {shown}, "
-                    f"{fmt_energy(result.get('energy_j'))} ({result.get('energy_kind', '?')}), "
-                    f"{fmt_time(result.get('duration_s') or 0)}"
-                )
-            elif status == "failed":
-                text = f"failed {event.trial.label}: {event.trial.error}"
-            else:
-                text = f"{status} {event.trial.label}"
+            text = _trial_line(event.trial)
             if console.is_terminal:
                 console.print(f"  {text}", markup=False)
             else:
@@ -289,6 +289,28 @@ def _run(args: argparse.Namespace) -> int:
             executor=args.executor,
             address=args.address,
         )
+    return _summarise(outcome, out_dir, report=not args.no_report)
+
+
+def _trial_line(trial: TrialRow) -> str:
+    """What one finished trial says on the progress lines."""
+    status = trial.status
+    result = trial.result or {}
+    if status == "complete":
+        accuracy = result.get("accuracy")
+        shown = f"{accuracy:.3f}" if isinstance(accuracy, int | float) else "?"
+        return (
+            f"done {trial.label}: accuracy {shown}, "
+            f"{fmt_energy(result.get('energy_j'))} ({result.get('energy_kind', '?')}), "
+            f"{fmt_time(result.get('duration_s') or 0)}"
+        )
+    if status == "failed":
+        return f"failed {trial.label}: {trial.error}"
+    return f"{status} {trial.label}"
+
+
+def _summarise(outcome: StudyOutcome, out_dir: Path, *, report: bool) -> int:
+    """The run's summary on stderr, the report when asked; the exit code."""
     p = outcome.progress
     summary = (
         f"{p.complete} complete, {p.failed} failed, {p.pending + p.running} left of {p.total}; "
@@ -310,7 +332,7 @@ def _run(args: argparse.Namespace) -> int:
             "(--retry-failed runs them again)",
             file=sys.stderr,
         )
-    if not args.no_report and p.complete:
+    if report and p.complete:
         _report_after_run(out_dir)
     return 1 if p.failed and not p.complete else 0
 
