@@ -73,7 +73,10 @@ def register(subparsers: Any) -> None:
     profile.add_argument("--png", type=Path, default=None, help="write the bar chart here")
     profile.add_argument("--json", type=Path, default=None, help="write the full profile here")
     profile.set_defaults(handler=_profile, fix_flags=_FIX_FLAGS)
+    _add_factorial(subparsers)
 
+
+def _add_factorial(subparsers: Any) -> None:
     factorial = subparsers.add_parser(
         "factorial",
         help="the {1,4} conv x {3,7} linear x ReLU on/off experiment on frugal_cnn",
