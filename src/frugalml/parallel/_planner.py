@@ -323,25 +323,10 @@ def _balanced_ratios(devices: Sequence[DeviceSpec]) -> list[float]:
     return ratios
 
 
-def plan(
-    network: Network,
-    devices: Sequence[DeviceSpec],
-    *,
-    batch: int,
-    bandwidth_bytes_per_s: float | Sequence[float],
-    bytes_per_element: float = 4.0,
-    strategies: Sequence[Strategy] = STRATEGIES,
-) -> list[Plan]:
-    """Plans with a compute term: each strategy's predicted training step time.
-
-    ``devices`` (a power of two, split in halves level by level) give the throughput; the
-    training FLOPs of a layer are 3x its forward FLOPs (forward, input and weight gradients)
-    times the batch. ``dp``, ``owt`` and ``hypar`` split 1:1 as published; ``dp-uneven``
-    and ``accpar`` split each level so both halves finish together. Communication time is a
-    level's volume x ``bytes_per_element`` / that level's bandwidth (levels run one after
-    another; the groups of one level in parallel, on their own links). Below the first
-    level, the groups of a level are taken to be alike: the ratio comes from the group
-    holding the larger share, and the plan is one per level, as in AccPar."""
+def _check_devices(
+    devices: Sequence[DeviceSpec], batch: int, bandwidth_bytes_per_s: float | Sequence[float]
+) -> tuple[int, list[float]]:
+    """The levels ``devices`` split into (halves) and one link bandwidth per level."""
     count = len(devices)
     if count < 2 or count & (count - 1):
         raise ConfigError(
@@ -361,6 +346,29 @@ def plan(
             f"not {bandwidth_bytes_per_s!r}",
             fix="e.g. bandwidth_bytes_per_s=16e9 for PCIe 4.0 x16",
         )
+    return levels, bandwidths
+
+
+def plan(
+    network: Network,
+    devices: Sequence[DeviceSpec],
+    *,
+    batch: int,
+    bandwidth_bytes_per_s: float | Sequence[float],
+    bytes_per_element: float = 4.0,
+    strategies: Sequence[Strategy] = STRATEGIES,
+) -> list[Plan]:
+    """Plans with a compute term: each strategy's predicted training step time.
+
+    ``devices`` (a power of two, split in halves level by level) give the throughput; the
+    training FLOPs of a layer are 3x its forward FLOPs (forward, input and weight gradients)
+    times the batch. ``dp``, ``owt`` and ``hypar`` split 1:1 as published; ``dp-uneven``
+    and ``accpar`` split each level so both halves finish together. Communication time is a
+    level's volume x ``bytes_per_element`` / that level's bandwidth (levels run one after
+    another; the groups of one level in parallel, on their own links). Below the first
+    level, the groups of a level are taken to be alike: the ratio comes from the group
+    holding the larger share, and the plan is one per level, as in AccPar."""
+    levels, bandwidths = _check_devices(devices, batch, bandwidth_bytes_per_s)
     balanced = _balanced_ratios(devices)
     flops = 3.0 * batch * sum(layer.forward_flops() for layer in network.layers)
     power = [d.power_w for d in devices]

@@ -216,13 +216,7 @@ def _split_layer_class() -> Any:
             import torch
 
             super().__init__()
-            if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
-                raise ConfigError(
-                    "only Linear and Conv2d layers can be split by channels, "
-                    f"not {type(layer).__name__}"
-                )
-            if isinstance(layer, torch.nn.Conv2d) and layer.groups != 1:
-                raise ConfigError("grouped convolutions cannot be split by channels yet")
+            layer = _check_splittable(layer)
             self.kind, self.rank, self.output = kind, rank, output
             self.is_conv = isinstance(layer, torch.nn.Conv2d)
             weight = layer.weight.detach()
@@ -259,28 +253,45 @@ def _split_layer_class() -> Any:
                     y_local, self.counts, channel_dim, self.rank
                 )
                 return out
-            local = x
-            if x.shape[channel_dim] != self.counts[self.rank]:  # a whole input: take our channels
-                local = _fn("scatter").apply(x, self.counts, channel_dim, self.rank)
-            partial = self._apply_weight(local, None)
-            if self.output == "split":
-                out_counts = split_counts(
-                    self.full_out, [c / sum(self.counts) for c in self.counts]
-                )
-                y = _fn("reduce_scatter").apply(partial, out_counts, channel_dim, self.rank)
-                if self.bias is not None:
-                    start, stop = _bounds(out_counts, self.rank)
-                    shape = (1, -1) + (1, 1) * self.is_conv
-                    y = y + self.bias[start:stop].view(shape)
-                return y  # type: ignore[no-any-return]
-            y = _fn("sum").apply(partial)
-            if self.bias is not None:
-                shape = (1, -1) + (1, 1) * self.is_conv
-                y = y + self.bias.view(shape)
-            return y  # type: ignore[no-any-return]
+            return _partial_sums_forward(self, x)
 
     _CLASSES["layer"] = SplitLayer
     return SplitLayer
+
+
+def _check_splittable(layer: torch.nn.Module) -> torch.nn.Linear | torch.nn.Conv2d:
+    """``layer``, if it can be split by channels (a Linear or an ungrouped Conv2d)."""
+    import torch
+
+    if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+        raise ConfigError(
+            f"only Linear and Conv2d layers can be split by channels, not {type(layer).__name__}"
+        )
+    if isinstance(layer, torch.nn.Conv2d) and layer.groups != 1:
+        raise ConfigError("grouped convolutions cannot be split by channels yet")
+    return layer
+
+
+def _partial_sums_forward(layer: Any, x: torch.Tensor) -> torch.Tensor:
+    """Type II forward of a SplitLayer: this rank's input channels give a partial sum of
+    the whole output, summed over ranks (all-reduce) or reduce-scattered by channels."""
+    channel_dim = 1
+    local = x
+    if x.shape[channel_dim] != layer.counts[layer.rank]:  # a whole input: take our channels
+        local = _fn("scatter").apply(x, layer.counts, channel_dim, layer.rank)
+    partial = layer._apply_weight(local, None)
+    shape = (1, -1) + (1, 1) * layer.is_conv
+    if layer.output == "split":
+        out_counts = split_counts(layer.full_out, [c / sum(layer.counts) for c in layer.counts])
+        y = _fn("reduce_scatter").apply(partial, out_counts, channel_dim, layer.rank)
+        if layer.bias is not None:
+            start, stop = _bounds(out_counts, layer.rank)
+            y = y + layer.bias[start:stop].view(shape)
+        return y  # type: ignore[no-any-return]
+    y = _fn("sum").apply(partial)
+    if layer.bias is not None:
+        y = y + layer.bias.view(shape)
+    return y  # type: ignore[no-any-return]
 
 
 def split_layer(
