@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import optuna
 
+    from frugalml.tune._spec import TuneSpec
+
 Acquisition = Literal["ei_per_joule", "log_ratio_per_joule"]
 
 
@@ -64,6 +66,11 @@ class FrugalSettings:
 
 #: The rules :func:`_cost_aware_tpe` applies unless told.
 DEFAULT_SETTINGS = FrugalSettings()
+
+
+def frugal_settings() -> FrugalSettings:
+    """The rules the frugal strategy applies now (:data:`DEFAULT_SETTINGS`)."""
+    return DEFAULT_SETTINGS
 
 
 def log_expected_improvement(log_ratio: Any, gamma: float) -> Any:
@@ -200,3 +207,16 @@ def best_curve_pruner(ratio: float, last_step: int) -> optuna.pruners.BasePruner
             return bool(value < ratio * reference)
 
     return BestCurvePruner()
+
+
+def frugal_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
+    """The frugal strategy's own pruner: the best-curve rule at
+    :data:`DEFAULT_SETTINGS`'s ratio up to the spec's last epoch (Optuna's ``NopPruner``
+    when the ratio is None)."""
+    import optuna
+
+    ratio = frugal_settings().prune_ratio
+    if ratio is None:
+        return optuna.pruners.NopPruner()
+    _, high = spec.search_space.epochs_range(spec.training.epochs)
+    return best_curve_pruner(ratio, last_step=max(high, 1))

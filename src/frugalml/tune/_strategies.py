@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
-from frugalml.tune._frugal import _cost_aware_tpe
+from frugalml.tune._frugal import _cost_aware_tpe, frugal_pruner, frugal_settings
 
 if TYPE_CHECKING:
     import optuna
@@ -143,6 +143,8 @@ def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
             return optuna.pruners.SuccessiveHalvingPruner(**fidelity)
         _, high = spec.search_space.epochs_range(spec.training.epochs)
         return optuna.pruners.HyperbandPruner(max_resource=max(high, 1), **fidelity)
+    if spec.strategy == "frugal" and spec.pruner == "none":
+        return frugal_pruner(spec)  # its own best-curve rule (F's tune/_frugal.py)
     options: dict[str, Any] = dict(spec.pruner_options)
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(**options)
@@ -180,7 +182,6 @@ def configure_search(tuner: Tuner, seed: int) -> list[str]:
         notes.append(
             "frugal: each configuration's energy is predicted before it runs from its FLOPs "
             "(frugalml.models.count_costs), batches and epochs, refined by the trials so far; "
-            "TPE's acquisition is divided by it and what the energy left cannot afford is "
-            "skipped"
+            "what the energy left cannot afford is skipped; " + frugal_settings().describe()
         )
     return notes
