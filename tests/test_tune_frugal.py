@@ -101,3 +101,15 @@ def test_best_curve_pruner_by_hand() -> None:
     trial = empty.ask()
     trial.report(0.0, 1)
     assert not pruner.prune(empty, empty._storage.get_trial(trial._trial_id))  # none completed
+
+
+def test_the_frugal_strategy_brings_its_best_curve_pruner() -> None:
+    from pathlib import Path
+
+    from frugalml.tune import TuneSpec, make_pruner
+
+    spec = TuneSpec.from_yaml(Path(__file__).parent.parent / "examples" / "compare_digits.yaml")
+    frugal = spec.replace(strategy="frugal", pruner="none")
+    assert type(make_pruner(frugal)).__name__ == "BestCurvePruner"
+    assert type(make_pruner(spec.replace(pruner="none"))).__name__ == "NopPruner"  # tpe
+    assert "cheapest of 3 random draws" in FrugalSettings().describe()
