@@ -302,14 +302,28 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(
     spec = _spec(strategy="random", budget={"max_trials": 3})
     first = _run(spec, tmp_path)
     assert first.interrupted and "interrupted" in first.stop_reason
-    assert [t.state for t in first.trials] == ["complete", "interrupted", "waiting"]
-    assert first.trials[2].params == first.trials[1].params  # queued for a retry
+    # the interrupted trial is given back (issue 9: one interrupt policy, back to pending),
+    # not failed and queued as a copy: Optuna WAITING, its study.db row pending
+    assert [t.state for t in first.trials] == ["complete", "waiting"]
+    given_back = first.trials[1]
+    assert given_back.store_trial_id and given_back.params.keys() == {"lr", "batch_size"}
+    assert load_study(tmp_path).trials[1].state == TrialState.WAITING
+    with StudyStore(tmp_path, create=False) as store:
+        row = store.trial(given_back.store_trial_id)
+        assert row.status == "pending" and row.attempts == 1 and row.error is None
+    # what the interrupted attempt spent stays counted, as overhead
+    assert first.overhead_energy_j > 0
     second = _run(spec, tmp_path)
     assert not second.interrupted
-    states = [t.state for t in second.trials]
-    assert states == ["complete", "interrupted", "complete", "complete"]
-    assert second.trials[2].params == first.trials[1].params  # the retry ran first
-    assert sum(t.counted for t in second.trials) == 3  # the interrupted trial does not count
+    assert [t.state for t in second.trials] == ["complete", "complete", "complete"]
+    retried = second.trials[1]  # the same trial re-asked first, same params, same row
+    assert retried.params == given_back.params
+    assert retried.store_trial_id == given_back.store_trial_id
+    assert sum(t.counted for t in second.trials) == 3
+    with StudyStore(tmp_path, create=False) as store:
+        row = store.trial(given_back.store_trial_id)
+        assert row.status == "complete" and row.attempts == 2
+        assert len(store.trials()) == 3 and len(store.epochs(row.trial_id)) == 1
 
 
 def test_corrupt_storage_is_one_clear_error_and_recorded_trials_survive(tmp_path: Path) -> None:
@@ -353,11 +367,13 @@ def test_a_trial_left_running_by_a_killed_process_is_retried(tmp_path: Path) -> 
     orphan = study.ask()  # as if the process had been killed mid-trial (kill -9)
     orphan.suggest_float("lr", 1e-3, 3e-2, log=True)
     orphan.suggest_categorical("batch_size", [16, 32])
+    params = dict(orphan.params)
     outcome = _run(spec, tmp_path)
-    first, retry = outcome.trials
-    assert first.state == "interrupted" and not first.counted
-    assert retry.state == "complete" and retry.params == first.params
-    assert load_study(tmp_path).trials[0].state == TrialState.FAIL
+    # given back and re-asked (the one interrupt policy), not failed and copied
+    (trial,) = outcome.trials
+    assert trial.number == orphan.number and trial.state == "complete"
+    assert trial.params == params
+    assert load_study(tmp_path).trials[0].state == TrialState.COMPLETE
 
 
 def test_successive_halving_pruner_runs(tmp_path: Path) -> None:

@@ -3,14 +3,15 @@
 :func:`run_loop` repeats until a budget, the grid or the search space says stop: before each
 trial it checks ``max_trials``, an exhausted grid and whether the cheapest trial is still
 affordable; then Optuna's ``ask`` samples the parameters in a meter window of its own (the
-sampler's work is energy spent on tuning too); a trial the remaining budget cannot afford is
-recorded as ``skipped`` and given back (:func:`frugalml.tune._trial.requeue`); every other
+sampler's work is energy spent on tuning too) and the trial's cost is predicted
+(:func:`frugalml.tune._planning.predict`; recorded on the trial). A trial the remaining
+budget cannot afford is recorded as ``skipped`` and the loop asks for another; every other
 one runs (:class:`frugalml.tune._trial.TuneTrial`).
 
-:func:`recover` and :func:`release_running` leave no Optuna trial RUNNING: the first for
-trials a killed process left behind, the second after Ctrl-C outside a trial's training.
-Both give the trials back with :func:`frugalml.tune._trial.requeue`, the tuner's one way of
-giving a trial back.
+Interrupts: a trial is given back, not failed (:func:`frugalml.tune._trial.give_back`, the
+one way: its study.db row pending, the Optuna trial WAITING, re-asked first with the same
+parameters). :func:`recover` does it for trials a killed process left RUNNING,
+:func:`release_running` after Ctrl-C outside a trial's training, the trial itself during it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from frugalml.tune._planning import CostPrediction, budget_stop
 from frugalml.tune._record import TrialRecord
 from frugalml.tune._results import TRIAL_ATTR, TrialSummary
 from frugalml.tune._space import apply_params
-from frugalml.tune._trial import TuneTrial, requeue
+from frugalml.tune._trial import TuneTrial, give_back, prediction_attrs
 
 if TYPE_CHECKING:
     import optuna
@@ -32,10 +34,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The store error of a trial a killed tuning process left running.
-KILLED_ERROR = (
-    "interrupted (the tuning process ended); the rerun retries these parameters as a new trial"
-)
+#: Configurations in a row the remaining budget cannot afford after which the search stops.
+MAX_SKIPS_IN_A_ROW = 10
 
 
 def cost(measurement: Any) -> dict[str, float]:
@@ -75,70 +75,96 @@ def next_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
 
 def ask(tuner: Tuner, meter: Meter) -> tuple[optuna.Trial, dict[str, Any], dict[str, float]]:
     """Ask Optuna for a trial and its parameters, in a meter window of its own: the trial,
-    its parameters and the sampler's cost (J, g, s)."""
+    its parameters and the sampler's cost (J, g, s). A trial given back earlier is re-asked
+    first, with the parameters it holds."""
     spec = tuner.spec
     with meter.window("tune sampler") as window:
         trial = tuner.study.ask()
-        try:
-            params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
-        except KeyboardInterrupt:
-            trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
-            raise
+        params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
     return trial, params, cost(window.measurement)
 
 
 def skip(
-    tuner: Tuner, trial: optuna.Trial, params: dict[str, Any], sampler: dict[str, float], why: str
+    tuner: Tuner,
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    sampler: dict[str, float],
+    why: str,
+    prediction: CostPrediction | None = None,
 ) -> None:
-    """Record ``trial`` as not started (``why``) and give it back, so a rerun tries it first."""
+    """Record ``trial`` as not started (``why``, its predicted cost) and finish it (Optuna
+    FAIL: samplers learn nothing from it, and a grid counts the point as visited)."""
+    from optuna.trial import TrialState
+
     TrialRecord(
         tune_state="skipped",
         params=json.loads(json.dumps(params)),
         error=f"not started: {why}",
         sampler=sampler,
+        **prediction_attrs(prediction),
     ).write(trial)
-    requeue(tuner.study, trial)
+    tuner.study.tell(trial, state=TrialState.FAIL)
     logger.debug("trial %d not started: %s", trial.number, why)
 
 
-def run_loop(tuner: Tuner, meter: Meter) -> str:
-    """Ask, check and run trials until something says stop; returns why it stopped."""
+def affordable(
+    tuner: Tuner, trials: list[TrialSummary], params: dict[str, Any]
+) -> tuple[CostPrediction | None, str | None]:
+    """The predicted cost of a trial with ``params`` and the reason the budget cannot afford
+    it (None: it can, or no resource budget is set)."""
     spec = tuner.spec
+    planned = apply_params(params, spec.training)[0].epochs
+    prediction = tuner.predict(planned, trials, params)
+    if not spec.budget.has_resource_limit:
+        return prediction, None
+    return prediction, budget_stop(spec.budget, tuner.spent_total(trials), prediction)
+
+
+def run_loop(tuner: Tuner, meter: Meter) -> str:
+    """Ask, check and run trials until something says stop; returns why it stopped.
+
+    A configuration the remaining budget cannot afford is skipped (recorded with its
+    predicted cost) and the search asks for another, so that cheaper configurations still
+    run; it stops when even the cheapest trial the space allows cannot be afforded
+    (:func:`next_stop`) or after :data:`MAX_SKIPS_IN_A_ROW` skips in a row. Every trial that
+    starts was predicted to fit, so the budget is exceeded by at most one trial's
+    prediction error."""
+    skipped = 0
     while True:
-        trials = tuner._trials()
+        trials = tuner.trials()
         reason = next_stop(tuner, trials)
         if reason is not None:
             logger.debug("not starting another trial: %s", reason)  # said once, in the outcome
+            if skipped:
+                reason += f" ({skipped} unaffordable configuration(s) skipped before)"
             return reason
         trial, params, sampler = ask(tuner, meter)
-        try:
-            planned = apply_params(params, spec.training)[0].epochs
-            reason = tuner.budget_stop(planned, trials, params)
-            if reason is not None:
-                skip(tuner, trial, params, sampler, reason)
-                return reason
-        except KeyboardInterrupt:
-            trial.set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
-            raise
-        TuneTrial(tuner, trial, params).run(meter, sampler)
+        prediction, reason = affordable(tuner, trials, params)
+        if reason is not None:
+            skip(tuner, trial, params, sampler, reason, prediction)
+            skipped += 1
+            if skipped >= MAX_SKIPS_IN_A_ROW:
+                return (
+                    f"{skipped} configurations in a row were predicted to cost more than the "
+                    f"budget has left, so no cheaper one was tried (the last: {reason})"
+                )
+            continue
+        skipped = 0
+        TuneTrial(tuner, trial, params).run(meter, sampler, prediction=prediction)
 
 
 def recover(tuner: Tuner) -> None:
-    """Trials left RUNNING by a killed process: give them back (their store rows are marked
-    failed, interrupted), so the rerun resumes them."""
+    """Trials left RUNNING by a killed process: give them back (:func:`give_back`: their
+    study.db rows pending, the Optuna trials WAITING), so the rerun runs them again first."""
     from optuna.trial import TrialState
 
     for trial in tuner.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         logger.info("trial %d was left running by an earlier run; retrying it", trial.number)
         trial_id = (trial.user_attrs.get(TRIAL_ATTR) or {}).get("store_trial_id")
-        requeue(tuner.study, trial)
-        if trial_id:
-            tuner.store.finish(str(trial_id), "failed", error=KILLED_ERROR, only_if_running=True)
+        give_back(tuner, trial, str(trial_id) if trial_id else None, dict(trial.params))
 
 
 def release_running(tuner: Tuner) -> None:
-    """After Ctrl-C outside a trial's training: leave no trial RUNNING."""
-    from optuna.trial import TrialState
-
-    for trial in tuner.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        requeue(tuner.study, trial)
+    """After Ctrl-C outside a trial's training (while asking, say): leave no trial RUNNING,
+    giving each back (:func:`give_back`)."""
+    recover(tuner)

@@ -54,7 +54,8 @@ class TuneOutcome:
     """What a run (and every earlier run into the same directory) did.
 
     ``trial_energy_j`` sums every trial's window (pruned and failed trials included) and the
-    sampler's work; ``overhead_energy_j`` is the calibration (with one-off warm-up)."""
+    sampler's work; ``overhead_energy_j`` is the calibration (with one-off warm-up) and the
+    attempts of trials given back on an interrupt."""
 
     spec: TuneSpec
     out_dir: Path
@@ -90,6 +91,8 @@ class TuneOutcome:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        from frugalml.tune._trial import effective_pruner
+
         def trial(t: TrialSummary | None) -> dict[str, Any] | None:
             if t is None:
                 return None
@@ -108,7 +111,7 @@ class TuneOutcome:
             "study": self.spec.name,
             "strategy": self.spec.strategy,
             "objective": list(self.spec.objectives),
-            "pruner": self.spec.pruner,
+            "pruner": effective_pruner(self.spec),
             "budget": self.spec.budget.to_dict(),
             "seed": self.spec.seed,
             "storage": str(self.storage_path),

@@ -202,15 +202,39 @@ def overhead_of(study: optuna.Study | None) -> tuple[float, float, float]:
     )
 
 
-def add_overhead(study: optuna.Study, energy_j: float, co2_g: float, duration_s: float) -> None:
-    """Add a calibration's (or warm-up's) cost to the overhead recorded on ``study``."""
-    energy, co2, duration = overhead_of(study)
+#: What each part of a study's overhead is (the keys of its ``parts``).
+OVERHEAD_PARTS = {
+    "calibration": "calibration or warm-up before the first trial (one-off start-up costs)",
+    "given_back": "the attempts of trials given back on an interrupt (each rerun anew)",
+}
+
+
+def add_overhead(
+    study: optuna.Study,
+    energy_j: float,
+    co2_g: float,
+    duration_s: float,
+    what: str = "calibration",
+) -> None:
+    """Add a calibration's (or warm-up's, or a given-back attempt's: ``what``, a key of
+    :data:`OVERHEAD_PARTS`) cost to the overhead recorded on ``study``: the totals, and
+    per part."""
+    recorded = dict(study.user_attrs.get(OVERHEAD_ATTR) or {})
+    parts: dict[str, dict[str, float]] = dict(recorded.get("parts") or {})
+    if not parts and recorded.get("energy_j"):  # recorded before parts existed
+        parts["calibration"] = {k: float(recorded.get(k, 0.0)) for k in _RESOURCES}
+    part = parts.get(what) or dict.fromkeys(_RESOURCES, 0.0)
+    added = dict(zip(_RESOURCES, (energy_j, co2_g, duration_s), strict=True))
+    parts[what] = {k: float(part.get(k, 0.0)) + added[k] for k in _RESOURCES}
+    totals = {k: sum(p.get(k, 0.0) for p in parts.values()) for k in _RESOURCES}
     study.set_user_attr(
         OVERHEAD_ATTR,
         {
-            "energy_j": energy + energy_j,
-            "co2_g": co2 + co2_g,
-            "duration_s": duration + duration_s,
-            "what": "calibration before the first trial (includes one-off warm-up)",
+            **totals,
+            "what": "; ".join(OVERHEAD_PARTS.get(name, name) for name in parts),
+            "parts": parts,
         },
     )
+
+
+_RESOURCES = ("energy_j", "co2_g", "duration_s")

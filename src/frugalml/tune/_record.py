@@ -34,7 +34,9 @@ class TrialRecord:
     per epoch; ``energy_j``, ``co2_g``, ``duration_s`` and ``energy_kind`` are the trial
     window's (model build, training, evaluation), ``train_energy_j`` its training windows;
     ``sampler`` the cost of the sampler's work that proposed it (energy_j, co2_g,
-    duration_s). Fields left None are not written.
+    duration_s). ``predicted_*`` is the cost predicted before the trial started (estimated;
+    ``predicted_by`` names the predictor: per-epoch mean, calibration or the frugal cost
+    model). Fields left None are not written.
     """
 
     tune_state: TuneState = "running"
@@ -53,6 +55,10 @@ class TrialRecord:
     duration_s: float | None = None
     train_energy_j: float | None = None
     prune_reason: str | None = None
+    predicted_energy_j: float | None = None
+    predicted_co2_g: float | None = None
+    predicted_duration_s: float | None = None
+    predicted_by: str | None = None
     curve: list[list[float]] = field(default_factory=list, repr=False)
 
     def to_attrs(self) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 - :func:`check_directory`: refuse an output directory that holds a study, a factorial or
   another tuning study (read-only; nothing is written first).
 - :func:`load_dataset`: the spec's dataset (and fraction).
+- :func:`sigterm_as_interrupt`: SIGTERM during the run is Ctrl-C (the running trial is
+  given back), as in a study worker.
 - :func:`prepare`: why not even one trial may start (a budget already spent), else the
   calibration (when a resource budget is set and nothing has run yet) or the warm-up.
 """
@@ -10,8 +12,12 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
 
@@ -100,3 +106,22 @@ def prepare(tuner: Tuner, dataset: ImageDataset, meter: Meter) -> str | None:
         warm = tuner.calibrate(dataset, meter)
         tuner._add_overhead(warm.spent_energy_j, warm.spent_co2_g, warm.spent_duration_s)
     return None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While tuning, SIGTERM (``kill``, a scheduler's stop) raises KeyboardInterrupt, so the
+    running trial is given back as on Ctrl-C; the previous handler is restored after. Only
+    the main thread can install handlers: elsewhere SIGTERM keeps its handling."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -14,6 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from frugalml.tune._record import TrialRecord, TuneState
+from frugalml.tune._results import TRIAL_ATTR
 from frugalml.tune._space import apply_params
 from frugalml.tune._strategies import FIDELITY_STRATEGIES
 
@@ -23,10 +24,34 @@ if TYPE_CHECKING:
     from frugalml.meter import Meter
     from frugalml.study._trial import TrialOutcome as StudyTrialOutcome
     from frugalml.train import TrainConfig
+    from frugalml.tune._planning import CostPrediction
     from frugalml.tune._spec import TuneSpec
     from frugalml.tune._tuner import Tuner
 
 logger = logging.getLogger(__name__)
+
+
+def prediction_attrs(prediction: CostPrediction | None) -> dict[str, Any]:
+    """A trial's predicted cost as record fields and study.db columns (none when nothing
+    could be predicted yet: no trial ran, no calibration)."""
+    if prediction is None:
+        return {}
+    return {
+        "predicted_energy_j": prediction.energy_j,
+        "predicted_co2_g": prediction.co2_g,
+        "predicted_duration_s": prediction.duration_s,
+        "predicted_by": prediction.method,
+    }
+
+
+def effective_pruner(spec: TuneSpec) -> str:
+    """The pruner that decides over epochs: the strategy's own (``sha``: successive halving,
+    ``hyperband``), else the spec's."""
+    from frugalml.tune._strategies import FIDELITY_STRATEGIES
+
+    if spec.strategy in FIDELITY_STRATEGIES:
+        return "successive_halving" if spec.strategy == "sha" else "hyperband"
+    return spec.pruner
 
 
 def trial_id_for(study: str, number: int, started: Any) -> str:
@@ -44,12 +69,48 @@ def _short(value: Any) -> str:
 
 
 def requeue(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
-    """Mark ``trial`` failed (if it is not finished) and queue its parameters, so the next
-    trial (or the rerun) tries them again: the tuner's one way of giving a trial back."""
+    """Give ``trial`` back to Optuna: its state goes from RUNNING back to WAITING, so the
+    next ``ask`` (this run's or the rerun's) pops the same trial number again, and the
+    search space's ``suggest`` returns the parameters it already holds (Optuna returns a
+    trial's stored value for a parameter it has suggested before). The tuner's one way of
+    giving a trial back (see :func:`give_back`)."""
     from optuna.trial import TrialState
 
-    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+    # Optuna's public API has no "give back": ``tell`` only finishes a trial. The storage
+    # call is the one ``enqueue_trial`` and ``ask`` use themselves to move a trial between
+    # WAITING and RUNNING.
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+
+
+def give_back(
+    tuner: Tuner,
+    trial: optuna.Trial | optuna.trial.FrozenTrial,
+    store_trial_id: str | None,
+    params: dict[str, Any] | None = None,
+) -> None:
+    """The interrupt policy (Ctrl-C, SIGTERM, a killed process), as the study worker's and
+    the factorial's: the trial goes back to pending. Its ``study.db`` row becomes pending
+    again (the rerun claims the same row, its epochs recorded as a new attempt) and the
+    Optuna trial WAITING (:func:`requeue`), its record reduced to the row's id and the
+    parameters, so the rerun re-asks the same trial with the same parameters first."""
+    record: dict[str, Any] = {}
+    if store_trial_id:
+        record["store_trial_id"] = store_trial_id
+        tuner.store.finish(store_trial_id, "pending", only_if_running=True)
+    if params is not None:
+        record["params"] = json.loads(json.dumps(params))
+    tuner.study._storage.set_trial_user_attr(trial._trial_id, TRIAL_ATTR, record)
+    requeue(tuner.study, trial)
+
+
+def _forget_earlier_attempt(trial: optuna.Trial) -> None:
+    """A trial given back and re-asked still holds the intermediate values its interrupted
+    attempt reported (Optuna cannot delete them), and ``Trial.report`` ignores a step found in
+    the trial's cached copy. Clearing that copy lets this attempt's reports write over the
+    old steps (both storages update a step in place), so the pruner compares this attempt's
+    values; the old attempt's steps beyond the last this one reaches stay in the storage."""
+    frozen = trial._cached_frozen_trial  # the copy Trial.report and should_prune read
+    frozen.intermediate_values.clear()
 
 
 def trial_definition(
@@ -77,7 +138,7 @@ def trial_definition(
             "number": number,
             "params": json.loads(json.dumps(params)),
             "objective": list(spec.objectives),
-            "pruner": spec.pruner,
+            "pruner": effective_pruner(spec),
             "sampler_seed": spec.seed,
         },
     }
@@ -96,7 +157,13 @@ class TuneTrial:
         self.params = params
         self.number = trial.number
         self.definition, self.training = trial_definition(self.spec, params, trial.number)
-        self.trial_id = trial_id_for(self.spec.name, trial.number, trial.datetime_start)
+        earlier = trial.user_attrs.get(TRIAL_ATTR) or {}
+        # a trial given back (interrupted) and re-asked keeps its study.db row
+        self.trial_id = str(
+            earlier.get("store_trial_id")
+            or trial_id_for(self.spec.name, trial.number, trial.datetime_start)
+        )
+        _forget_earlier_attempt(trial)
         self.record = TrialRecord()
         self.completed_curves = [
             t.intermediate for t in tuner._trials() if t.state == "complete" and t.intermediate
@@ -144,8 +211,11 @@ class TuneTrial:
         return f"{rule} pruner at epoch {epoch}"
 
     # -- the trial --------------------------------------------------------------------------
-    def start(self, sampler: dict[str, float] | None) -> None:
-        """Register the trial in the study store, claim it, and say it runs."""
+    def start(
+        self, sampler: dict[str, float] | None, *, prediction: CostPrediction | None = None
+    ) -> None:
+        """Register the trial in the study store, claim it, and say it runs; ``prediction``
+        (its predicted cost) is kept on its record and its results row."""
         label = trial_label(self.number, self.params)
         store = self.tuner.store
         store.add_trials([(self.trial_id, self.spec.name, label, self.definition)])
@@ -155,13 +225,20 @@ class TuneTrial:
             params=json.loads(json.dumps(self.params)),
             epochs_planned=self.training.epochs,
             sampler=sampler or {},
+            **prediction_attrs(prediction),
         )
         self.record.write(self.trial)
         self.tuner._emit(
             "trial_started", label, trial_number=self.number, epochs_planned=self.training.epochs
         )
 
-    def run(self, meter: Meter, sampler: dict[str, float] | None) -> None:
+    def run(
+        self,
+        meter: Meter,
+        sampler: dict[str, float] | None,
+        *,
+        prediction: CostPrediction | None = None,
+    ) -> None:
         import torch
 
         from frugalml.study._trial import TrialPlan, run_metered_trial
@@ -169,7 +246,7 @@ class TuneTrial:
         dataset = self.tuner._dataset
         if dataset is None:
             raise RuntimeError("the dataset is not loaded")
-        self.start(sampler)
+        self.start(sampler, prediction=prediction)
         plan = TrialPlan(self.trial_id, self.definition, threads=int(torch.get_num_threads()))
         outcome = run_metered_trial(
             plan,
@@ -184,40 +261,62 @@ class TuneTrial:
 
     def finish(self, outcome: StudyTrialOutcome, sampler: dict[str, float] | None) -> None:
         """Record ``outcome`` in the study store and in Optuna (tell), and say so; an
-        interrupted trial is given back (:func:`requeue`) and its interrupt raised again."""
-        spec = self.spec
+        interrupted trial is given back (:func:`give_back`) and its interrupt raised again."""
         state: TuneState = outcome.status
+        if state == "interrupted":
+            self._give_back(outcome)
+            raise outcome.cause or KeyboardInterrupt
         error = outcome.error
-        if state == "interrupted" and error == "interrupted":
-            error = "interrupted by the user"
         row = dict(outcome.result or {})
         row.pop("concurrent_workers", None)  # the tuner runs one trial at a time, in-process
         row.update(
-            tune_strategy=spec.strategy,
+            tune_strategy=self.spec.strategy,
             tune_number=self.number,
             tune_params=json.dumps(self.record.params, sort_keys=True),
             tune_state=state,
             pruned=state == "pruned",
             tune_sampler_energy_j=(sampler or {}).get("energy_j"),
+            tune_pruner=effective_pruner(self.spec),
+            predicted_energy_j=self.record.predicted_energy_j,
+            predicted_co2_g=self.record.predicted_co2_g,
+            predicted_duration_s=self.record.predicted_duration_s,
+            predicted_by=self.record.predicted_by,
         )
         self.record.finish(state, outcome.result, len(outcome.trained_epochs), error)
         if state == "pruned":
             self.record.prune_reason = outcome.stop_reason
         self.record.write(self.trial)
-        if state == "interrupted":
-            error = "interrupted by the user; the rerun retries these parameters as a new trial"
         store_status = "complete" if state in ("complete", "pruned") else "failed"
         self.tuner.store.finish(self.trial_id, store_status, result=row, error=error)
         self._tell(state)
-        if state == "interrupted":
-            requeue(self.tuner.study, self.trial)
-            raise outcome.cause or KeyboardInterrupt
         val_acc = self.record.val_accuracy
         self.tuner._emit(
             "trial_finished",
             f"trial {self.number} {state}"
             + (f": val accuracy {val_acc:.3f}" if val_acc is not None else "")
             + (f" ({error})" if error else ""),
+            trial_number=self.number,
+        )
+
+    def _give_back(self, outcome: StudyTrialOutcome) -> None:
+        """Ctrl-C or SIGTERM during the trial: back to pending (:func:`give_back`); the
+        energy, CO2 and time the interrupted attempt spent (and the sampler's work that
+        proposed it) stay counted, as overhead of the study."""
+        sampler = self.record.sampler or {}
+        window = (outcome.result or {}).get("measurement")
+        spent = window if isinstance(window, dict) else {}
+        self.tuner._add_overhead(
+            float(spent.get("energy_j", 0.0)) + float(sampler.get("energy_j", 0.0)),
+            float(spent.get("co2_g", 0.0)) + float(sampler.get("co2_g", 0.0)),
+            float(spent.get("duration_s", 0.0)) + float(sampler.get("duration_s", 0.0)),
+            what="given_back",
+        )
+        give_back(self.tuner, self.trial, self.trial_id, self.params)
+        if outcome.error != "interrupted":  # the store, not the trial, failed (a full disk)
+            logger.warning("trial %d given back: %s", self.number, outcome.error)
+        self.tuner._emit(
+            "trial_finished",
+            f"trial {self.number} interrupted: given back, the rerun runs it again",
             trial_number=self.number,
         )
 

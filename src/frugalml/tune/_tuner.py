@@ -26,9 +26,12 @@ every epoch on the validation accuracy (the cumulative energy for ``objective: e
 for accuracy against energy the dominance rule of :mod:`._prune`. A pruned trial keeps the
 energy it used.
 
-A trial whose training raises fails alone (Optuna state FAIL, the study goes on). Ctrl-C
-stops after recording the running trial as interrupted; its parameters are queued so the
-rerun tries them first.
+A trial whose training raises fails alone (Optuna state FAIL, the study goes on). Ctrl-C or
+SIGTERM gives the running trial back, as a study worker does: its study.db row goes back to
+pending and the Optuna trial to WAITING (:func:`._trial.give_back`); the rerun re-asks that
+same trial first (Optuna's ``ask`` pops waiting trials, and ``suggest`` returns the
+parameters the trial holds) and runs it on the same row, as a new attempt. What the
+interrupted attempt spent stays counted (overhead, part ``given_back``).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from frugalml.tune._results import (
     spent,
     summarize_trials,
 )
-from frugalml.tune._setup import check_directory, load_dataset, prepare
+from frugalml.tune._setup import check_directory, load_dataset, prepare, sigterm_as_interrupt
 from frugalml.tune._spec import TuneSpec
 from frugalml.tune._storage import directory_lock, load_or_create_study
 from frugalml.tune._strategies import (
@@ -79,6 +82,9 @@ if TYPE_CHECKING:
 __all__ = ["OVERHEAD_ATTR", "TuneEvent", "TuneOutcome", "Tuner", "run_tune"]
 
 logger = logging.getLogger(__name__)
+
+#: The Optuna study user attribute keeping the last run's notes (start-up trials, ...).
+NOTES_ATTR = "frugalml_notes"
 
 
 class Tuner:
@@ -154,8 +160,10 @@ class Tuner:
     def _overhead(self) -> tuple[float, float, float]:
         return overhead_of(self._study)
 
-    def _add_overhead(self, energy_j: float, co2_g: float, duration_s: float) -> None:
-        add_overhead(self.study, energy_j, co2_g, duration_s)
+    def _add_overhead(
+        self, energy_j: float, co2_g: float, duration_s: float, what: str = "calibration"
+    ) -> None:
+        add_overhead(self.study, energy_j, co2_g, duration_s, what)
 
     def spent_total(self, trials: list[TrialSummary]) -> tuple[float, float, float]:
         """J, g and s spent: ``trials`` (their sampler work included) plus the overhead."""
@@ -271,7 +279,7 @@ class Tuner:
         from frugalml.train import using_threads
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with using_threads(self.threads), directory_lock(self.out_dir):
+        with using_threads(self.threads), directory_lock(self.out_dir), sigterm_as_interrupt():
             return self._run_locked()
 
     def _open(self) -> tuple[Path, list[str]]:
@@ -318,6 +326,7 @@ class Tuner:
                 "started", f"{spec.strategy} on {spec.name}: budget {spec.budget.describe()}"
             )
             stop_reason, interrupted = self._search(meter, notes)
+            notes = self._keep_notes(notes)
         finally:
             if owns_meter:
                 meter.close()
@@ -328,6 +337,14 @@ class Tuner:
             write_outputs(outcome, plot=self.plot)
         self._emit("finished", stop_reason)
         return outcome
+
+    def _keep_notes(self, notes: list[str]) -> list[str]:
+        """This run's notes, kept on the study; a run that started nothing (a rerun of a
+        finished study) says again what the last one said instead of nothing."""
+        if notes:
+            self.study.set_user_attr(NOTES_ATTR, list(notes))
+            return notes
+        return [str(n) for n in self.study.user_attrs.get(NOTES_ATTR) or []]
 
     def _search(self, meter: Meter, notes: list[str]) -> tuple[str, bool]:
         """Calibrate or warm up, then the ask/tell loop: why it stopped, and whether by
