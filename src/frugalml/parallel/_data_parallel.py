@@ -442,6 +442,21 @@ def join_from_env(backend: Backend, device: str = "auto") -> LaunchEnv:
     return env
 
 
+def _die_with_launcher() -> None:
+    """Ask Linux to kill this rank when its launcher dies (a study worker stopped at its
+    time limit, or killed), so no orphan rank trains on."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+        import signal
+
+        with contextlib.suppress(Exception):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _rank_main(
     rank: int,
     fn: Callable[..., None],
@@ -453,6 +468,7 @@ def _rank_main(
     import torch.distributed as dist
     from torch.distributed import FileStore  # type: ignore[attr-defined]
 
+    _die_with_launcher()
     os.environ.setdefault("LOCAL_RANK", str(rank))
     store = FileStore(store_path, world)
     dist.init_process_group(backend, store=store, rank=rank, world_size=world)
