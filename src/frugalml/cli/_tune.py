@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from frugalml.tune import TrialSummary, TuneEvent, TuneOutcome, TuneSpec
 
 _USAGE = """frugalml tune SPEC [--out DIR] [--strategy S] [--seed N] [--max-trials N] [...]
+       frugalml tune SPEC --out DIR --parallel N [--executor local|ray] [--address ADDR]
        frugalml tune compare SPEC --strategies grid,random,tpe[,gp] [--repeats N]
                              [--target 0.01] [--out DIR]"""
 
@@ -66,6 +67,26 @@ def register(subparsers: Any) -> None:
     tune.add_argument("--co2-g", type=float, default=None, help="override budget.co2_g")
     tune.add_argument("--duration-s", type=float, default=None, help="override budget.duration_s")
     tune.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1)")
+    tune.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        help="trials in flight at once, each in its own process (default: the spec's, or 1: "
+        "one at a time, in this process)",
+    )
+    tune.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default=None,
+        help="where --parallel trials run: local processes (default) or Ray tasks "
+        "(frugalml[ray]; the README's 'On a cluster')",
+    )
+    tune.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto', host:6379, ray://host:10001; default: RAY_ADDRESS, "
+        "or a local Ray is started)",
+    )
     tune.add_argument(
         "--validate", action="store_true", help="only check the spec and show the search space"
     )
@@ -283,7 +304,14 @@ def _tune(args: argparse.Namespace, path: str) -> int:
         return 0
     _quiet_optuna(args.debug)
     out_dir = args.out or Path("runs") / spec.name
-    tuner = Tuner(spec, out_dir, threads=args.threads)
+    tuner = Tuner(
+        spec,
+        out_dir,
+        threads=args.threads,
+        parallel=args.parallel,
+        executor=args.executor,
+        address=args.address,
+    )
     view = _ProgressView(not args.no_progress and not args.quiet, spec.name, lines=not args.quiet)
     tuner.on_event = view.on_event
     with view:
@@ -305,6 +333,11 @@ def _compare(args: argparse.Namespace, path: str) -> int:
         )
     if args.strategy is not None:
         raise ConfigError("--strategy does not apply to 'tune compare'", fix="use --strategies")
+    if args.parallel is not None or args.executor is not None or args.address is not None:
+        raise ConfigError(
+            "'tune compare' runs its trials one at a time",
+            fix="drop --parallel, --executor and --address (they are for 'frugalml tune SPEC')",
+        )
     if args.repeats < 1:  # compare_strategies refuses it too, but only after --validate
         raise ConfigError(
             f"--repeats must be 1 or more, got {args.repeats}", fix="e.g. --repeats 3"

@@ -28,8 +28,9 @@ spent. A launch refused while trials run waits for one of them to end and asks a
 with nothing in flight does the refusal end the run. ``duration_s`` adds the trials' own
 times, so N trials in flight spend it N times as fast as the wall clock.
 
-Ctrl-C gives the running trials back (stopped, recorded as interrupted, their parameters
-queued for the rerun, as one in-process trial is). A trial whose process dies fails alone,
+Ctrl-C gives the running trials back as one in-process trial is
+(:func:`frugalml.tune._trial.give_back`: stopped, the study.db row pending, the Optuna trial
+WAITING, re-asked first by the rerun). A trial whose process dies fails alone,
 booking what its recorded windows measured (:func:`frugalml.study._results.killed_result`).
 
 Energy: trials on one host side by side see each other on machine-wide counters (RAPL per
@@ -53,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from frugalml.errors import ConfigError
 from frugalml.study._executors import ExecutorConfig, import_ray
 from frugalml.tune._planning import CostPrediction, budget_stop, predict
-from frugalml.tune._results import TRIAL_ATTR, TrialSummary
+from frugalml.tune._results import TrialSummary
 from frugalml.tune._space import apply_params
 from frugalml.tune._trial import TuneTrial
 
@@ -494,6 +495,7 @@ class ParallelTuning:
         self.running: dict[str, _Slot] = {}
         self.held: tuple[optuna.Trial, dict[str, Any], dict[str, float]] | None = None
         self.blocked = False  # a launch was refused: wait for a trial to end
+        self.skipped = 0  # unaffordable configurations skipped in a row
         self.logs = Path(tuner.out_dir) / "logs"
 
     # -- budget -----------------------------------------------------------------------------
@@ -538,31 +540,52 @@ class ParallelTuning:
 
     # -- launching --------------------------------------------------------------------------
     def _launch_next(self, meter: Meter) -> str | None:
-        """Start one more trial, or say why not (None: started)."""
-        from frugalml.tune._loop import ask, skip
+        """Start one more trial, or say why not (None: started). A configuration the budget
+        cannot afford with trials in flight is held until one ends; with none in flight it
+        is skipped and another asked for, up to ``MAX_SKIPS_IN_A_ROW``, as one trial at a
+        time does (:func:`frugalml.tune._loop.run_loop`)."""
+        from frugalml.tune._loop import MAX_SKIPS_IN_A_ROW, ask, skip
 
-        trials = self._trials()
-        if self.held is None:
-            reason = self._stop_before_asking(trials)
-            if reason is not None:
+        while True:
+            trials = self._trials()
+            if self.held is None:
+                reason = self._stop_before_asking(trials)
+                if reason is not None:
+                    if self.skipped:
+                        reason += f" ({self.skipped} unaffordable configuration(s) skipped before)"
+                    return reason
+                self.held = ask(self.tuner, meter)
+            trial, params, sampler = self.held
+            planned = apply_params(params, self.tuner.spec.training)[0].epochs
+            prediction = self._predict(planned, trials, params)
+            reason = self.budget_stop(planned, trials, params)
+            if reason is None:
+                break
+            if self.running:  # what is in flight may free budget (or spend less than said)
                 return reason
-            self.held = ask(self.tuner, meter)
-        trial, params, sampler = self.held
-        planned = apply_params(params, self.tuner.spec.training)[0].epochs
-        reason = self.budget_stop(planned, trials, params)
-        if reason is not None:
-            if not self.running:  # nothing in flight can free budget: as one trial at a time
-                self.held = None
-                skip(self.tuner, trial, params, sampler, reason)
-            return reason
+            self.held = None
+            skip(self.tuner, trial, params, sampler, reason, prediction)
+            self.skipped += 1
+            if self.skipped >= MAX_SKIPS_IN_A_ROW:
+                return (
+                    f"{self.skipped} configurations in a row were predicted to cost more than "
+                    f"the budget has left, so no cheaper one was tried (the last: {reason})"
+                )
         self.held = None
-        self._launch(TuneTrial(self.tuner, trial, params), sampler, planned)
+        self.skipped = 0
+        self._launch(TuneTrial(self.tuner, trial, params), sampler, planned, prediction)
         return None
 
-    def _launch(self, trial: TuneTrial, sampler: dict[str, float], planned: int) -> None:
+    def _launch(
+        self,
+        trial: TuneTrial,
+        sampler: dict[str, float],
+        planned: int,
+        prediction: CostPrediction | None,
+    ) -> None:
         from frugalml.study._trial import TrialPlan
 
-        trial.start(sampler)
+        trial.start(sampler, prediction=prediction)
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = str(self.logs / f"{trial.trial_id}.log")
         plan = TrialPlan(
@@ -647,13 +670,11 @@ class ParallelTuning:
             self._step(self.backend.idle_wait_s)
 
     def _give_back(self) -> None:
-        """Ctrl-C: stop every trial in flight and record it as given back (interrupted,
-        its parameters queued), keeping any that ended meanwhile as they ended."""
+        """Ctrl-C: stop every trial in flight and give it back (its interrupted outcome
+        through :meth:`TuneTrial.finish`), keeping any that ended meanwhile as they ended."""
         from frugalml.study._trial import TrialOutcome
 
-        if self.held is not None:
-            self.held[0].set_user_attr(TRIAL_ATTR, {"tune_state": "interrupted"})
-            self.held = None
+        self.held = None  # asked, not started: RUNNING in Optuna, given back by the tuner
         for slot in self.running.values():
             self.backend.stop(slot)
         deadline = time.monotonic() + GIVE_BACK_S

@@ -268,7 +268,8 @@ class TuneTrial:
             raise outcome.cause or KeyboardInterrupt
         error = outcome.error
         row = dict(outcome.result or {})
-        row.pop("concurrent_workers", None)  # the tuner runs one trial at a time, in-process
+        if row.get("concurrent_workers", 1) == 1:  # kept for --parallel N (tune._parallel)
+            row.pop("concurrent_workers", None)
         row.update(
             tune_strategy=self.spec.strategy,
             tune_number=self.number,

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from frugalml.errors import ConfigError
 from frugalml.tune._loop import recover, release_running, run_loop
 from frugalml.tune._outcome import TuneEvent, TuneOutcome, build_outcome, write_outputs
+from frugalml.tune._parallel import resolve_executor, run_parallel
 from frugalml.tune._planning import (
     OVERHEAD_ATTR,
     Calibration,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from frugalml.data import ImageDataset
     from frugalml.meter import Meter
     from frugalml.study import StudyStore
+    from frugalml.study._executors import ExecutorConfig
 
 __all__ = ["OVERHEAD_ATTR", "TuneEvent", "TuneOutcome", "Tuner", "run_tune"]
 
@@ -96,7 +98,10 @@ class Tuner:
     default :class:`frugalml.meter.Meter` (tests inject one); ``write_outputs=False`` skips
     the plot, CSV and JSON summary, ``plot=False`` only the plot. ``warm_up=False`` skips
     the short warm-up run before the first trial (counted as overhead) that otherwise keeps
-    the process's one-off start-up costs out of the first trial's energy.
+    the process's one-off start-up costs out of the first trial's energy. ``parallel``
+    (default: the spec's, 1) trials in flight on ``executor`` (``local`` or ``ray``, or an
+    :class:`frugalml.study._executors.ExecutorConfig`; default: the spec's ``executor:``) at
+    ``address`` (Ray): :mod:`._parallel`; one trial on ``local`` runs in this process.
     """
 
     def __init__(
@@ -110,6 +115,9 @@ class Tuner:
         write_outputs: bool = True,
         plot: bool = True,
         warm_up: bool = True,
+        parallel: int | None = None,
+        executor: ExecutorConfig | str | None = None,
+        address: str | None = None,
     ) -> None:
         if spec.strategy != "grid" and not spec.budget.is_set:
             raise ConfigError(
@@ -120,6 +128,8 @@ class Tuner:
         from frugalml.train import check_threads
 
         check_threads(threads)
+        #: Trials in flight and where they run (:mod:`._parallel`); 1 on ``local``: in here.
+        self.parallel, self.executor = resolve_executor(spec, parallel, executor, address)
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.on_event = on_event or (lambda event: None)
@@ -127,7 +137,7 @@ class Tuner:
         self._meter = meter
         self.write_outputs = write_outputs
         self.plot = plot
-        self.warm_up = warm_up
+        self.warm_up = warm_up and not self.runs_apart  # a warm-up here warms no trial
         self.dominance = (
             DominancePruner(**spec.pruner_options) if spec.pruner == "dominance" else None
         )
@@ -137,6 +147,11 @@ class Tuner:
         self._store: StudyStore | None = None
         self._study: optuna.Study | None = None
         self._dataset: ImageDataset | None = None
+
+    @property
+    def runs_apart(self) -> bool:
+        """Whether trials run in processes of their own (``--parallel N``, ``ray``)."""
+        return self.parallel > 1 or self.executor.kind != "local"
 
     # -- bookkeeping ------------------------------------------------------------------------
     @property
@@ -357,6 +372,8 @@ class Tuner:
         # start-up trials scaled to the budget, frugal's cost model
         notes.extend(configure_search(self, self._sampler_seed(len(self.study.trials))))
         try:
+            if self.runs_apart:
+                return run_parallel(self, meter, notes), False
             return run_loop(self, meter), False
         except KeyboardInterrupt:
             release_running(self)
@@ -395,6 +412,9 @@ def run_tune(
     write_outputs: bool = True,
     plot: bool = True,
     warm_up: bool = True,
+    parallel: int | None = None,
+    executor: ExecutorConfig | str | None = None,
+    address: str | None = None,
 ) -> TuneOutcome:
     """Run (or continue) tuning ``spec`` into ``out_dir``; the options are
     :class:`Tuner`'s."""
@@ -407,4 +427,7 @@ def run_tune(
         write_outputs=write_outputs,
         plot=plot,
         warm_up=warm_up,
+        parallel=parallel,
+        executor=executor,
+        address=address,
     ).run()
