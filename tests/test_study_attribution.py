@@ -154,3 +154,22 @@ def test_without_shared_counters_nothing_is_attributed_and_the_record_says_so(
     assert list(frame["attribution_rule"]) == [NOT_ATTRIBUTED_NO_COUNTERS] * 2
     assert frame["attributed_energy_j"].isna().all()
     assert frame["energy_j"].notna().all()  # the trials' own (estimated) energy is kept
+
+
+def test_merge_result_adds_fields_and_keeps_every_other_one(tmp_path: Path) -> None:
+    from frugalml.study import StudyStore
+
+    with StudyStore(tmp_path) as store:
+        store.add_trials([("a", "s", "A", {}), ("b", "s", "B", {})])
+        assert store.claim(["a", "b"]) == "a"
+        recorded = {"energy_j": 12.5, "energy_kind": "measured", "accuracy": 0.9}
+        store.finish("a", "complete", result=recorded)
+        assert store.merge_result("a", {"attributed_energy_j": 7.0, "attribution_rule": "r"})
+        assert store.trial("a").result == {
+            **recorded,
+            "attributed_energy_j": 7.0,
+            "attribution_rule": "r",
+        }
+        assert store.trial("a").status == "complete"
+        assert not store.merge_result("b", {"attributed_energy_j": 1.0})  # no result yet
+        assert store.trial("b").result is None
