@@ -167,7 +167,9 @@ def test_the_tuning_example_runs_tpe_past_start_up_prunes_and_a_spent_rerun_cost
     spec = TuneSpec.from_yaml(ROOT / "examples" / "tune_digits.yaml")
     data = yaml.safe_load((ROOT / "examples" / "tune_digits.yaml").read_text())
     max_trials = data["budget"]["max_trials"]
-    startup = data["strategy"]["n_startup_trials"]
+    from frugalml.tune._strategies import startup_trials
+
+    startup, _ = startup_trials(spec, max_trials)  # scaled to the budget (at most this)
     first = run_tune(spec, tmp_path / "tune")
     counts = first.counts()
     assert sum(counts.values()) == max_trials > startup

@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="output directory (default: runs/NAME, or runs/NAME-compare)",
     )
-    tune.add_argument("--strategy", default=None, help="override: grid, random, tpe, gp, nsga2")
+    tune.add_argument("--strategy", default=None, help=f"override: {', '.join(_strategies())}")
     tune.add_argument("--seed", type=int, default=None, help="override the sampler seed")
     tune.add_argument("--max-trials", type=int, default=None, help="override budget.max_trials")
     tune.add_argument("--energy-kwh", type=float, default=None, help="override budget.energy_kwh")
@@ -108,6 +108,12 @@ def register(subparsers: Any) -> None:
         help="compare: absolute accuracy below the best any run found that counts as reached",
     )
     tune.set_defaults(handler=_handle)
+
+
+def _strategies() -> list[str]:
+    from frugalml.tune._registry import list_strategies
+
+    return list_strategies()
 
 
 def _quiet_optuna(debug: bool) -> None:
@@ -164,6 +170,8 @@ def _handle(args: argparse.Namespace) -> int:
 
 
 def _describe(spec: TuneSpec) -> str:
+    from frugalml.tune._registry import get_strategy
+
     lines = [
         f"tuning study {spec.name}: {spec.dataset} (fraction {spec.fraction:g}), "
         f"model {spec.model or '(searched)'} {spec.model_args or ''}".rstrip(),
@@ -172,7 +180,7 @@ def _describe(spec: TuneSpec) -> str:
         "  search space:",
     ]
     lines += [f"    {p.describe()}" for p in spec.search_space]
-    if spec.strategy == "grid":
+    if get_strategy(spec.strategy).finite:
         lines.append(f"  grid: {spec.search_space.grid_size()} points")
     return "\n".join(lines)
 

@@ -10,6 +10,8 @@ samplers). The project's own tests use the same classes.
   errors, an example that loads where it can).
 - :class:`BuiltinModelContract`: every registered built-in model (knobs, defaults, a
   forward pass of the right shape, bad knobs refused).
+- :class:`TuningStrategyContract`, :class:`TuningPrunerContract`: every registered tuning
+  strategy (two real trials on a tiny space, recorded) and pruner (its per-epoch verdict).
 
 Needs pytest (``pip install 'frugalml[testing]'``).
 """
@@ -24,10 +26,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from frugalml.testing._backend import BackendCase, EnergyBackendContract
 from frugalml.testing._data import DatasetSchemeContract
 from frugalml.testing._models import BuiltinModelContract
+from frugalml.testing._tune import TuningPrunerContract, TuningStrategyContract
 
 __all__ = [
     "BackendCase",
     "BuiltinModelContract",
     "DatasetSchemeContract",
     "EnergyBackendContract",
+    "TuningPrunerContract",
+    "TuningStrategyContract",
 ]

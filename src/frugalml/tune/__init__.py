@@ -12,7 +12,12 @@ Modules:
 - ``_space``: :class:`SearchSpace` and :class:`Param` (float, log-float, int, categorical;
   grids), :func:`apply_params`.
 - ``_spec``: :class:`TuneSpec` (YAML parsing and checks) and :class:`TuneBudget`.
-- ``_strategies``: :func:`make_sampler` and :func:`make_pruner` (Optuna's).
+- ``_registry``: the one table of strategies and pruners (:func:`register_strategy`,
+  :func:`register_pruner`, :func:`list_strategies`, :func:`list_pruners`; name -> options,
+  builder, finite or not, multi-objective or not, help); ``_strategies``:
+  :func:`make_sampler` and :func:`make_pruner` built from it.
+- ``_prune``: :class:`EpochPruner`, the one per-epoch pruner interface (Optuna's pruners,
+  the dominance rule, the strategies' own).
 - ``_prune``: :class:`DominancePruner`, the accuracy-against-energy pruning rule, and
   :func:`pareto_indices` (indices of the non-dominated (accuracy, energy) points).
 - ``_storage``: Optuna storage in the output directory (``optuna.db``, or a journal file),
@@ -63,8 +68,16 @@ from frugalml.tune._metered import (
 from frugalml.tune._outcome import TuneEvent, TuneOutcome
 from frugalml.tune._planning import CALIBRATION_BATCHES, Calibration, CostPrediction
 from frugalml.tune._plots import plot_comparison, plot_tuning
-from frugalml.tune._prune import DominancePruner, dominated_by, dominates
+from frugalml.tune._prune import DominancePruner, EpochPruner, dominated_by, dominates
 from frugalml.tune._prune import pareto_front as pareto_indices
+from frugalml.tune._registry import (
+    PrunerInfo,
+    StrategyInfo,
+    list_pruners,
+    list_strategies,
+    register_pruner,
+    register_strategy,
+)
 from frugalml.tune._results import (
     TrialSummary,
     TuningHistory,
@@ -90,10 +103,13 @@ __all__ = [
     "CostPrediction",
     "DominancePruner",
     "EnergyAs",
+    "EpochPruner",
     "MeteredObjective",
     "Param",
+    "PrunerInfo",
     "RunCurve",
     "SearchSpace",
+    "StrategyInfo",
     "TrialSummary",
     "TuneBudget",
     "TuneEvent",
@@ -109,6 +125,8 @@ __all__ = [
     "dominates",
     "energy_to_target",
     "front",
+    "list_pruners",
+    "list_strategies",
     "load_comparison",
     "load_optuna_study",
     "make_pruner",
@@ -122,6 +140,8 @@ __all__ = [
     "parse_strategies",
     "plot_comparison",
     "plot_tuning",
+    "register_pruner",
+    "register_strategy",
     "run_tune",
     "strategy_comparison_table",
     "study_spec_fragment",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from frugalml.tune._planning import CostPrediction, budget_stop
 from frugalml.tune._record import TrialRecord
+from frugalml.tune._registry import get_strategy
 from frugalml.tune._results import TRIAL_ATTR, TrialSummary
 from frugalml.tune._space import apply_params
 from frugalml.tune._trial import TuneTrial, give_back, prediction_attrs
@@ -80,7 +81,7 @@ def ask(tuner: Tuner, meter: Meter) -> tuple[optuna.Trial, dict[str, Any], dict[
     spec = tuner.spec
     with meter.window("tune sampler") as window:
         trial = tuner.study.ask()
-        params = spec.search_space.suggest(trial, grid_mode=spec.strategy == "grid")
+        params = spec.search_space.suggest(trial, grid_mode=get_strategy(spec.strategy).finite)
     return trial, params, cost(window.measurement)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from frugalml.study._executors import ExecutorConfig
 from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, WARN_EPOCHS
+from frugalml.tune._registry import get_pruner, get_strategy, list_pruners, list_strategies
 from frugalml.tune._space import SearchSpace, apply_params
 
 if TYPE_CHECKING:
@@ -51,18 +52,10 @@ logger = logging.getLogger(__name__)
 #: The most trials a budget may plan (beyond is a typo, not a plan).
 MAX_TRIALS = 1_000_000
 
-STRATEGIES: tuple[str, ...] = (
-    "grid",
-    "random",
-    "tpe",
-    "gp",
-    "nsga2",
-    "frugal",
-    "sha",
-    "hyperband",
-)
+#: The registered strategies and pruners (:mod:`._registry`, the one table), at import.
+STRATEGIES: tuple[str, ...] = tuple(list_strategies())
 OBJECTIVES: tuple[str, ...] = ("accuracy", "energy")
-PRUNERS: tuple[str, ...] = ("none", "median", "successive_halving", "dominance")
+PRUNERS: tuple[str, ...] = tuple(list_pruners())
 
 _KEYS = {
     "name": "study name (letters, digits, _ . -); also the Optuna study name",
@@ -75,10 +68,9 @@ _KEYS = {
     "model": "a model name or {name: ..., args: {...}, pretrained: false}",
     "training": "the base training options (epochs, batch_size, lr, ...)",
     "search_space": "the searched parameters, {name: {type: ..., ...}}",
-    "strategy": "grid, random, tpe, gp, nsga2, frugal, sha or hyperband "
-    "(or {name: tpe, n_startup_trials: 5})",
+    "strategy": f"{' | '.join(STRATEGIES)} (or {{name: tpe, n_startup_trials: 5}})",
     "objective": "accuracy, energy, or [accuracy, energy] for a Pareto front",
-    "pruner": "none, median, successive_halving or dominance (or {type: ..., options})",
+    "pruner": f"{' | '.join(PRUNERS)} (or {{type: ..., options}})",
     "budget": "max_trials, energy_kwh, co2_g and/or duration_s",
     "parallel": "trials in flight at once (default 1: one at a time, in this process; "
     "--parallel overrides)",
@@ -88,24 +80,56 @@ _KEYS = {
     "carbon": "country, intensity_g_per_kwh, pue",
 }
 
-#: Options each strategy accepts (passed to the Optuna sampler).
-_STRATEGY_OPTIONS: dict[str, frozenset[str]] = {
-    "grid": frozenset(),
-    "random": frozenset(),
-    "tpe": frozenset({"n_startup_trials", "multivariate"}),
-    "gp": frozenset({"n_startup_trials"}),
-    "nsga2": frozenset({"population_size"}),
-    "frugal": frozenset({"n_startup_trials"}),
-    "sha": frozenset({"min_resource", "reduction_factor"}),
-    "hyperband": frozenset({"min_resource", "reduction_factor"}),
-}
+
+class _RegisteredOptions(Mapping[str, frozenset[str]]):
+    """Name -> the options it accepts, read from the registry when asked (so a strategy or
+    pruner registered after import is accepted too)."""
+
+    def __init__(self, names: Callable[[], list[str]], options: Callable[[str], Any]) -> None:
+        self._names, self._options = names, options
+
+    def __getitem__(self, name: str) -> frozenset[str]:
+        if name not in self._names():
+            raise KeyError(name)
+        return frozenset(self._options(name).options)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+#: Options each strategy accepts (passed to its sampler or its own pruner).
+_STRATEGY_OPTIONS: Mapping[str, frozenset[str]] = _RegisteredOptions(list_strategies, get_strategy)
 #: Options each pruner accepts.
-_PRUNER_OPTIONS: dict[str, frozenset[str]] = {
-    "none": frozenset(),
-    "median": frozenset({"n_startup_trials", "n_warmup_steps"}),
-    "successive_halving": frozenset({"min_resource", "reduction_factor"}),
-    "dominance": frozenset({"n_startup_trials", "n_warmup_steps"}),
-}
+_PRUNER_OPTIONS: Mapping[str, frozenset[str]] = _RegisteredOptions(list_pruners, get_pruner)
+
+
+def _check_objectives(strategy: str, pruner: str, objectives: tuple[str, ...]) -> None:
+    """The strategy and the pruner work on the objectives (:mod:`._registry`: a pruner on
+    one objective or on both, a strategy that can or cannot optimise both)."""
+    kind = get_pruner(pruner).objectives
+    multi = [n for n in PRUNERS if get_pruner(n).objectives != "single"]
+    if len(objectives) > 1 and kind == "single":
+        raise ConfigError(
+            f"the {pruner} pruner works on one objective, but the objective is "
+            f"{' and '.join(objectives)} (Optuna cannot prune multi-objective studies)",
+            fix=f"use pruner: {' or '.join(multi)} (dominance stops trials dominated at the "
+            "same epoch)",
+        )
+    if len(objectives) == 1 and kind == "multi":
+        raise ConfigError(
+            f"the {pruner} pruner compares (accuracy, energy) pairs and needs both objectives",
+            fix="use objective: [accuracy, energy], or pruner: median for one objective",
+        )
+    if len(objectives) > 1 and not get_strategy(strategy).multi_objective:
+        both = [n for n in STRATEGIES if get_strategy(n).multi_objective]
+        raise ConfigError(
+            f"the {strategy} strategy prunes over epochs on one objective, but the objective "
+            f"is {' and '.join(objectives)}",
+            fix=f"use one objective, or a strategy for both: {', '.join(both)}",
+        )
 
 
 def _positive_int(value: Any, where: str, *, minimum: int = 1) -> int:
@@ -125,7 +149,7 @@ def _check_seed(seed: Any) -> int:
 
 
 def _options(
-    value: Any, where: str, key: str, allowed: dict[str, frozenset[str]], default: str
+    value: Any, where: str, key: str, allowed: Mapping[str, frozenset[str]], default: str
 ) -> tuple[str, dict[str, Any]]:
     """``name`` or ``{key: name, option: value, ...}``."""
     if value is None:
@@ -336,18 +360,8 @@ class TuneSpec:
         pruner, pruner_options = _options(
             data.get("pruner"), "pruner", "type", _PRUNER_OPTIONS, "none"
         )
-        if len(objectives) > 1 and pruner in ("median", "successive_halving"):
-            raise ConfigError(
-                f"the {pruner} pruner works on one objective, but the objective is "
-                f"{' and '.join(objectives)} (Optuna cannot prune multi-objective studies)",
-                fix="use pruner: dominance (stops trials dominated at the same epoch) or none",
-            )
-        if len(objectives) == 1 and pruner == "dominance":
-            raise ConfigError(
-                "the dominance pruner compares (accuracy, energy) pairs and needs both objectives",
-                fix="use objective: [accuracy, energy], or pruner: median for one objective",
-            )
-        if strategy == "grid":
+        _check_objectives(strategy, pruner, objectives)
+        if get_strategy(strategy).finite:
             space.grid()  # a finite grid, or a clear error now rather than at run time
         budget = TuneBudget.from_mapping(data.get("budget"))
         seed = _check_seed(data.get("seed", 0))
@@ -541,17 +555,14 @@ class TuneSpec:
         if "seed" in changes:
             _check_seed(changes["seed"])
         if "strategy" in changes and "strategy_options" not in changes:
-            name = changes["strategy"]
-            if name not in STRATEGIES:
-                raise ConfigError(
-                    f"unknown strategy {name!r}", fix=f"use one of: {', '.join(STRATEGIES)}"
-                )
-            allowed = _STRATEGY_OPTIONS[name]
+            allowed = get_strategy(changes["strategy"]).options
             changes["strategy_options"] = {
                 k: v for k, v in self.strategy_options.items() if k in allowed
             }
         spec = dataclasses.replace(self, **changes)
-        if spec.strategy == "grid":
+        if "strategy" in changes or "objectives" in changes or "pruner" in changes:
+            _check_objectives(spec.strategy, spec.pruner, spec.objectives)
+        if get_strategy(spec.strategy).finite:
             spec.search_space.grid()
         return spec
 

@@ -1,5 +1,8 @@
 """Optuna samplers and pruners for the strategies and pruners a spec names.
 
+The names, their options, builders and traits are registered in :mod:`._registry` (one
+table); :func:`make_sampler` and :func:`make_pruner` build from it.
+
 =================  ==========================================================
 strategy           Optuna sampler
 =================  ==========================================================
@@ -28,8 +31,14 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from frugalml.errors import ConfigError
-from frugalml.tune._frugal import _cost_aware_tpe, frugal_pruner, frugal_settings
+from frugalml.tune._frugal import frugal_settings
+from frugalml.tune._registry import (
+    FIDELITY,
+    SamplerContext,
+    epoch_pruner,
+    get_strategy,
+    list_strategies,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
     from frugalml.tune._tuner import Tuner
 
 
-def _grid_sampler(search_space: dict[str, list[Any]], seed: int) -> optuna.samplers.GridSampler:
+def grid_sampler(search_space: dict[str, list[Any]], seed: int) -> optuna.samplers.GridSampler:
     """Optuna's GridSampler for the ask-and-tell loop.
 
     After each trial GridSampler calls ``study.stop()`` once the grid is used up, which Optuna
@@ -61,16 +70,16 @@ MIN_STARTUP_TRIALS = 2
 MAX_STARTUP_TRIALS = 10
 #: Without an estimate of the trials the budget affords: Optuna's default.
 DEFAULT_STARTUP_TRIALS = 10
-#: Strategies whose sampler starts with random trials.
-MODEL_BASED = ("tpe", "gp", "frugal")
-#: Strategies that stop trials early over epochs by their own pruner (:func:`make_pruner`).
-FIDELITY_STRATEGIES = ("sha", "hyperband")
+#: Strategies whose sampler starts with random trials (from the registry).
+MODEL_BASED: tuple[str, ...] = tuple(n for n in list_strategies() if get_strategy(n).model_based)
+#: Strategies whose own pruner over epochs replaces the spec's (from the registry).
+FIDELITY_STRATEGIES: tuple[str, ...] = FIDELITY
 
 
 def startup_trials(spec: TuneSpec, affordable_trials: float | None) -> tuple[int | None, str]:
     """The start-up trials of ``spec``'s strategy and a sentence saying why (None: not a
     model-based strategy)."""
-    if spec.strategy not in MODEL_BASED:
+    if not get_strategy(spec.strategy).model_based:
         return None, ""
     named = spec.strategy_options.get("n_startup_trials")
     if named is not None:
@@ -103,59 +112,22 @@ def make_sampler(
     limit); without them it is plain multivariate TPE. ``sha`` and ``hyperband`` sample at
     random; their pruner (:func:`make_pruner`) does the multi-fidelity work over epochs.
     """
-    import optuna
-
-    options: dict[str, Any] = dict(spec.strategy_options)
-    name = spec.strategy
     startup, _ = startup_trials(spec, affordable_trials)
-    if startup is not None:
-        options["n_startup_trials"] = startup
-    if name == "grid":
-        return _grid_sampler(spec.search_space.grid(), seed)
-    if name in ("random", "sha", "hyperband"):
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **options)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **options)
-    if name == "frugal":
-        if predict_costs is None or remaining_j is None:
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, **options)
-        return _cost_aware_tpe(seed, int(options["n_startup_trials"]), predict_costs, remaining_j)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **options)
-    raise ConfigError(
-        f"unknown strategy {name!r}",
-        fix="use one of: grid, random, tpe, gp, nsga2, frugal, sha, hyperband",
+    context = SamplerContext(
+        affordable_trials=affordable_trials,
+        startup_trials=startup,
+        predict_costs=predict_costs,
+        remaining_j=remaining_j,
     )
+    return get_strategy(spec.strategy).build(spec, seed, context)
 
 
 def make_pruner(spec: TuneSpec) -> optuna.pruners.BasePruner:
-    """Optuna's pruner for ``spec.pruner`` (a no-op for ``none`` and ``dominance``); the
-    ``sha`` and ``hyperband`` strategies bring their own, over epochs (minimum 1 epoch,
-    reduction factor 3 unless the strategy's options say otherwise)."""
-    import optuna
-
-    if spec.strategy in FIDELITY_STRATEGIES:
-        fidelity: dict[str, Any] = {"min_resource": 1, "reduction_factor": 3}
-        fidelity.update(spec.strategy_options)
-        if spec.strategy == "sha":
-            return optuna.pruners.SuccessiveHalvingPruner(**fidelity)
-        _, high = spec.search_space.epochs_range(spec.training.epochs)
-        return optuna.pruners.HyperbandPruner(max_resource=max(high, 1), **fidelity)
-    if spec.strategy == "frugal" and spec.pruner == "none":
-        return frugal_pruner(spec)  # its own best-curve rule (F's tune/_frugal.py)
-    options: dict[str, Any] = dict(spec.pruner_options)
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(**options)
-    if spec.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**options)
-    if spec.pruner in ("none", "dominance"):
-        return optuna.pruners.NopPruner()
-    raise ConfigError(
-        f"unknown pruner {spec.pruner!r}",
-        fix="use none, median, successive_halving or dominance",
-    )
+    """Optuna's pruner for ``spec`` (:func:`._registry.epoch_pruner`): the strategy's own
+    where it brings one (``sha``, ``hyperband``: over epochs, minimum 1 epoch, reduction
+    factor 3 unless the strategy's options say otherwise; ``frugal`` where the spec names no
+    pruner), else the spec's (a no-op for ``none`` and ``dominance``)."""
+    return epoch_pruner(spec).optuna_pruner()
 
 
 def configure_search(tuner: Tuner, seed: int) -> list[str]:
@@ -165,7 +137,7 @@ def configure_search(tuner: Tuner, seed: int) -> list[str]:
     from frugalml.tune._cost import TrialCosts
 
     spec = tuner.spec
-    if spec.strategy not in MODEL_BASED:
+    if not get_strategy(spec.strategy).model_based:
         return []
     costs = TrialCosts(tuner)
     affordable = costs.affordable_trials()
@@ -185,3 +157,6 @@ def configure_search(tuner: Tuner, seed: int) -> list[str]:
             "what the energy left cannot afford is skipped; " + frugal_settings().describe()
         )
     return notes
+
+
+_grid_sampler = grid_sampler  # the former private name

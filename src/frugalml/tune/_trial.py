@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from frugalml.tune._record import TrialRecord, TuneState
 from frugalml.tune._results import TRIAL_ATTR
 from frugalml.tune._space import apply_params
-from frugalml.tune._strategies import FIDELITY_STRATEGIES
 
 if TYPE_CHECKING:
     import optuna
@@ -45,13 +44,12 @@ def prediction_attrs(prediction: CostPrediction | None) -> dict[str, Any]:
 
 
 def effective_pruner(spec: TuneSpec) -> str:
-    """The pruner that decides over epochs: the strategy's own (``sha``: successive halving,
-    ``hyperband``), else the spec's."""
-    from frugalml.tune._strategies import FIDELITY_STRATEGIES
+    """The pruner that decides over epochs (:func:`frugalml.tune._registry.epoch_pruner`):
+    the strategy's own where it brings one (``sha``: successive halving, ``hyperband``),
+    else the spec's."""
+    from frugalml.tune._registry import epoch_pruner
 
-    if spec.strategy in FIDELITY_STRATEGIES:
-        return "successive_halving" if spec.strategy == "sha" else "hyperband"
-    return spec.pruner
+    return epoch_pruner(spec).name
 
 
 def trial_id_for(study: str, number: int, started: Any) -> str:
@@ -187,28 +185,12 @@ class TuneTrial:
         )
 
     def should_stop(self, record: dict[str, Any]) -> str | None:
-        """The pruning verdict after an epoch (run after :meth:`on_epoch`), or None."""
-        spec, epoch = self.spec, int(record["epoch"])
-        accuracy, so_far = self.record.curve[-1]
-        dominance = self.tuner.dominance
-        if dominance is not None:
-            by = dominance.should_prune(epoch, (accuracy, so_far), self.completed_curves)
-            if by is None:
-                return None
-            return (
-                f"dominated at epoch {epoch}: (accuracy {accuracy:.3f}, "
-                f"{so_far:.3g} J) by a completed trial's ({by[0]:.3f}, {by[1]:.3g} J)"
-            )
-        if spec.pruner == "none" and spec.strategy not in FIDELITY_STRATEGIES:
-            return None
-        value = so_far if spec.objectives[0] == "energy" else accuracy
-        if not math.isfinite(value):
-            return None
-        self.trial.report(value, epoch)
-        if not self.trial.should_prune():
-            return None
-        rule = spec.strategy if spec.strategy in FIDELITY_STRATEGIES else spec.pruner
-        return f"{rule} pruner at epoch {epoch}"
+        """The pruning verdict after an epoch (run after :meth:`on_epoch`), or None: the
+        run's :class:`frugalml.tune._prune.EpochPruner` decides."""
+        point = (self.record.curve[-1][0], self.record.curve[-1][1])
+        return self.tuner.pruner.should_stop(
+            self.trial, int(record["epoch"]), point, self.completed_curves
+        )
 
     # -- the trial --------------------------------------------------------------------------
     def start(

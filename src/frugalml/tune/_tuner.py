@@ -56,7 +56,8 @@ from frugalml.tune._planning import (
     overhead_of,
     predict,
 )
-from frugalml.tune._prune import DominancePruner
+from frugalml.tune._prune import EpochPruner
+from frugalml.tune._registry import epoch_pruner, get_strategy
 from frugalml.tune._results import (
     TrialSummary,
     energy_provenance,
@@ -119,7 +120,7 @@ class Tuner:
         executor: ExecutorConfig | str | None = None,
         address: str | None = None,
     ) -> None:
-        if spec.strategy != "grid" and not spec.budget.is_set:
+        if not get_strategy(spec.strategy).finite and not spec.budget.is_set:
             raise ConfigError(
                 f"the {spec.strategy} strategy has no end without a budget",
                 fix="set budget: {max_trials: N} (and/or energy_kwh, co2_g, duration_s), "
@@ -138,9 +139,9 @@ class Tuner:
         self.write_outputs = write_outputs
         self.plot = plot
         self.warm_up = warm_up and not self.runs_apart  # a warm-up here warms no trial
-        self.dominance = (
-            DominancePruner(**spec.pruner_options) if spec.pruner == "dominance" else None
-        )
+        #: What decides after each epoch whether a trial stops (the strategy's own pruner
+        #: or the spec's, one interface: :class:`._prune.EpochPruner`).
+        self.pruner: EpochPruner = epoch_pruner(spec)
         self.calibration: Calibration | None = None
         #: Predicted energy (J) of a trial's params (the frugal strategy's cost model).
         self.cost_of: Callable[[dict[str, Any]], float | None] | None = None
@@ -192,7 +193,7 @@ class Tuner:
         totals = []
         if self.spec.budget.max_trials is not None:
             totals.append(self.spec.budget.max_trials)
-        if self.spec.strategy == "grid":
+        if get_strategy(self.spec.strategy).finite:
             totals.append(self.spec.search_space.grid_size())
         return min(totals) if totals else None
 
@@ -283,10 +284,10 @@ class Tuner:
         return sampler if isinstance(sampler, optuna.samplers.GridSampler) else None
 
     def _sampler_seed(self, existing: int) -> int:
-        """Grid keeps the spec's seed (it fixes the grid order that grid ids refer to);
+        """A finite grid keeps the spec's seed (it fixes the grid order grid ids refer to);
         other samplers continue with a seed derived from the trials already in storage, so
         a resumed random search does not replay the first suggestions."""
-        if self.spec.strategy == "grid" or existing == 0:
+        if get_strategy(self.spec.strategy).finite or existing == 0:
             return self.spec.seed
         return (self.spec.seed * 1_000_003 + existing) % (2**32)
 
