@@ -184,6 +184,38 @@ def test_parallel_1_on_the_local_executor_stays_in_process(tmp_path: Path) -> No
     assert not overridden.runs_apart
 
 
+@pytest.mark.slow
+def test_a_killed_trial_process_fails_alone_and_keeps_its_recorded_energy(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    out = tmp_path / "out"
+    spec = TuneSpec.from_mapping(_data(training={"epochs": 3, "batch_size": 16}))
+    killed: list[int] = []
+
+    def kill_one(event: Any) -> None:
+        if event.kind != "epoch" or killed:
+            return
+        servers = [c for c in psutil.Process().children() if "forkserver" in " ".join(c.cmdline())]
+        trials = sorted((t for s in servers for t in s.children()), key=lambda t: t.create_time())
+        if trials:  # the oldest: the trial whose epoch this most likely is
+            killed.append(trials[0].pid)
+            os.kill(trials[0].pid, signal.SIGKILL)
+
+    outcome = run_tune(spec, out, threads=1, parallel=2, on_event=kill_one)
+    assert killed and not outcome.interrupted
+    states = sorted(t.state for t in outcome.trials)
+    assert states == ["complete", "complete", "failed"], states
+    rows = [r for r in _rows(out) if r.status == "failed"]
+    assert len(rows) == 1 and rows[0].error is not None
+    assert "ended without a result (signal SIGKILL)" in rows[0].error
+    result = rows[0].result
+    assert result is not None and result["killed"] is True
+    assert result["energy_j"] > 0 and "booked" in result["energy_note"]  # its recorded windows
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
