@@ -49,6 +49,27 @@ class TuneEvent:
     epochs_planned: int | None = None
 
 
+def progress_event(
+    kind: str,
+    trials: Sequence[TrialSummary],
+    total: int | None,
+    spent_j: float,
+    message: str = "",
+    **extra: Any,
+) -> TuneEvent:
+    """The :class:`TuneEvent` ``kind`` after ``trials`` (of about ``total``; ``spent_j``
+    joules so far, overhead included)."""
+    return TuneEvent(
+        kind=kind,
+        trials_done=sum(t.counted for t in trials),
+        trials_total=total,
+        energy_j=spent_j,
+        energy_kind=energy_provenance([t.energy_kind for t in trials]),
+        message=message,
+        **extra,
+    )
+
+
 @dataclass
 class TuneOutcome:
     """What a run (and every earlier run into the same directory) did.

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from frugalml.errors import ConfigError
 
 if TYPE_CHECKING:
+    import optuna
+
     from frugalml.data import ImageDataset
     from frugalml.meter import Meter
     from frugalml.tune._results import TrialSummary
@@ -97,7 +99,7 @@ def prepare(tuner: Tuner, dataset: ImageDataset, meter: Meter) -> str | None:
         tuner.calibration = c = tuner.calibrate(dataset, meter)
         tuner._add_overhead(c.spent_energy_j, c.spent_co2_g, c.spent_duration_s)
         tuner._emit("calibrated", c.method)
-        tuner._refuse_if_too_small()
+        refuse_if_too_small(tuner)
     elif tuner.warm_up:
         # A process pays one-off costs (lazy initialisation, first kernels) on its first
         # training steps. Without a warm-up the first trial of every run carries them
@@ -106,6 +108,32 @@ def prepare(tuner: Tuner, dataset: ImageDataset, meter: Meter) -> str | None:
         warm = tuner.calibrate(dataset, meter)
         tuner._add_overhead(warm.spent_energy_j, warm.spent_co2_g, warm.spent_duration_s)
     return None
+
+
+def refuse_if_too_small(tuner: Tuner) -> None:
+    """Before any training: refuse a budget below the cheapest possible trial."""
+    spec = tuner.spec
+    low, _ = spec.search_space.epochs_range(spec.training.epochs)
+    reason = tuner.budget_stop(low, [])
+    if reason is not None:
+        raise ConfigError(
+            f"the budget ({spec.budget.describe()}) is too small for even one trial: "
+            f"{reason}; the cheapest trial plans {low} epoch(s)",
+            fix="raise the budget, lower training.epochs, or tune on a smaller fraction",
+        )
+
+
+#: The Optuna study user attribute keeping the last run's notes (start-up trials, ...).
+NOTES_ATTR = "frugalml_notes"
+
+
+def keep_notes(study: optuna.Study, notes: list[str]) -> list[str]:
+    """This run's notes, kept on the study; a run that started nothing (a rerun of a
+    finished study) says again what the last one said instead of nothing."""
+    if notes:
+        study.set_user_attr(NOTES_ATTR, list(notes))
+        return notes
+    return [str(n) for n in study.user_attrs.get(NOTES_ATTR) or []]
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -44,7 +44,13 @@ from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
 from frugalml.tune._loop import recover, release_running, run_loop
-from frugalml.tune._outcome import TuneEvent, TuneOutcome, build_outcome, write_outputs
+from frugalml.tune._outcome import (
+    TuneEvent,
+    TuneOutcome,
+    build_outcome,
+    progress_event,
+    write_outputs,
+)
 from frugalml.tune._parallel import resolve_executor, run_parallel
 from frugalml.tune._planning import (
     OVERHEAD_ATTR,
@@ -60,11 +66,16 @@ from frugalml.tune._prune import EpochPruner
 from frugalml.tune._registry import epoch_pruner, get_strategy
 from frugalml.tune._results import (
     TrialSummary,
-    energy_provenance,
     spent,
     summarize_trials,
 )
-from frugalml.tune._setup import check_directory, load_dataset, prepare, sigterm_as_interrupt
+from frugalml.tune._setup import (
+    check_directory,
+    keep_notes,
+    load_dataset,
+    prepare,
+    sigterm_as_interrupt,
+)
 from frugalml.tune._spec import TuneSpec
 from frugalml.tune._storage import directory_lock, load_or_create_study
 from frugalml.tune._strategies import (
@@ -85,9 +96,6 @@ if TYPE_CHECKING:
 __all__ = ["OVERHEAD_ATTR", "TuneEvent", "TuneOutcome", "Tuner", "run_tune"]
 
 logger = logging.getLogger(__name__)
-
-#: The Optuna study user attribute keeping the last run's notes (start-up trials, ...).
-NOTES_ATTR = "frugalml_notes"
 
 
 class Tuner:
@@ -199,18 +207,8 @@ class Tuner:
 
     def _emit(self, kind: str, message: str = "", **extra: Any) -> None:
         trials = self._trials()
-        kinds = [t.energy_kind for t in trials]
-        self.on_event(
-            TuneEvent(
-                kind=kind,
-                trials_done=sum(t.counted for t in trials),
-                trials_total=self._total(),
-                energy_j=self._spent(trials)[0],
-                energy_kind=energy_provenance(kinds),
-                message=message,
-                **extra,
-            )
-        )
+        spent_j = self._spent(trials)[0]
+        self.on_event(progress_event(kind, trials, self._total(), spent_j, message, **extra))
 
     # -- set-up -----------------------------------------------------------------------------
     def _load_dataset(self) -> ImageDataset:
@@ -262,17 +260,6 @@ class Tuner:
             return None
         prediction = self.predict(planned_epochs, trials, params)
         return budget_stop(self.spec.budget, self._spent(trials), prediction)
-
-    def _refuse_if_too_small(self) -> None:
-        """Before any training: refuse a budget below the cheapest possible trial."""
-        low, _ = self.spec.search_space.epochs_range(self.spec.training.epochs)
-        reason = self.budget_stop(low, [])
-        if reason is not None:
-            raise ConfigError(
-                f"the budget ({self.spec.budget.describe()}) is too small for even one trial: "
-                f"{reason}; the cheapest trial plans {low} epoch(s)",
-                fix="raise the budget, lower training.epochs, or tune on a smaller fraction",
-            )
 
     # -- the run ----------------------------------------------------------------------------
     @property
@@ -342,25 +329,28 @@ class Tuner:
                 "started", f"{spec.strategy} on {spec.name}: budget {spec.budget.describe()}"
             )
             stop_reason, interrupted = self._search(meter, notes)
-            notes = self._keep_notes(notes)
+            notes = keep_notes(self.study, notes)
         finally:
             if owns_meter:
                 meter.close()
             self.store.close()
         self._emit("stopped", stop_reason)
-        outcome = self._outcome(storage_file, stop_reason, interrupted, before, notes)
+        outcome = build_outcome(
+            spec,
+            self.out_dir,
+            storage_file,
+            self._trials(),
+            overhead=self._overhead(),
+            calibration=self.calibration,
+            stop_reason=stop_reason,
+            interrupted=interrupted,
+            before=before,
+            notes=notes,
+        )
         if self.write_outputs:
             write_outputs(outcome, plot=self.plot)
         self._emit("finished", stop_reason)
         return outcome
-
-    def _keep_notes(self, notes: list[str]) -> list[str]:
-        """This run's notes, kept on the study; a run that started nothing (a rerun of a
-        finished study) says again what the last one said instead of nothing."""
-        if notes:
-            self.study.set_user_attr(NOTES_ATTR, list(notes))
-            return notes
-        return [str(n) for n in self.study.user_attrs.get(NOTES_ATTR) or []]
 
     def _search(self, meter: Meter, notes: list[str]) -> tuple[str, bool]:
         """Calibrate or warm up, then the ask/tell loop: why it stopped, and whether by
@@ -381,26 +371,6 @@ class Tuner:
             return "interrupted by the user; rerun the same command to resume", True
 
     # -- results --------------------------------------------------------------------------
-    def _outcome(
-        self,
-        storage_file: Path,
-        stop_reason: str,
-        interrupted: bool,
-        before: set[int],
-        notes: list[str],
-    ) -> TuneOutcome:
-        return build_outcome(
-            self.spec,
-            self.out_dir,
-            storage_file,
-            self._trials(),
-            overhead=self._overhead(),
-            calibration=self.calibration,
-            stop_reason=stop_reason,
-            interrupted=interrupted,
-            before=before,
-            notes=notes,
-        )
 
 
 def run_tune(
