@@ -153,3 +153,28 @@ def test_a_rerun_of_a_finished_run_keeps_its_notes(tmp_path: Path) -> None:
     assert again.new_trials == 0 and again.notes == first.notes
     summary = json.loads((tmp_path / "tuning_summary.json").read_text())
     assert summary["notes"] == first.notes
+
+
+def test_the_cheapest_configuration_is_found_among_the_corners() -> None:
+    from types import SimpleNamespace
+
+    from frugalml.tune._loop import cheapest_params
+
+    spec = _spec(
+        search_space={
+            "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+            "batch_size": {"type": "categorical", "choices": [16, 64]},
+            "model.width": {"type": "int", "low": 4, "high": 16},
+            "epochs": {"type": "categorical", "choices": [3, 1]},
+        }
+    )
+
+    def cost_of(params: dict[str, Any]) -> float:  # more width, epochs, smaller batches: dearer
+        return params["model.width"] * params["epochs"] * (1 + 16 / params["batch_size"])
+
+    tuner = SimpleNamespace(spec=spec, cost_of=cost_of)
+    cheap = cheapest_params(tuner)  # type: ignore[arg-type]
+    assert cheap == {"lr": 1e-3, "batch_size": 64, "model.width": 4, "epochs": 1}
+    assert cheapest_params(SimpleNamespace(spec=spec, cost_of=None)) is None  # type: ignore[arg-type]
+    unknown = SimpleNamespace(spec=spec, cost_of=lambda params: None)
+    assert cheapest_params(unknown) is None  # type: ignore[arg-type]

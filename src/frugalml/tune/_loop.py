@@ -16,8 +16,10 @@ parameters). :func:`recover` does it for trials a killed process left RUNNING,
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from frugalml.tune._planning import CostPrediction, budget_stop
@@ -37,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 #: Configurations in a row the remaining budget cannot afford after which the search stops.
 MAX_SKIPS_IN_A_ROW = 10
+#: The parameters besides ``model.*`` that set what a trial costs.
+COST_KNOBS = ("batch_size", "epochs")
+#: Corner configurations :func:`cheapest_params` evaluates at most.
+MAX_CORNERS = 256
 
 
 def cost(measurement: Any) -> dict[str, float]:
@@ -61,7 +67,8 @@ def max_trials_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
 
 def next_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
     """Why no further trial starts, known before asking for one (max_trials, the grid, a
-    budget the cheapest trial would exceed), or None."""
+    budget the cheapest trial would exceed: the cheapest configuration by the cost model
+    where there is one, else the fewest epochs by the per-epoch rule), or None."""
     spec = tuner.spec
     reason = max_trials_stop(tuner, trials)
     if reason is not None:
@@ -70,8 +77,42 @@ def next_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
     waiting = any(t.state == "waiting" for t in trials)
     if grid is not None and not waiting and grid.is_exhausted(tuner.study):
         return f"the grid of {spec.search_space.grid_size()} points is exhausted"
+    cheap = cheapest_params(tuner)
+    if cheap is not None:  # a cost model per configuration (frugal): the cheapest decides
+        planned = apply_params(cheap, spec.training)[0].epochs
+        reason = tuner.budget_stop(planned, trials, cheap)
+        if reason is None:
+            return None
+        shown = ", ".join(f"{k}={v}" for k, v in cheap.items())
+        return f"even the cheapest configuration the space allows ({shown}) does not fit: {reason}"
     low, _ = spec.search_space.epochs_range(spec.training.epochs)
     return tuner.budget_stop(low, trials)
+
+
+def cheapest_params(tuner: Tuner) -> dict[str, Any] | None:
+    """With a cost model of the parameters (:attr:`Tuner.cost_of`, the frugal strategy's):
+    the configuration predicted cheapest among the corners (bounds, grid values and choices)
+    of the parameters that set a trial's cost (``model.*``, ``batch_size``, ``epochs``; the
+    others at their first value). None without a cost model, when it cannot predict yet,
+    or beyond :data:`MAX_CORNERS` corners (the per-epoch rule decides then)."""
+    cost_of = tuner.cost_of
+    if cost_of is None:
+        return None
+    params = list(tuner.spec.search_space)
+    costly = [p for p in params if p.name.startswith("model.") or p.name in COST_KNOBS]
+    corners = [p.bounds_and_choices() for p in costly]
+    if math.prod(len(c) for c in corners) > MAX_CORNERS:
+        return None
+    fixed = {p.name: p.bounds_and_choices()[0] for p in params if p not in costly}
+    best: tuple[float, dict[str, Any]] | None = None
+    for values in itertools.product(*corners):
+        candidate = {**fixed, **{p.name: v for p, v in zip(costly, values, strict=True)}}
+        energy_j = cost_of(candidate)
+        if energy_j is None or not math.isfinite(energy_j):
+            return None
+        if best is None or energy_j < best[0]:
+            best = (energy_j, candidate)
+    return best[1] if best is not None else None
 
 
 def ask(tuner: Tuner, meter: Meter) -> tuple[optuna.Trial, dict[str, Any], dict[str, float]]:
