@@ -8,9 +8,9 @@
     model: {name: frugal_cnn, args: {conv_layers: 2, width: 8}}
     training: {epochs: 3}             # the base TrainConfig; searched options override it
     search_space: {...}               # see frugalml.tune._space
-    strategy: tpe                     # grid | random | tpe | gp | nsga2, or {name: tpe, ...}
+    strategy: tpe                     # one of tune/_registry.py, or {name: tpe, ...}
     objective: accuracy               # accuracy | energy | [accuracy, energy]
-    pruner: median                    # none | median | successive_halving | dominance
+    pruner: median                    # one of tune/_registry.py, or {type: median, ...}
     budget: {max_trials: 20, energy_kwh: 0.001}
     seed: 0                           # the sampler's seed
     carbon: {country: DK}
