@@ -128,9 +128,7 @@ def test_frugalml_train_under_torchrun_variables(tmp_path: Path) -> None:
         "1",
         "--batch-size",
         "64",
-        "--nproc",
-        "2",
-        "--shares",
+        "--shares",  # no --nproc: under torchrun it is the world size
         "3,1",
         "--json",
     ]

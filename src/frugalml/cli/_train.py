@@ -97,6 +97,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     parallel = dict(spec.get("parallel") or {})
     if args.nproc is not None:
         parallel["nproc"] = args.nproc
+    from frugalml.parallel import launch_env
+
+    launched = launch_env()  # under torchrun: its world size unless nproc is given
+    if launched is not None and "nproc" not in parallel:
+        parallel["nproc"] = launched.world_size
     for key, flag in (("shares", "--shares"), ("slowdown", "--slowdown"), ("threads", "--threads")):
         values = _numbers(getattr(args, key), flag)
         if values is not None:
