@@ -109,7 +109,7 @@ class ExecutorConfig:
         warm = data.get("warm", True)
         if not isinstance(warm, bool):
             raise ConfigError("executor warm must be true or false", fix="warm: true")
-        return cls(kind, address, amounts["num_cpus"], amounts["num_gpus"], warm)  # type: ignore[arg-type]
+        return cls(kind, address, amounts["num_cpus"], amounts["num_gpus"], warm)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -551,7 +551,9 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise ConfigError(
                     f"cannot reach the Ray cluster at {address}: {exc}",
-                    fix="start one with 'ray start --head', or drop address=ADDRESS for a local Ray",
+                    fix=(
+                        "start one with 'ray start --head', or drop address=ADDRESS for a local Ray"
+                    ),
                 ) from exc
             self._owns_ray = True
         self.remote = ray.remote(_ray_trial_task).options(
