@@ -177,7 +177,7 @@ def test_parallel_1_on_the_local_executor_stays_in_process(tmp_path: Path) -> No
     assert not one.runs_apart and one.warm_up  # the in-process loop, as before
     two = Tuner(spec, tmp_path / "b", parallel=2)
     assert two.runs_apart and not two.warm_up
-    keys = _data(parallel=3, executor={"kind": "local", "warm": False})
+    keys = _data(workers=3, executor={"kind": "local", "warm": False})
     from_spec = Tuner(TuneSpec.from_mapping(keys), tmp_path / "c")
     assert from_spec.parallel == 3 and from_spec.executor.warm is False
     overridden = Tuner(from_spec.spec, tmp_path / "d", parallel=1, executor="local")
@@ -231,6 +231,26 @@ def test_bad_parallel_options_are_one_line(
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_tune_spec_with_a_parallel_section_says_workers_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study's parallel: (ranks per trial) is not a tuning key; workers: N is, and
+    --parallel overrides it."""
+    out = tmp_path / "out"
+    spec = _write(tmp_path, parallel={"nproc": 2})
+    assert main(["-q", "tune", str(spec), "--out", str(out), "--parallel", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "tuning runs trials in flight with workers: N" in err
+    assert "ranks per trial" in err and "not supported for tuning" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2  # error, fix
+    assert not out.exists()
+    from frugalml.tune import Tuner
+
+    workers = TuneSpec.from_mapping(_data(workers=2))
+    assert workers.workers == 2 and workers.to_dict()["workers"] == 2
+    assert Tuner(workers, tmp_path / "a", parallel=3).parallel == 3  # --parallel wins
 
 
 # -- Ray --------------------------------------------------------------------------------------

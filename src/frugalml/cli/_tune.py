@@ -71,8 +71,8 @@ def register(subparsers: Any) -> None:
         "--parallel",
         type=int,
         default=None,
-        help="trials in flight at once, each in its own process (default: the spec's, or 1: "
-        "one at a time, in this process)",
+        help="trials in flight at once, each in its own process (overrides the spec's "
+        "workers:; default 1: one at a time, in this process)",
     )
     tune.add_argument(
         "--executor",

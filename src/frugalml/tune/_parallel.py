@@ -1,5 +1,8 @@
 """Several tuning trials in flight: ``frugalml tune SPEC --parallel N [--executor local|ray]``.
 
+The spec's ``workers: N`` means the same as a study's (trials in flight; ``--parallel N``
+overrides it); a study's ``parallel:`` section (ranks per trial) is refused in a tuning spec.
+
 Optuna's ask and tell stay in the driver (the ``frugalml`` process), which alone writes
 ``DIR/study.db`` and the Optuna storage. Each trial runs the one trial runner
 (:func:`frugalml.study.run_metered_trial`) in a process of its own:
@@ -696,14 +699,14 @@ def resolve_executor(
     executor: ExecutorConfig | str | None,
     address: str | None,
 ) -> tuple[int, ExecutorConfig]:
-    """Trials in flight and the executor for a run: the arguments (the command line) over
-    the spec's ``parallel:`` and ``executor:``; refuses what cannot run, before anything
-    is created."""
-    count = spec.parallel if parallel is None else parallel
+    """Trials in flight and the executor for a run: the arguments (the command line's
+    ``--parallel`` and ``--executor``) over the spec's ``workers:`` and ``executor:``;
+    refuses what cannot run, before anything is created."""
+    count = spec.workers if parallel is None else parallel
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(
             f"--parallel must be a whole number of 1 or more, got {count!r}",
-            fix="e.g. parallel=2 (trials in flight at once)",
+            fix="e.g. --parallel 2 (or workers: 2 in the spec: trials in flight at once)",
         )
     config = executor if isinstance(executor, ExecutorConfig) else spec.executor
     config = config.replace(kind=executor if isinstance(executor, str) else None)

@@ -72,9 +72,9 @@ _KEYS = {
     "objective": "accuracy, energy, or [accuracy, energy] for a Pareto front",
     "pruner": f"{' | '.join(PRUNERS)} (or {{type: ..., options}})",
     "budget": "max_trials, energy_kwh, co2_g and/or duration_s",
-    "parallel": "trials in flight at once (default 1: one at a time, in this process; "
-    "--parallel overrides)",
-    "executor": "{kind: local|ray, address, num_cpus, num_gpus} for --parallel trials "
+    "workers": "trials in flight at once, as a study's workers: (default 1: one at a time, "
+    "in this process; --parallel overrides)",
+    "executor": "{kind: local|ray, address, num_cpus, num_gpus} for trials in flight "
     "(--executor overrides)",
     "seed": "the sampler's seed (a non-negative integer)",
     "carbon": "country, intensity_g_per_kwh, pue",
@@ -314,7 +314,7 @@ class TuneSpec:
     carbon: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = "<mapping>"
-    parallel: int = 1
+    workers: int = 1
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     # -- parsing ----------------------------------------------------------------------------
@@ -329,6 +329,13 @@ class TuneSpec:
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> TuneSpec:
         from frugalml.data import check_dataset_name
 
+        if "parallel" in data:
+            raise ConfigError(
+                f"tuning spec {source} has parallel:, but tuning runs trials in flight with "
+                "workers: N; ranks per trial (a study's parallel: section) are not supported "
+                "for tuning",
+                fix="write workers: N (or pass --parallel N) instead of parallel:",
+            )
         check_spec_keys(
             data, _KEYS, required=("name", "search_space"), source=source, kind="tuning spec"
         )
@@ -399,7 +406,7 @@ class TuneSpec:
             carbon=carbon,
             description=str(data.get("description") or ""),
             source=source,
-            parallel=_positive_int(data.get("parallel", 1), "parallel"),
+            workers=_positive_int(data.get("workers", 1), "workers"),
             executor=ExecutorConfig.from_mapping(data.get("executor")),
         )
         spec.check_models()
@@ -589,6 +596,6 @@ class TuneSpec:
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "carbon": dict(self.carbon),
-            "parallel": self.parallel,
+            "workers": self.workers,
             "executor": self.executor.to_dict(),
         }
