@@ -1,7 +1,8 @@
 """The Ray executor on a real local Ray (``ray.init(num_cpus=2)``, shared by the module):
 the same accuracies as the local executor, one row per trial, the driver alone writing the
-store, a missing dataset failing its trial, a killed Ray worker retried once then failed,
-and a driver killed with kill -9 resumed without rerunning a complete trial."""
+store, a missing dataset failing its trial, a killed Ray worker retried once then failed (a
+study's trial and a tuning trial's), and a driver killed with kill -9 resumed without
+rerunning a complete trial."""
 
 from __future__ import annotations
 
@@ -90,12 +91,15 @@ def test_a_missing_dataset_on_a_worker_fails_that_trial(tmp_path: Path, ray_clus
     assert "nowhere" in row.error
 
 
-def _kill_ray_trials(times: int, stop: threading.Event, killed: list[int]) -> None:
-    """Kill the Ray worker process running a frugalml trial, ``times`` times."""
+def _kill_ray_trials(
+    times: int, stop: threading.Event, killed: list[int], task: str = "frugalml_trial"
+) -> None:
+    """Kill the Ray worker process running a frugalml trial (the Ray task ``task``),
+    ``times`` times."""
     while not stop.is_set() and len(killed) < times:
         for process in psutil.process_iter(["pid", "cmdline"]):
             cmdline = " ".join(process.info["cmdline"] or [])
-            if "ray::frugalml_trial" in cmdline and process.pid not in killed:
+            if f"ray::{task}" in cmdline and process.pid not in killed:
                 try:
                     process.send_signal(signal.SIGKILL)
                 except psutil.Error:
@@ -129,6 +133,51 @@ def test_a_ray_worker_killed_mid_trial_is_retried_once_then_failed(
         assert row.status == "complete"  # given back to Ray and run again
     else:
         assert row.status == "failed"
+        assert row.error is not None and "its Ray worker died 2 times (retried once)" in row.error
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kills", [1, 2])
+def test_a_tune_trial_whose_ray_worker_is_killed_is_retried_once_then_failed(
+    tmp_path: Path, ray_cluster: Any, kills: int
+) -> None:
+    """Tuning keeps the study's rule: the trial runs again once, then fails with the reason."""
+    from frugalml.tune import TuneSpec, run_tune
+
+    spec = TuneSpec.from_mapping(
+        {
+            "name": "t",
+            "dataset": "digits",
+            "model": {"name": "frugal_cnn", "args": {"conv_layers": 1, "width": 4}},
+            "training": {"epochs": 30, "batch_size": 64},
+            "search_space": {"lr": {"type": "categorical", "choices": [0.03]}},
+            "strategy": "random",
+            "budget": {"max_trials": 1},
+        }
+    )
+    stop = threading.Event()
+    killed: list[int] = []
+    killer = threading.Thread(
+        target=_kill_ray_trials, args=(kills, stop, killed, "frugalml_tune_trial")
+    )
+    killer.start()
+    try:
+        outcome = run_tune(spec, tmp_path / "out", threads=1, executor="ray")
+    finally:
+        stop.set()
+        killer.join()
+    assert len(killed) == kills and not outcome.interrupted
+    (trial,) = outcome.trials
+    with StudyStore(tmp_path / "out", read_only=True) as store:
+        (row,) = store.trials()
+        epochs = [e["epoch"] for e in store.epochs(row.trial_id)]
+    assert row.result is not None
+    if kills == 1:
+        assert trial.state == "complete" and row.status == "complete"  # run again, once
+        assert row.result["ray_attempts"] == 2 and epochs[-1] == 30
+        assert "the energy of the attempt that died is not included" in row.result["energy_note"]
+    else:
+        assert trial.state == "failed" and row.status == "failed"
         assert row.error is not None and "its Ray worker died 2 times (retried once)" in row.error
 
 

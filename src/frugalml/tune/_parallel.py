@@ -34,7 +34,9 @@ times, so N trials in flight spend it N times as fast as the wall clock.
 Ctrl-C gives the running trials back as one in-process trial is
 (:func:`frugalml.tune._trial.give_back`: stopped, the study.db row pending, the Optuna trial
 WAITING, re-asked first by the rerun). A trial whose process dies fails alone,
-booking what its recorded windows measured (:func:`frugalml.study._results.killed_result`).
+booking what its recorded windows measured (:func:`frugalml.study._results.killed_result`);
+on Ray, a trial whose worker dies is run again once, as a study's trials are
+(:data:`frugalml.study._executors.RAY_ATTEMPTS`), then failed with the reason.
 
 Energy: trials on one host side by side see each other on machine-wide counters (RAPL per
 socket, NVML per GPU). Each row records ``concurrent_workers`` (N) and says so in its
@@ -398,6 +400,9 @@ class _RayBackend:
         self.ray: Any = None
         self.remote: Any = None
         self.actor: Any = None
+        self.plans: dict[str, TrialPlan] = {}  # to run a trial again when its worker died
+        self.deaths: dict[str, list[str]] = {}  # the worker deaths per trial, as said
+        self.stopped: set[str] = set()  # trials the driver stopped: a death is not retried
 
     def start(self) -> None:
         self.executor.start()  # ray.init: a local Ray, --address or RAY_ADDRESS
@@ -411,6 +416,7 @@ class _RayBackend:
         )
 
     def submit(self, plan: TrialPlan, log_path: str) -> Any:
+        self.plans[plan.trial_id] = plan
         return self.remote.remote(plan, self.actor)
 
     def wait(self, slots: list[_Slot], timeout: float) -> list[Event]:
@@ -424,16 +430,24 @@ class _RayBackend:
         done = {id(r) for r in ready}
         for slot in slots:
             if id(slot.handle) in done:
-                events.append((slot, "outcome", self._outcome(slot)))
+                outcome = self._outcome(slot)
+                if outcome is None:  # its worker died and it runs again: its verdicts kept
+                    continue
+                events.append((slot, "outcome", outcome))
                 self.actor.forget.remote(slot.trial_id)
+                self.plans.pop(slot.trial_id, None)
+                self.deaths.pop(slot.trial_id, None)
+                self.stopped.discard(slot.trial_id)
         return events
 
-    def _outcome(self, slot: _Slot) -> TrialOutcome:
+    def _outcome(self, slot: _Slot) -> TrialOutcome | None:
+        """The task's outcome, or None when its worker died and the trial was submitted
+        again (:data:`frugalml.study._executors.RAY_ATTEMPTS`, as a study's trials are)."""
         from frugalml.study._trial import TrialOutcome
 
         exceptions = self.ray.exceptions
         try:
-            return self.ray.get(slot.handle)  # type: ignore[no-any-return]
+            outcome: TrialOutcome = self.ray.get(slot.handle)
         except exceptions.TaskCancelledError:
             return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
         except exceptions.RayTaskError as exc:  # the task itself raised (an import on a node)
@@ -444,14 +458,47 @@ class _RayBackend:
             return _crashed(slot, f"{type(cause).__name__}: {lines[-1] if lines else ''}")
         except (exceptions.RayError, OSError) as exc:  # the worker or its node died
             first = str(exc).strip().splitlines()
-            return _crashed(
-                slot, f"its Ray worker died: {type(exc).__name__}: {first[0] if first else ''}"
+            return self._worker_died(slot, f"{type(exc).__name__}: {first[0] if first else ''}")
+        deaths = self.deaths.get(slot.trial_id)
+        if deaths and outcome.result is not None:  # what the attempt that died spent is lost
+            note = (
+                f"attempt {len(deaths) + 1}: its Ray worker died before ({deaths[-1]}); the "
+                "energy of the attempt that died is not included"
             )
+            old = outcome.result.get("energy_note")
+            outcome.result = {
+                **outcome.result,
+                "ray_attempts": len(deaths) + 1,
+                "energy_note": f"{old}; {note}" if old else note,
+            }
+        return outcome
+
+    def _worker_died(self, slot: _Slot, reason: str) -> TrialOutcome | None:
+        """A trial whose Ray worker (or node) died: given back to Ray and run again once,
+        then failed with the reason, the study executor's rule and wording
+        (:class:`frugalml.study._executors._RayHandle`); one the driver stopped is
+        interrupted."""
+        import dataclasses
+
+        from frugalml.study._executors import RAY_ATTEMPTS
+        from frugalml.study._trial import TrialOutcome
+
+        if slot.trial_id in self.stopped:
+            return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
+        deaths = self.deaths.setdefault(slot.trial_id, [])
+        deaths.append(reason)
+        if len(deaths) < RAY_ATTEMPTS:
+            logger.warning("%s: its Ray worker died (%s); retrying", slot.trial_id, reason)
+            plan = dataclasses.replace(self.plans[slot.trial_id], spawned_at=time.time())
+            slot.handle = self.remote.remote(plan, self.actor)
+            return None
+        return _crashed(slot, f"its Ray worker died {len(deaths)} times (retried once): {reason}")
 
     def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None:
         self.actor.decide.remote(slot.trial_id, epoch, reason)
 
     def stop(self, slot: _Slot, *, kill: bool = False) -> None:
+        self.stopped.add(slot.trial_id)
         with contextlib.suppress(Exception):
             self.ray.cancel(slot.handle, force=kill)
 
