@@ -17,7 +17,9 @@ dataset's split sizes and :func:`frugalml.models.count_costs`:
 trials with distinct knobs have run, the prediction scales a reference figure (the
 calibration epoch or the trials' mean per epoch) by ``(flops / flops_ref + steps /
 steps_ref) / 2`` per epoch (half of it by arithmetic, half by batches: a stated prior, not a
-measurement). From four trials on, whichever of the two predicts the trials better when
+measurement), plus the trials' mean energy outside their epochs (set-up, sampler: a
+pruned trial counts its epochs and one such part, not its whole energy over few epochs).
+From four trials on, whichever of the two predicts the trials better when
 each is left out in turn is used; :attr:`CostModel.error` is that leave-one-out median
 relative error, the error a prediction states.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
+from frugalml.tune._planning import split_trial_energy
 
 if TYPE_CHECKING:
     from frugalml.tune._tuner import Tuner
@@ -72,10 +75,12 @@ class Knobs:
 
 @dataclass(frozen=True)
 class Observation:
-    """A trial that ran: its knobs (with the epochs it ran) and its energy."""
+    """A trial that ran: its knobs (with the epochs it ran), its energy (sampler's work
+    included) and the part of it outside its epochs (set-up, sampler; 0: not known)."""
 
     knobs: Knobs
     energy_j: float
+    per_trial_j: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,12 +91,17 @@ class Reference:
     energy_j: float
 
 
-def _prior(reference: Reference, knobs: Knobs) -> float:
+def _prior(reference: Reference, knobs: Knobs, per_trial_j: float = 0.0) -> float:
     ref = reference.knobs
     scale = 0.5 * knobs.per_epoch().flops / max(ref.flops, 1.0) + 0.5 * knobs.per_epoch().steps / (
         max(ref.steps, 1.0)
     )
-    return reference.energy_j * scale * knobs.epochs
+    return reference.energy_j * scale * knobs.epochs + per_trial_j
+
+
+def _per_trial(observations: Sequence[Observation]) -> float:
+    """The observed trials' mean energy outside their epochs (0 without any)."""
+    return sum(o.per_trial_j for o in observations) / len(observations) if observations else 0.0
 
 
 def _fit(observations: Sequence[Observation]) -> tuple[float, float, float] | None:
@@ -122,6 +132,7 @@ class CostModel:
     use_fit: bool = False
     error: float = math.nan  # leave-one-out median relative error; NaN: not yet known
     observations: tuple[Observation, ...] = ()
+    per_trial_j: float = 0.0  # the prior's part outside the epochs: the trials' mean
 
     @classmethod
     def fitted(
@@ -132,14 +143,15 @@ class CostModel:
         ran = [o for o in observations if o.knobs.epochs > 0 and math.isfinite(o.energy_j)]
         if reference is None and ran:
             reference = _mean_reference(ran)
-        model = cls(reference=reference, observations=tuple(ran))
+        model = cls(reference=reference, observations=tuple(ran), per_trial_j=_per_trial(ran))
         model.coefficients = _fit(ran)
         if len(ran) >= 4:
             prior_errors, fit_errors = [], []
             for i, held in enumerate(ran):
                 rest = ran[:i] + ran[i + 1 :]
                 anchor = reference if reference is not None else _mean_reference(rest)
-                prior_errors.append(_relative_error(_prior(anchor, held.knobs), held.energy_j))
+                guess = _prior(anchor, held.knobs, _per_trial(rest))
+                prior_errors.append(_relative_error(guess, held.energy_j))
                 fitted = _fit(rest)
                 if fitted is not None:
                     fit_errors.append(_relative_error(_linear(fitted, held.knobs), held.energy_j))
@@ -159,7 +171,7 @@ class CostModel:
             return _linear(self.coefficients, knobs)
         if self.reference is None:
             return None
-        return _prior(self.reference, knobs)
+        return _prior(self.reference, knobs, self.per_trial_j)
 
     def describe(self) -> str:
         how = (
@@ -180,7 +192,7 @@ def _linear(coefficients: tuple[float, float, float], knobs: Knobs) -> float:
 
 def _mean_reference(observations: Sequence[Observation]) -> Reference:
     epochs = sum(o.knobs.epochs for o in observations)
-    energy = sum(o.energy_j for o in observations) / max(epochs, 1)
+    energy = sum(o.energy_j - o.per_trial_j for o in observations) / max(epochs, 1)
     n = len(observations)
     first = observations[0].knobs
     flops = sum(o.knobs.forward_flops for o in observations) / n
@@ -278,7 +290,11 @@ class TrialCosts:
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         observations = [
-            Observation(self.counter.knobs(t.params, epochs=t.epochs), t.total_energy_j)
+            Observation(
+                self.counter.knobs(t.params, epochs=t.epochs),
+                t.total_energy_j,
+                split_trial_energy(t)[1],
+            )
             for t in ran
         ]
         reference = None

@@ -5,10 +5,15 @@ Pure functions of the spec and the trials that finished (the calibration alone t
 - :func:`calibrate`: the spec's base configuration trained under the meter for
   :data:`CALIBRATION_EPOCHS` epochs on at most :data:`CALIBRATION_BATCHES` batches; the last
   (warm) epoch, its training part scaled to the full training split, is the per-epoch figure.
-- :func:`predict`: a trial's cost, *the mean energy (CO2, time) per epoch of every epoch run
-  so far* (whole-trial figures over epochs run, so model set-up and the sampler's work are
-  included) *times the epochs the trial plans*, else the calibration's; a cost model of the
-  parameters (the frugal strategy's) may replace the energy.
+- :func:`predict`: a trial's cost from the trials run so far, *their energy per epoch run
+  (the epochs' own windows, summed over every epoch any trial ran) times the epochs the
+  trial plans, plus their mean per-trial part* (the rest of a trial's energy: model set-up,
+  and the sampler's work that proposed it); CO2 and time follow the energy at the trials'
+  CO2 and seconds per joule. A pruned trial so adds the epochs it ran and one per-trial
+  part, not a whole trial's figure on its few epochs (which over-predicted the next full
+  trial). Trials without per-epoch records: their whole-trial figures per epoch. Before any
+  trial, the calibration's epoch. A cost model of the parameters (the frugal strategy's)
+  may replace the energy.
 - :func:`budget_stop`: the reason to start no further trial, by the one budget rule
   (:func:`frugalml.meter.launch_no_more`), or None.
 """
@@ -124,6 +129,40 @@ def calibrate(
     )
 
 
+def split_trial_energy(trial: TrialSummary) -> tuple[float, float]:
+    """A trial's energy (sampler's work included) as (its epochs' windows, the rest: set-up
+    and sampler); the rest is 0 when its epochs' energy is not recorded."""
+    total = trial.total_energy_j
+    epochs_j = trial.intermediate[-1][1] if trial.intermediate else math.nan
+    if not math.isfinite(epochs_j) or epochs_j <= 0 or len(trial.intermediate) != trial.epochs:
+        return total, 0.0
+    epochs_j = min(epochs_j, total)
+    return epochs_j, total - epochs_j
+
+
+def _from_trials(
+    planned_epochs: int, ran: Sequence[TrialSummary]
+) -> tuple[tuple[float, float, float], str]:
+    """(J, g, s) of a trial of ``planned_epochs`` from the trials ``ran`` (the module
+    docstring) and how."""
+    epochs = sum(t.epochs for t in ran)
+    energy_j, co2_g, duration_s = spent(ran)
+    parts = [split_trial_energy(t) for t in ran]
+    per_epoch_j = sum(p[0] for p in parts) / epochs
+    per_trial_j = sum(p[1] for p in parts) / len(ran)
+    predicted_j = per_epoch_j * planned_epochs + per_trial_j
+    if energy_j > 0:
+        cost = (predicted_j, predicted_j * co2_g / energy_j, predicted_j * duration_s / energy_j)
+    else:  # nothing metered: CO2 and time per epoch
+        cost = (0.0, co2_g / epochs * planned_epochs, duration_s / epochs * planned_epochs)
+    method = (
+        f"{per_epoch_j:.3g} J per epoch over the {epochs} epoch(s) of {len(ran)} trial(s) run "
+        f"so far x {planned_epochs} planned epoch(s) + {per_trial_j:.3g} J per trial (set-up "
+        "and sampler)"
+    )
+    return cost, method
+
+
 def predict(
     planned_epochs: int,
     trials: Sequence[TrialSummary],
@@ -135,33 +174,23 @@ def predict(
     (CO2 and time scaled alike). None: nothing to predict from yet."""
     ran = [t for t in trials if t.epochs > 0 and math.isfinite(t.energy_j) and t.state != "skipped"]
     if ran:
-        epochs = sum(t.epochs for t in ran)
-        _, co2_g, duration_s = spent(ran)
-        per_epoch = (
-            sum(t.total_energy_j for t in ran) / epochs,
-            co2_g / epochs,
-            duration_s / epochs,
-        )
-        method = (
-            f"mean per epoch over the {epochs} epoch(s) of {len(ran)} trial(s) run so far "
-            f"({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
-        )
+        cost, method = _from_trials(planned_epochs, ran)
     elif calibration is not None:
         c = calibration
         per_epoch = (c.energy_j_per_epoch, c.co2_g_per_epoch, c.duration_s_per_epoch)
+        cost = (
+            per_epoch[0] * planned_epochs,
+            per_epoch[1] * planned_epochs,
+            per_epoch[2] * planned_epochs,
+        )
         method = f"calibration ({per_epoch[0]:.3g} J/epoch) x {planned_epochs} planned epoch(s)"
     else:
         return None
-    if predicted_j is not None and per_epoch[0] > 0:
-        ratio = predicted_j / (per_epoch[0] * planned_epochs)
-        per_epoch = (per_epoch[0] * ratio, per_epoch[1] * ratio, per_epoch[2] * ratio)
+    if predicted_j is not None and cost[0] > 0:
+        ratio = predicted_j / cost[0]
+        cost = (predicted_j, cost[1] * ratio, cost[2] * ratio)
         method = f"cost model of the configuration's FLOPs and batches: {predicted_j:.3g} J"
-    return CostPrediction(
-        energy_j=per_epoch[0] * planned_epochs,
-        co2_g=per_epoch[1] * planned_epochs,
-        duration_s=per_epoch[2] * planned_epochs,
-        method=method,
-    )
+    return CostPrediction(energy_j=cost[0], co2_g=cost[1], duration_s=cost[2], method=method)
 
 
 def budget_stop(
