@@ -185,12 +185,26 @@ def test_multi_fidelity_strategies_refuse_a_second_pruner() -> None:
     from frugalml.tune import parse_strategies
 
     spec = TuneSpec.from_mapping(_spec_data("tpe", pruner="median"))
-    assert parse_strategies("hyperband,sha", spec) == [
-        ("hyperband", "hyperband", "none"),
-        ("sha", "sha", "none"),
+    # the pruner reported is the one that decides over epochs, as the trials record it
+    assert parse_strategies("hyperband,sha,frugal", spec) == [
+        ("hyperband", "hyperband", "hyperband"),
+        ("sha", "sha", "successive_halving"),
+        ("frugal+median", "frugal", "median"),
+    ]
+    plain = TuneSpec.from_mapping(_spec_data("tpe"))
+    assert parse_strategies("frugal,tpe+successive_halving", plain) == [
+        ("frugal", "frugal", "frugal"),
+        ("tpe+successive_halving", "tpe", "successive_halving"),
     ]
     with pytest.raises(ConfigError, match="brings its own pruner"):
         parse_strategies("hyperband+median", spec)
+    # a spec with sha or hyperband and a pruner of its own is refused in one line
+    for strategy in ("sha", "hyperband"):
+        with pytest.raises(ConfigError, match=f"the {strategy} strategy prunes over epochs"):
+            TuneSpec.from_mapping(_spec_data(strategy, pruner="median"))
+        assert TuneSpec.from_mapping(_spec_data(strategy)).pruner == "none"
+    with pytest.raises(ConfigError, match="pruner: median would be ignored"):
+        plain.replace(strategy="sha", pruner="median")
 
 
 def _trial(number: int, epochs: int, state: str, epoch_j: float = 2.0) -> Any:

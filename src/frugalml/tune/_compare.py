@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
+from frugalml.tune._registry import get_strategy, pruner_deciding
 from frugalml.tune._results import TrialSummary, TuningHistory, energy_provenance
 from frugalml.tune._spec import PRUNERS, STRATEGIES, TuneSpec
 from frugalml.tune._stats import (
@@ -492,8 +493,9 @@ def comparison_html(comparison: Comparison) -> str:
 
 
 def parse_strategies(text: str | Sequence[str], spec: TuneSpec) -> list[tuple[str, str, str]]:
-    """``"grid,random,tpe+median"`` -> [(label, strategy, pruner)]; the spec's pruner where
-    none is named."""
+    """``"grid,random,tpe+median"`` -> [(label, strategy, pruner)]: the spec's pruner where
+    none is named, and ``pruner`` the one that decides over epochs, as the trials record it
+    (``sha``: ``successive_halving``, ``hyperband``; ``frugal`` with none named: its own)."""
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
     items = [s for s in items if s]
     if not items:
@@ -506,25 +508,28 @@ def parse_strategies(text: str | Sequence[str], spec: TuneSpec) -> list[tuple[st
                 f"{item!r}: the {name} strategy brings its own pruner over epochs",
                 fix=f"list it as plain {name}",
             )
-        pruner = "none" if name in FIDELITY_STRATEGIES else named or spec.pruner
+        given = "none" if name in FIDELITY_STRATEGIES else named or spec.pruner
         if name not in STRATEGIES:
             raise ConfigError(
                 f"unknown strategy {name!r} in {item!r}",
                 fix=f"use {', '.join(STRATEGIES)}, optionally with +pruner ({', '.join(PRUNERS)})",
             )
-        if pruner not in PRUNERS:
+        if given not in PRUNERS:
             raise ConfigError(
-                f"unknown pruner {pruner!r} in {item!r}", fix=f"use one of: {', '.join(PRUNERS)}"
+                f"unknown pruner {given!r} in {item!r}", fix=f"use one of: {', '.join(PRUNERS)}"
             )
-        label = name if pruner == "none" else f"{name}+{pruner}"
+        label = name if given == "none" else f"{name}+{given}"
         if any(label == o[0] for o in out):
             raise ConfigError(f"strategy {label!r} is listed twice", fix="list each once")
-        out.append((label, name, pruner))
+        out.append((label, name, pruner_deciding(name, given)))
     return out
 
 
 def run_spec(spec: TuneSpec, strategy: str, pruner: str, seed: int) -> TuneSpec:
-    """The spec of one comparison run (the checks of the spec parser apply)."""
+    """The spec of one comparison run (the checks of the spec parser apply); ``pruner`` as
+    :func:`parse_strategies` gives it (a strategy's own one: the spec names none)."""
+    if pruner == get_strategy(strategy).own_pruner_name:
+        pruner = "none"
     options = dict(spec.pruner_options) if pruner == spec.pruner else {}
     mapping = spec.to_dict()
     mapping["strategy"] = {

@@ -140,6 +140,30 @@ def get_pruner(name: str) -> PrunerInfo:
     return info
 
 
+def check_pruner_for(strategy: str, pruner: str) -> None:
+    """Refuse a pruner the strategy would ignore: a strategy whose own pruner over epochs
+    always decides (``sha``, ``hyperband``) takes ``pruner: none`` only."""
+    info = get_strategy(strategy)
+    if info.own_pruner is None or not info.own_pruner_always or pruner == "none":
+        return
+    takes = [n for n, s in _STRATEGIES.items() if s.own_pruner is None or not s.own_pruner_always]
+    raise ConfigError(
+        f"the {strategy} strategy prunes over epochs itself ({info.own_pruner_name}), so "
+        f"pruner: {pruner} would be ignored",
+        fix=f"drop the pruner (pruner: none) with strategy: {strategy}, or use a strategy that "
+        f"takes one: {', '.join(takes)}",
+    )
+
+
+def pruner_deciding(strategy: str, pruner: str) -> str:
+    """The name of the pruner that decides over epochs for ``strategy`` with the spec's
+    ``pruner`` (as :func:`epoch_pruner` builds it and trials record it)."""
+    info = get_strategy(strategy)
+    if info.own_pruner is not None and info.brings_pruner(pruner):
+        return info.own_pruner_name or info.name
+    return pruner
+
+
 def epoch_pruner(spec: TuneSpec) -> EpochPruner:
     """What decides after each epoch of ``spec``'s trials: the strategy's own pruner where it
     brings one (:meth:`StrategyInfo.brings_pruner`), else the spec's pruner."""

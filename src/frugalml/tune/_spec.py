@@ -41,7 +41,13 @@ from frugalml.study._executors import ExecutorConfig
 from frugalml.study._spec import check_timm_args
 from frugalml.train import TrainConfig
 from frugalml.train._config import MAX_SEED, WARN_EPOCHS
-from frugalml.tune._registry import get_pruner, get_strategy, list_pruners, list_strategies
+from frugalml.tune._registry import (
+    check_pruner_for,
+    get_pruner,
+    get_strategy,
+    list_pruners,
+    list_strategies,
+)
 from frugalml.tune._space import SearchSpace, apply_params
 
 if TYPE_CHECKING:
@@ -108,7 +114,9 @@ _PRUNER_OPTIONS: Mapping[str, frozenset[str]] = _RegisteredOptions(list_pruners,
 
 def _check_objectives(strategy: str, pruner: str, objectives: tuple[str, ...]) -> None:
     """The strategy and the pruner work on the objectives (:mod:`._registry`: a pruner on
-    one objective or on both, a strategy that can or cannot optimise both)."""
+    one objective or on both, a strategy that can or cannot optimise both); a strategy
+    that brings its own pruner takes no other (:func:`._registry.check_pruner_for`)."""
+    check_pruner_for(strategy, pruner)
     kind = get_pruner(pruner).objectives
     multi = [n for n in PRUNERS if get_pruner(n).objectives != "single"]
     if len(objectives) > 1 and kind == "single":
