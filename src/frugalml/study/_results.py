@@ -161,6 +161,80 @@ def energy_split(
     return row
 
 
+def _definition_fields(
+    trial_id: str, definition: dict[str, Any], image_size: tuple[int, int] | None
+) -> dict[str, Any]:
+    """What the trial was asked to be: model, data, seed and the planned epochs."""
+    return {
+        "trial_id": trial_id,
+        "model": definition["model"],
+        "model_args": json.dumps(definition.get("model_args") or {}, sort_keys=True),
+        "dataset": definition["dataset"],
+        "pretrained": definition["pretrained"],
+        "fraction": definition["fraction"],
+        "seed": definition["seed"],
+        "image_size": image_size[0] if image_size else definition.get("image_size"),
+        "epochs_planned": definition["training"]["epochs"],
+    }
+
+
+def _cost_fields(costs: Any) -> dict[str, Any]:
+    """The model's counted costs: parameters, FLOPs per sample, weight bytes."""
+    return {
+        "params": costs.params,
+        "trainable_params": costs.trainable_params,
+        "flops_per_sample": costs.flops_per_sample,
+        "weight_bytes": costs.weight_bytes,
+    }
+
+
+def _training_fields(train_result: Any) -> dict[str, Any]:
+    """What training reached: the test and best-validation metrics, loss and throughput."""
+    last = train_result.epochs[-1]
+    final_test, best_val_test = train_result.final_test, train_result.best_val_test
+    return {
+        "epochs": len(train_result.epochs),
+        "accuracy": final_test.get("accuracy"),
+        "balanced_accuracy": final_test.get("balanced_accuracy"),
+        "auc": final_test.get("auc"),
+        "f1": final_test.get("f1"),
+        "val_accuracy": train_result.final_val.get("accuracy"),
+        "best_val_epoch": train_result.best_val_epoch,
+        "best_val_accuracy": train_result.best_val.get("accuracy"),
+        "best_val_test_accuracy": best_val_test.get("accuracy"),
+        "best_val_test_balanced_accuracy": best_val_test.get("balanced_accuracy"),
+        "best_val_test_auc": best_val_test.get("auc"),
+        "best_val_test_f1": best_val_test.get("f1"),
+        "train_loss": last.train_loss,
+        "train_samples": last.train_samples,
+        "samples_per_s": sum(e.samples_per_s for e in train_result.epochs)
+        / len(train_result.epochs),
+        "device": train_result.device,
+        "data_path": train_result.data_path,
+        "stopped_early": train_result.stopped_early,
+        "stop_reason": train_result.stop_reason,
+    }
+
+
+def _measurement_fields(measurement: Any) -> dict[str, Any]:
+    """The trial window's energy (with its provenance), CO2, time and memory peaks."""
+    return {
+        "energy_j": measurement.energy_j,
+        "energy_kind": measurement.provenance,
+        "energy_source": measurement.energy_source,
+        "measured_energy_j": measurement.measured_energy_j,
+        "estimated_energy_j": measurement.estimated_energy_j,
+        "co2_g": measurement.co2_g,
+        "intensity_g_per_kwh": measurement.intensity_g_per_kwh,
+        "pue": measurement.pue,
+        "duration_s": measurement.duration_s,
+        "cpu_time_s": measurement.cpu_time_s,
+        "peak_rss_bytes": measurement.peak_rss_bytes,
+        "peak_gpu_mem_bytes": measurement.peak_gpu_mem_bytes,
+        "measurement": measurement.to_dict(),
+    }
+
+
 def build_result(
     trial_id: str,
     definition: dict[str, Any],
@@ -185,64 +259,13 @@ def build_result(
     imports), kept as ``setup_start_rss_bytes``; the training's own memory is counted above
     the RSS when training began, which the epochs carry.
     """
-    row: dict[str, Any] = {
-        "trial_id": trial_id,
-        "model": definition["model"],
-        "model_args": json.dumps(definition.get("model_args") or {}, sort_keys=True),
-        "dataset": definition["dataset"],
-        "pretrained": definition["pretrained"],
-        "fraction": definition["fraction"],
-        "seed": definition["seed"],
-        "image_size": image_size[0] if image_size else definition.get("image_size"),
-        "epochs_planned": definition["training"]["epochs"],
-    }
+    row = _definition_fields(trial_id, definition, image_size)
     if costs is not None:
-        row.update(
-            params=costs.params,
-            trainable_params=costs.trainable_params,
-            flops_per_sample=costs.flops_per_sample,
-            weight_bytes=costs.weight_bytes,
-        )
+        row.update(_cost_fields(costs))
     if train_result is not None:
-        last = train_result.epochs[-1]
-        row.update(
-            epochs=len(train_result.epochs),
-            accuracy=train_result.final_test.get("accuracy"),
-            balanced_accuracy=train_result.final_test.get("balanced_accuracy"),
-            auc=train_result.final_test.get("auc"),
-            f1=train_result.final_test.get("f1"),
-            val_accuracy=train_result.final_val.get("accuracy"),
-            best_val_epoch=train_result.best_val_epoch,
-            best_val_accuracy=train_result.best_val.get("accuracy"),
-            best_val_test_accuracy=train_result.best_val_test.get("accuracy"),
-            best_val_test_balanced_accuracy=train_result.best_val_test.get("balanced_accuracy"),
-            best_val_test_auc=train_result.best_val_test.get("auc"),
-            best_val_test_f1=train_result.best_val_test.get("f1"),
-            train_loss=last.train_loss,
-            train_samples=last.train_samples,
-            samples_per_s=sum(e.samples_per_s for e in train_result.epochs)
-            / len(train_result.epochs),
-            device=train_result.device,
-            data_path=train_result.data_path,
-            stopped_early=train_result.stopped_early,
-            stop_reason=train_result.stop_reason,
-        )
+        row.update(_training_fields(train_result))
     if measurement is not None:
-        row.update(
-            energy_j=measurement.energy_j,
-            energy_kind=measurement.provenance,
-            energy_source=measurement.energy_source,
-            measured_energy_j=measurement.measured_energy_j,
-            estimated_energy_j=measurement.estimated_energy_j,
-            co2_g=measurement.co2_g,
-            intensity_g_per_kwh=measurement.intensity_g_per_kwh,
-            pue=measurement.pue,
-            duration_s=measurement.duration_s,
-            cpu_time_s=measurement.cpu_time_s,
-            peak_rss_bytes=measurement.peak_rss_bytes,
-            peak_gpu_mem_bytes=measurement.peak_gpu_mem_bytes,
-            measurement=measurement.to_dict(),
-        )
+        row.update(_measurement_fields(measurement))
         ran = list(epochs) if epochs is not None else list(getattr(train_result, "epochs", []))
         row.update(energy_split(measurement, ran))
         if baseline_rss_bytes is not None:
@@ -310,6 +333,93 @@ def _end_s(measurement: Any) -> float:
     return started + float(measurement.duration_s)
 
 
+def _killed_span(
+    setup: Any, recorded: list[Any], launched_at: float, ended_at: float
+) -> tuple[float, float]:
+    """A killed trial's wall time and the part of it that no recorded window covers.
+
+    The wall time runs from the trial window (as for a finished trial) when the set-up
+    window was recorded, from the worker's launch when it was not, to ``ended_at``.
+    """
+    start = launched_at
+    if setup is not None:
+        start = _end_s(setup) - float(setup.duration_s)
+    last_end = max([_end_s(m) for m in recorded], default=start)
+    return max(0.0, ended_at - start), max(0.0, ended_at - last_end)
+
+
+def _killed_power(recorded: list[Any], fallback_power_w: float | None) -> tuple[float | None, str]:
+    """The power that books a killed trial's uncovered time, and the rule that gave it: the
+    mean power of its recorded windows, else the study's completed trials' (may be None)."""
+    recorded_j = sum(float(m.energy_j) for m in recorded)
+    recorded_s = sum(float(m.duration_s) for m in recorded)
+    if recorded_s > 0:
+        return recorded_j / recorded_s, f"the mean power of its {len(recorded)} recorded window(s)"
+    return fallback_power_w, "the mean power of the study's completed trials"
+
+
+def _unbooked_row(trial_id: str, reason: str, wall_s: float) -> dict[str, Any]:
+    """The row of a trial killed before it recorded a window, with no power figure to
+    estimate from: no energy booked, and the note says why (no figure is made up)."""
+    return {
+        "trial_id": trial_id,
+        "epochs": 0,
+        "energy_j": None,
+        "duration_s": wall_s,
+        "energy_note": (
+            f"{reason}: no energy booked: the worker was stopped {wall_s:.3g} s after "
+            "its launch, before it recorded a window, and no completed trial of the "
+            "study gives a power figure to estimate from"
+        ),
+        "killed": True,
+    }
+
+
+def _killed_training(
+    windows: list[Any], estimated_j: float, uncovered_s: float, in_training: bool
+) -> dict[str, Any]:
+    """The training and evaluation parts of a killed trial: its recorded epochs' windows,
+    with the uncovered time (the epoch in flight) counted as training once it had begun."""
+    train_j = sum(float(w[1].energy_j) for w in windows if w[1] is not None)
+    eval_j = sum(float(w[2].energy_j) for w in windows if w[2] is not None)
+    train_s = sum(float(w[1].duration_s) for w in windows if w[1] is not None)
+    eval_s = sum(float(w[2].duration_s) for w in windows if w[2] is not None)
+    train_kinds = {str(w[1].provenance) for w in windows if w[1] is not None}
+    if in_training:
+        train_j += estimated_j
+        train_s += uncovered_s
+        if estimated_j > 0:
+            train_kinds.add("estimated")
+    return {
+        "train_energy_j": train_j,
+        "eval_energy_j": eval_j,
+        "train_energy_kind": _provenance(train_kinds) if train_kinds else None,
+        "train_duration_s": train_s,
+        "eval_duration_s": eval_s,
+    }
+
+
+def _killed_note(
+    reason: str,
+    recorded_j: float,
+    n_epochs: int,
+    in_training: bool,
+    estimated_j: float,
+    uncovered_s: float,
+    power_rule: str,
+    power_w: float,
+) -> str:
+    """The ``energy_note`` of a killed trial: what was booked as recorded, what was estimated
+    for the uncovered time, and at which power and by which rule."""
+    return (
+        f"{reason}: booked {recorded_j:.4g} J from {n_epochs} recorded epoch(s)"
+        f"{' and the set-up window' if in_training else ''}, plus {estimated_j:.4g} J "
+        f"estimated for {uncovered_s:.3g} s not covered by a recorded window "
+        f"({'the epoch in flight, counted as training' if in_training else 'set-up'}) at "
+        f"{power_rule}, {power_w:.3g} W"
+    )
+
+
 def killed_result(
     trial_id: str,
     definition: dict[str, Any],
@@ -336,59 +446,23 @@ def killed_result(
     """
     setup, windows = _recorded(epochs)
     recorded = ([setup] if setup is not None else []) + [w[0] for w in windows]
-    recorded_j = sum(float(m.energy_j) for m in recorded)
-    recorded_s = sum(float(m.duration_s) for m in recorded)
-    start = launched_at
-    if setup is not None:  # as for a finished trial: from the trial window on
-        start = _end_s(setup) - float(setup.duration_s)
-    last_end = max([_end_s(m) for m in recorded], default=start)
-    wall_s = max(0.0, ended_at - start)
-    uncovered_s = max(0.0, ended_at - last_end)
-    if recorded_s > 0:
-        power_w: float | None = recorded_j / recorded_s
-        power_rule = f"the mean power of its {len(recorded)} recorded window(s)"
-    else:
-        power_w = fallback_power_w
-        power_rule = "the mean power of the study's completed trials"
+    wall_s, uncovered_s = _killed_span(setup, recorded, launched_at, ended_at)
+    power_w, power_rule = _killed_power(recorded, fallback_power_w)
     if power_w is None or not math.isfinite(power_w):
         if not recorded:  # nothing measured and nothing to scale from: no figure is made up
-            return {
-                "trial_id": trial_id,
-                "epochs": 0,
-                "energy_j": None,
-                "duration_s": wall_s,
-                "energy_note": (
-                    f"{reason}: no energy booked: the worker was stopped {wall_s:.3g} s after "
-                    "its launch, before it recorded a window, and no completed trial of the "
-                    "study gives a power figure to estimate from"
-                ),
-                "killed": True,
-            }
+            return _unbooked_row(trial_id, reason, wall_s)
         power_w, power_rule = 0.0, "nothing (no power figure)"
     estimated_j = power_w * uncovered_s
-    train_j = sum(float(w[1].energy_j) for w in windows if w[1] is not None)
-    eval_j = sum(float(w[2].energy_j) for w in windows if w[2] is not None)
-    train_s = sum(float(w[1].duration_s) for w in windows if w[1] is not None)
-    eval_s = sum(float(w[2].duration_s) for w in windows if w[2] is not None)
     in_training = setup is not None
-    if in_training:
-        train_j += estimated_j
-        train_s += uncovered_s
+    split = _killed_training(windows, estimated_j, uncovered_s, in_training)
+    recorded_j = sum(float(m.energy_j) for m in recorded)
     energy_j = recorded_j + estimated_j
-    setup_j = max(0.0, energy_j - train_j - eval_j)
     kinds = {str(m.provenance) for m in recorded}
     if estimated_j > 0:
         kinds.add("estimated")
     g_per_j = sum(float(m.co2_g) for m in recorded) / recorded_j if recorded_j > 0 else None
-    train_kinds = {str(w[1].provenance) for w in windows if w[1] is not None}
-    if in_training and estimated_j > 0:
-        train_kinds.add("estimated")
-    note = (
-        f"{reason}: booked {recorded_j:.4g} J from {len(windows)} recorded epoch(s)"
-        f"{' and the set-up window' if setup is not None else ''}, plus {estimated_j:.4g} J "
-        f"estimated for {uncovered_s:.3g} s not covered by a recorded window "
-        f"({'the epoch in flight, counted as training' if in_training else 'set-up'}) at "
-        f"{power_rule}, {power_w:.3g} W"
+    note = _killed_note(
+        reason, recorded_j, len(windows), in_training, estimated_j, uncovered_s, power_rule, power_w
     )
     sources = sorted({str(m.energy_source) for m in recorded})
     row: dict[str, Any] = {
@@ -401,20 +475,20 @@ def killed_result(
         "epochs": len(windows),
         "epochs_planned": (definition.get("training") or {}).get("epochs"),
         "energy_j": energy_j,
-        "train_energy_j": train_j,
-        "eval_energy_j": eval_j,
-        "setup_energy_j": setup_j,
+        "train_energy_j": split["train_energy_j"],
+        "eval_energy_j": split["eval_energy_j"],
+        "setup_energy_j": max(0.0, energy_j - split["train_energy_j"] - split["eval_energy_j"]),
         "energy_kind": _provenance(kinds),
         "energy_source": "; ".join([*sources, f"estimate:killed-trial extrapolation ({reason})"]),
-        "train_energy_kind": _provenance(train_kinds) if train_kinds else None,
+        "train_energy_kind": split["train_energy_kind"],
         "energy_note": note,
         "measured_energy_j": sum(float(m.measured_energy_j) for m in recorded),
         "estimated_energy_j": sum(float(m.estimated_energy_j) for m in recorded) + estimated_j,
         "co2_g": energy_j * g_per_j if g_per_j is not None else None,
         "duration_s": wall_s,
-        "train_duration_s": train_s,
-        "eval_duration_s": eval_s,
-        "setup_duration_s": max(0.0, wall_s - train_s - eval_s),
+        "train_duration_s": split["train_duration_s"],
+        "eval_duration_s": split["eval_duration_s"],
+        "setup_duration_s": max(0.0, wall_s - split["train_duration_s"] - split["eval_duration_s"]),
         "killed": True,
     }
     return {k: _finite(v) for k, v in row.items()}
