@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from frugalml.cli import main
 from frugalml.study import StudyStore
+from frugalml.study._runner import NOT_ATTRIBUTED_RAY
 from frugalml.tune import TuneSpec, load_study, run_tune
 from frugalml.tune._planning import CostPrediction
 from frugalml.tune._spec import TuneBudget
@@ -112,6 +113,50 @@ def test_parallel_local_prunes_from_the_driver(tmp_path: Path) -> None:
     row = rows[pruned[0].store_trial_id or ""]
     assert row.result is not None and row.result["pruned"] is True
     assert "median pruner at epoch" in row.result["stop_reason"]
+
+
+def test_parallel_2_attributes_the_shared_package_as_a_study_does(
+    tmp_path: Path, meter_powercap: Any, meter_no_nvml: None
+) -> None:
+    """The study runner's host attribution, in tuning: a fake 50 W package (the vendor
+    boundary, as tests/test_study_attribution.py fakes it) split between two trials in flight
+    by their CPU time; never more than the tree gave, and all of it while a trial ran."""
+    from datetime import datetime
+
+    from frugalml.study._runner import ATTRIBUTION_RULE
+    from test_study_attribution import PACKAGE, POWER_W, SteadyPower
+
+    meter_powercap.zone(PACKAGE, "package-0", energy_uj=0)
+    spec = TuneSpec.from_mapping(_data(budget={"max_trials": 2}))
+    with SteadyPower(meter_powercap, POWER_W) as power:
+        outcome = run_tune(spec, tmp_path / "out", threads=1, parallel=2, plot=False)
+        tree_j = power.read_j()
+    assert sum(t.counted for t in outcome.trials) == 2
+    windows: list[tuple[float, float]] = []
+    attributed_j = 0.0
+    for row in _rows(tmp_path / "out"):
+        result = row.result
+        assert result is not None and result["attributed_energy_kind"] == "attributed"
+        assert result["attributed_energy_source"] == "rapl:powercap share:cpu_time"
+        assert result["attribution_rule"] == ATTRIBUTION_RULE
+        (component,) = result["attributed_components"]
+        assert component["component"] == "cpu:0" and component["kind"] == "attributed"
+        assert 0 < result["attributed_energy_j"] == pytest.approx(component["energy_j"])
+        attributed_j += result["attributed_energy_j"]
+        window = result["measurement"]  # the trial's own meter's window
+        start = datetime.fromisoformat(window["started_at"]).timestamp()
+        windows.append((start, start + window["duration_s"]))
+    # each trial's own window lies inside its stay on the sampler (launch to outcome), so the
+    # package's energy over the union of the windows was all given out; and never more than
+    # the tree counted over the whole run
+    covered_s, end = 0.0, -math.inf
+    for a, b in sorted(windows):
+        covered_s += max(0.0, b - max(a, end))
+        end = max(end, b)
+    print(
+        f"attributed {attributed_j:.2f} J, windows {POWER_W * covered_s:.2f} J, tree {tree_j:.2f} J"
+    )
+    assert POWER_W * covered_s * 0.99 <= attributed_j <= tree_j
 
 
 @pytest.mark.slow
@@ -281,6 +326,8 @@ def test_tune_on_ray_parallel_2_prunes_from_the_driver(tmp_path: Path, ray_clust
     for row in rows:
         assert row.result is not None and row.result["executor"] == "ray"
         assert row.result["concurrent_workers"] == 2
+        assert row.result["attribution_rule"] == NOT_ATTRIBUTED_RAY  # says why not
+        assert row.result["attributed_energy_j"] is None
         with StudyStore(out, read_only=True) as store:
             epochs = [e["epoch"] for e in store.epochs(row.trial_id)]
         if row.result["pruned"]:

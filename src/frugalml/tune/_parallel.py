@@ -40,7 +40,13 @@ on Ray, a trial whose worker dies is run again once, as a study's trials are
 
 Energy: trials on one host side by side see each other on machine-wide counters (RAPL per
 socket, NVML per GPU). Each row records ``concurrent_workers`` (N) and says so in its
-``energy_note``; the run's outcome carries the same note.
+``energy_note``; the run's outcome carries the same note. With N > 1 on the local executor
+the driver attributes those counters as a study's runner does (the same code:
+``study._runner``'s host attribution, :data:`frugalml.study._runner.ATTRIBUTION_RULE`): one
+host sampler, each trial joining at launch with its process and leaving when its outcome
+comes back; its row gets ``attributed_energy_j`` (kind, source, rule, components) by
+:meth:`frugalml.study.StudyStore.merge_result`. Ray trials, and a machine without shared
+counters, get ``attributed_energy_j: null`` and an ``attribution_rule`` saying why not.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from frugalml.errors import ConfigError
 from frugalml.study._executors import ExecutorConfig, import_ray
+from frugalml.study._runner import _Attribution as HostAttribution
 from frugalml.tune._planning import CostPrediction, budget_stop, predict
 from frugalml.tune._results import TrialSummary
 from frugalml.tune._space import apply_params
@@ -97,7 +104,9 @@ def concurrency_note(workers: int, kind: str) -> str:
         f"{workers} trials ran at once ({kind} executor, concurrent_workers={workers}): a "
         "figure from a machine-wide counter (RAPL per socket, NVML per GPU) includes the "
         "other trials on the same host, so such figures overlap and their sum over-counts "
-        "that counter; estimates from a trial's own process-tree CPU time do not overlap"
+        "that counter (attributed_energy_j, where given, splits it among the trials; "
+        "attribution_rule says how, or why not); estimates from a trial's own process-tree "
+        "CPU time do not overlap"
     )
 
 
@@ -153,9 +162,14 @@ def _first_reason(verdicts: dict[int, str | None], epoch: int) -> str | None:
     return reasons[0] if reasons else None
 
 
-def _local_trial(plan: TrialPlan, conn: Any, log_path: str, driver_pid: int) -> None:
-    """The body of a local trial process, forked from the warm forkserver."""
+def _local_trial(
+    plan: TrialPlan, conn: Any, log_path: str, driver_pid: int, env: dict[str, str]
+) -> None:
+    """The body of a local trial process, forked from the warm forkserver (which may have
+    started with another environment: the driver's at launch is used, as a study's is)."""
     os.setsid()  # a Ctrl-C reaches the driver, which gives the trial back
+    os.environ.clear()
+    os.environ.update(env)
     if sys.platform.startswith("linux"):  # die with the forkserver, which dies with the driver
         with contextlib.suppress(Exception):
             import ctypes
@@ -333,7 +347,7 @@ class _LocalBackend:
         ours, theirs = self._context.Pipe(duplex=True)
         process = self._context.Process(
             target=_local_trial,
-            args=(plan, theirs, log_path, os.getpid()),
+            args=(plan, theirs, log_path, os.getpid(), dict(os.environ)),
             name=f"frugalml-tune-{plan.trial_id}",
         )
         process.start()
@@ -547,6 +561,9 @@ class ParallelTuning:
         self.blocked = False  # a launch was refused: wait for a trial to end
         self.skipped = 0  # unaffordable configurations skipped in a row
         self.logs = Path(tuner.out_dir) / "logs"
+        #: The study runner's host attribution (one host sampler, trials joining at launch
+        #: with their process and leaving when their outcome comes back), with N > 1.
+        self.attribution: HostAttribution | None = None
 
     # -- budget -----------------------------------------------------------------------------
     def _trials(self) -> list[TrialSummary]:
@@ -646,6 +663,8 @@ class ParallelTuning:
             spawned_at=time.time(),
         )
         handle = self.backend.submit(plan, log_path)
+        if self.attribution is not None and isinstance(handle, _LocalHandle):
+            self.attribution.join(trial.trial_id, int(handle.process.pid))
         if self.backend.kind == "local":
             self.tuner.store.set_log_path(trial.trial_id, log_path)
         self.running[trial.trial_id] = _Slot(trial, sampler, planned, handle, time.time())
@@ -685,7 +704,20 @@ class ParallelTuning:
                 old = result.get("energy_note")
                 result["energy_note"] = f"{old}; {note}" if old else note
             outcome.result = result
+        shares = self._leave(slot, outcome)
         slot.trial.finish(outcome, slot.sampler)
+        if shares is not None:  # merged into the recorded row, every other field kept
+            self.tuner.store.merge_result(slot.trial_id, shares)
+
+    def _leave(self, slot: _Slot, outcome: TrialOutcome) -> dict[str, Any] | None:
+        """The trial leaves the host sampler: the fields its row gets (its attributed
+        share, or why it has none); None for a trial given back (it keeps no share)."""
+        if self.attribution is None:
+            return None
+        if outcome.status == "interrupted":
+            self.attribution.discard(slot.trial_id)
+            return None
+        return self.attribution.leave(slot.trial_id)
 
     def _step(self, timeout: float, *, decide: bool = True) -> None:
         for slot, kind, payload in self.backend.wait(list(self.running.values()), timeout):
@@ -697,6 +729,7 @@ class ParallelTuning:
     # -- the loop ---------------------------------------------------------------------------
     def run(self, meter: Meter) -> str:
         self.backend.start()
+        self.attribution = HostAttribution.open(self.parallel, self.backend.kind)
         try:
             return self._loop(meter)
         except KeyboardInterrupt:
@@ -705,6 +738,8 @@ class ParallelTuning:
         finally:
             for slot in self.running.values():  # only after an error: no trial outlives it
                 self.backend.stop(slot, kill=True)
+            if self.attribution is not None:
+                self.attribution.close()
             self.backend.shutdown()
 
     def _loop(self, meter: Meter) -> str:
