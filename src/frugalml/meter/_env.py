@@ -17,7 +17,7 @@ from frugalml.meter._estimate import (
     cpu_model_name,
     cpu_power_model,
 )
-from frugalml.meter._nvml import probe_nvml
+from frugalml.meter._nvml import NvmlGpuInfo, NvmlProbe, probe_nvml
 from frugalml.meter._rapl import RAPL_PERMISSION_FIX, RaplZone, discover_rapl
 
 __all__ = ["CounterStatus", "EnvironmentReport", "describe_environment"]
@@ -66,6 +66,96 @@ def _rapl_bound(zone: RaplZone) -> str:
     return f", deltas checked against {bound.max_power_w:g} W ({bound.source})"
 
 
+def _gpu_line(gpu: NvmlGpuInfo) -> str:
+    """One GPU as ``frugalml env`` lists it: name, NVML index, how it is measured, bound."""
+    how = (
+        "energy counter"
+        if gpu.energy_counter
+        else "power sampling"
+        if gpu.power_usage
+        else f"not measurable: {gpu.problem}"
+    )
+    return (
+        f"GPU {gpu.ordinal if gpu.ordinal is not None else '-'}: {gpu.name} ({gpu.uuid}, "
+        f"NVML index {gpu.nvml_index}; "
+        + how
+        + ("" if gpu.ordinal is not None else "; not visible to this process")
+        + f"; deltas checked against {gpu.power_bound.max_power_w:g} W "
+        + f"({gpu.power_bound.source})"
+        + ")"
+    )
+
+
+def _gpu_counter(nvml: NvmlProbe, measured: list[str], notes: list[str]) -> CounterStatus:
+    """NVML's counter status; the measurable visible GPUs go to ``measured``, and a note
+    says why there is no GPU energy when NVML cannot be read (it is never estimated)."""
+    gpu_fix = {
+        "no_nvml": "pip install nvidia-ml-py",
+        "no_driver": "install or load the NVIDIA driver (nvidia-smi must work)",
+        "none_visible": "check CUDA_VISIBLE_DEVICES",
+    }.get(nvml.status)
+    if nvml.status == "ok":
+        measured.extend(f"gpu:{g.ordinal}" for g in nvml.visible if g.problem is None)
+    else:
+        notes.append(f"no GPU energy: {nvml.reason} (GPU energy is never estimated)")
+    return CounterStatus(
+        "gpu",
+        "nvml",
+        nvml.status == "ok",
+        nvml.reason,
+        gpu_fix,
+        tuple(nvml.notes),
+    )
+
+
+def _rapl_zone_line(zone: RaplZone, selected: tuple[RaplZone, ...]) -> str:
+    """One powercap zone: readable or why not, its wrap range, its bound, counted or not."""
+    return (
+        f"{zone.label}: "
+        + ("readable" if zone.readable else f"not readable ({zone.problem})")
+        + (
+            f", wraps at {zone.max_energy_range_uj} uJ"
+            if zone.max_energy_range_uj is not None
+            else ", max_energy_range_uj unknown"
+        )
+        + _rapl_bound(zone)
+        + (" [counted]" if zone in selected else "")
+    )
+
+
+def _host_estimates(
+    config: MeterConfig, cpu_measured: bool, dram_measured: bool
+) -> tuple[list[str], list[str]]:
+    """The components the meter would estimate (CPU, DRAM) and each estimate's rule."""
+    estimated: list[str] = []
+    estimates: list[str] = []
+    if not cpu_measured:
+        model = cpu_power_model(config.cpu_tdp_w, config.cpu_logical_cpus)
+        estimated.append("cpu")
+        estimates.append(f"cpu: {model.describe()}")
+    if not dram_measured:
+        estimated.append("dram")
+        source = DRAM_SOURCE if config.dram_w_per_gb == DEFAULT_DRAM_W_PER_GB else "user setting"
+        estimates.append(
+            f"dram: energy = integral of process-tree RSS (GB) over time x "
+            f"{config.dram_w_per_gb:g} W/GB ({source})"
+        )
+    return estimated, estimates
+
+
+def _extra_backends_note() -> str | None:
+    """A note naming the backends added with ``register_backend`` (not probed here)."""
+    from frugalml.meter._registry import _BUILTIN, registered_backends
+
+    extra = [getattr(f, "__name__", repr(f)) for f in registered_backends() if f not in _BUILTIN]
+    if not extra:
+        return None
+    return (
+        f"also registered (register_backend), opened by every meter, not probed here: "
+        f"{', '.join(extra)}"
+    )
+
+
 def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport:
     """Probe NVML and powercap (read-only, no network) and settle the carbon settings.
 
@@ -74,62 +164,15 @@ def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport
     """
     config = config or MeterConfig()
     carbon = resolve_carbon(config.carbon)
-    counters: list[CounterStatus] = []
     measured: list[str] = []
-    estimated: list[str] = []
-    estimates: list[str] = []
     notes: list[str] = []
 
     nvml = probe_nvml()
-    gpus = tuple(
-        f"GPU {g.ordinal if g.ordinal is not None else '-'}: {g.name} ({g.uuid}, NVML index "
-        f"{g.nvml_index}; "
-        + (
-            "energy counter"
-            if g.energy_counter
-            else "power sampling"
-            if g.power_usage
-            else f"not measurable: {g.problem}"
-        )
-        + ("" if g.ordinal is not None else "; not visible to this process")
-        + f"; deltas checked against {g.power_bound.max_power_w:g} W "
-        + f"({g.power_bound.source})"
-        + ")"
-        for g in nvml.gpus
-    )
-    gpu_fix = {
-        "no_nvml": "pip install nvidia-ml-py",
-        "no_driver": "install or load the NVIDIA driver (nvidia-smi must work)",
-        "none_visible": "check CUDA_VISIBLE_DEVICES",
-    }.get(nvml.status)
-    counters.append(
-        CounterStatus(
-            "gpu",
-            "nvml",
-            nvml.status == "ok",
-            nvml.reason,
-            gpu_fix,
-            tuple(nvml.notes),
-        )
-    )
-    if nvml.status == "ok":
-        measured.extend(f"gpu:{g.ordinal}" for g in nvml.visible if g.problem is None)
-    else:
-        notes.append(f"no GPU energy: {nvml.reason} (GPU energy is never estimated)")
+    gpus = tuple(_gpu_line(g) for g in nvml.gpus)
+    counters = [_gpu_counter(nvml, measured, notes)]
 
     rapl = discover_rapl(config.powercap_root, use_psys=config.rapl_psys)
-    zones = tuple(
-        f"{z.label}: "
-        + ("readable" if z.readable else f"not readable ({z.problem})")
-        + (
-            f", wraps at {z.max_energy_range_uj} uJ"
-            if z.max_energy_range_uj is not None
-            else ", max_energy_range_uj unknown"
-        )
-        + _rapl_bound(z)
-        + (" [counted]" if z in rapl.selected else "")
-        for z in rapl.zones
-    )
+    zones = tuple(_rapl_zone_line(z, rapl.selected) for z in rapl.zones)
     rapl_ok = rapl.status == "ok" and config.use_rapl
     counters.append(
         CounterStatus(
@@ -141,29 +184,12 @@ def describe_environment(config: MeterConfig | None = None) -> EnvironmentReport
             zones + tuple(rapl.notes),
         )
     )
-    cpu_measured = rapl_ok
-    dram_measured = rapl_ok and rapl.counts_dram
-    if cpu_measured:
+    if rapl_ok:
         measured.extend(z.label for z in rapl.selected)
-    else:
-        model = cpu_power_model(config.cpu_tdp_w, config.cpu_logical_cpus)
-        estimated.append("cpu")
-        estimates.append(f"cpu: {model.describe()}")
-    if not dram_measured:
-        estimated.append("dram")
-        source = DRAM_SOURCE if config.dram_w_per_gb == DEFAULT_DRAM_W_PER_GB else "user setting"
-        estimates.append(
-            f"dram: energy = integral of process-tree RSS (GB) over time x "
-            f"{config.dram_w_per_gb:g} W/GB ({source})"
-        )
-    from frugalml.meter._registry import _BUILTIN, registered_backends
-
-    extra = [getattr(f, "__name__", repr(f)) for f in registered_backends() if f not in _BUILTIN]
-    if extra:
-        notes.append(
-            f"also registered (register_backend), opened by every meter, not probed here: "
-            f"{', '.join(extra)}"
-        )
+    estimated, estimates = _host_estimates(config, rapl_ok, rapl_ok and rapl.counts_dram)
+    extra_note = _extra_backends_note()
+    if extra_note is not None:
+        notes.append(extra_note)
     return EnvironmentReport(
         platform=platform.platform(),
         python=sys.version.split()[0],
