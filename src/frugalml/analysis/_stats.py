@@ -253,6 +253,93 @@ def _size_test(
     )
 
 
+def _pair_keys(
+    table: pd.DataFrame,
+    factor: str,
+    value: str,
+    pair_on: Sequence[str] | None,
+    groups: list[str],
+    levels: tuple[object, object],
+) -> list[str]:
+    """The columns that identify a pair (group columns included), checked against the
+    table, the factor and its two levels."""
+    if pair_on is None:
+        keys = ["model"] + [c for c in SETTING_COLUMNS if c != factor and c in table.columns]
+    else:
+        keys = as_columns(pair_on, role="pair_on")
+    keys += [g for g in groups if g not in keys]
+    require_columns(table, [factor], role="factor")
+    require_columns(table, [value], role="value")
+    require_columns(table, keys, role="pair_on")
+    if factor in keys:
+        raise ConfigError(
+            f"factor {factor!r} cannot also be a pair or group column",
+            fix=f"remove {factor!r} from pair_on and group",
+        )
+    if levels[0] == levels[1]:
+        raise ConfigError(
+            f"the two levels of {factor!r} are the same ({levels[0]!r})",
+            fix="pass two different levels, e.g. levels=(True, False)",
+        )
+    return keys
+
+
+def _level_side(
+    table: pd.DataFrame, factor: str, level: object, keys: list[str], values: FloatArray
+) -> pd.DataFrame:
+    """The rows at one level of ``factor``: their pair keys and ``_value``; a level that does
+    not occur, or two rows sharing a pair key, is refused."""
+    at_level = (table[factor] == level).fillna(False).to_numpy(dtype=bool)
+    if not at_level.any():
+        present = table[factor].dropna().unique().tolist()
+        raise ConfigError(
+            f"level {level!r} of {factor!r} does not occur in the table; values present: "
+            + ", ".join(repr(v) for v in present[:10]),
+            fix="pass two of the values present as levels",
+        )
+    side = table.loc[at_level, keys].copy()
+    side["_value"] = values[at_level]
+    duplicated = side.duplicated(subset=keys, keep=False).to_numpy(dtype=bool)
+    if duplicated.any():
+        first = int(np.argmax(duplicated))
+        where = ", ".join(f"{k}={side[k].iloc[first]!r}" for k in keys)
+        raise DataError(
+            f"several rows with {factor}={level!r} share {where}; cannot pair them",
+            fix="add the column that tells them apart (e.g. 'seed') to pair_on, "
+            "or average them first",
+        )
+    return side
+
+
+def _paired_result(
+    setting: dict[str, object],
+    factor: str,
+    value: str,
+    levels: tuple[object, object],
+    keys: list[str],
+    x: FloatArray,
+    y: FloatArray,
+    dropped: int,
+    unpaired: int,
+) -> PairedComparison:
+    """One Wilcoxon signed-rank test of the pairs ``x`` (``levels[0]``) and ``y``."""
+    statistic, p_value, reason = _wilcoxon(x, y)
+    return PairedComparison(
+        setting=setting,
+        factor=factor,
+        value=value,
+        levels=(levels[0], levels[1]),
+        pair_on=tuple(keys),
+        n_pairs=len(x),
+        median_difference=float(np.median(x - y)) if len(x) else math.nan,
+        statistic=statistic,
+        p_value=p_value,
+        reason=reason,
+        n_unpaired=unpaired,
+        n_dropped=dropped,
+    )
+
+
 def paired_comparison(
     df: pd.DataFrame,
     factor: str = "pretrained",
@@ -286,47 +373,9 @@ def paired_comparison(
     """
     table = check_table(df)
     groups = as_columns(group, role="group")
-    if pair_on is None:
-        keys = ["model"] + [c for c in SETTING_COLUMNS if c != factor and c in table.columns]
-    else:
-        keys = as_columns(pair_on, role="pair_on")
-    keys += [g for g in groups if g not in keys]
-    require_columns(table, [factor], role="factor")
-    require_columns(table, [value], role="value")
-    require_columns(table, keys, role="pair_on")
-    if factor in keys:
-        raise ConfigError(
-            f"factor {factor!r} cannot also be a pair or group column",
-            fix=f"remove {factor!r} from pair_on and group",
-        )
-    if levels[0] == levels[1]:
-        raise ConfigError(
-            f"the two levels of {factor!r} are the same ({levels[0]!r})",
-            fix="pass two different levels, e.g. levels=(True, False)",
-        )
+    keys = _pair_keys(table, factor, value, pair_on, groups, levels)
     values = numeric_column(table, value, role="value")
-    present = table[factor].dropna().unique().tolist()
-    sides = []
-    for level in levels:
-        at_level = (table[factor] == level).fillna(False).to_numpy(dtype=bool)
-        if not at_level.any():
-            raise ConfigError(
-                f"level {level!r} of {factor!r} does not occur in the table; values present: "
-                + ", ".join(repr(v) for v in present[:10]),
-                fix="pass two of the values present as levels",
-            )
-        side = table.loc[at_level, keys].copy()
-        side["_value"] = values[at_level]
-        duplicated = side.duplicated(subset=keys, keep=False).to_numpy(dtype=bool)
-        if duplicated.any():
-            first = int(np.argmax(duplicated))
-            where = ", ".join(f"{k}={side[k].iloc[first]!r}" for k in keys)
-            raise DataError(
-                f"several rows with {factor}={level!r} share {where}; cannot pair them",
-                fix="add the column that tells them apart (e.g. 'seed') to pair_on, "
-                "or average them first",
-            )
-        sides.append(side)
+    sides = [_level_side(table, factor, level, keys, values) for level in levels]
     merged = sides[0].merge(sides[1], on=keys, how="inner", suffixes=("_a", "_b"))
     n_unpaired = len(sides[0]) + len(sides[1]) - 2 * len(merged)
     complete = merged["_value_a"].notna() & merged["_value_b"].notna()
@@ -334,33 +383,15 @@ def paired_comparison(
     pairs = merged[complete].reset_index(drop=True)
     a = pairs["_value_a"].to_numpy(dtype=np.float64)
     b = pairs["_value_b"].to_numpy(dtype=np.float64)
-
-    def result(
-        setting: dict[str, object], x: FloatArray, y: FloatArray, dropped: int, unpaired: int
-    ) -> PairedComparison:
-        statistic, p_value, reason = _wilcoxon(x, y)
-        return PairedComparison(
-            setting=setting,
-            factor=factor,
-            value=value,
-            levels=(levels[0], levels[1]),
-            pair_on=tuple(keys),
-            n_pairs=len(x),
-            median_difference=float(np.median(x - y)) if len(x) else math.nan,
-            statistic=statistic,
-            p_value=p_value,
-            reason=reason,
-            n_unpaired=unpaired,
-            n_dropped=dropped,
-        )
-
-    results = [result({}, a, b, n_dropped, n_unpaired)]
+    results = [_paired_result({}, factor, value, levels, keys, a, b, n_dropped, n_unpaired)]
     if groups and len(pairs):
         codes = group_codes(pairs, groups)
         for code in _codes_in_order(codes):
             members = codes == code
             setting = group_setting(pairs, groups, int(np.argmax(members)))
-            results.append(result(setting, a[members], b[members], 0, 0))
+            results.append(
+                _paired_result(setting, factor, value, levels, keys, a[members], b[members], 0, 0)
+            )
     return results
 
 
