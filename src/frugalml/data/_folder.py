@@ -326,6 +326,58 @@ def folder_split_counts(
     return tuple(tree.classes), counts
 
 
+def _decode_splits(tree: _Tree, image_size: int | None) -> tuple[dict[str, Split], tuple[int, ...]]:
+    """Every image of the tree decoded into one NCHW array (RGB unless all are gray), cut
+    back into the tree's splits; also the array's shape."""
+    decoded = {
+        split: [_decode(p, image_size) for p in paths] for split, (paths, _) in tree.scanned.items()
+    }
+    flat = [item for items in decoded.values() for item in items]
+    rgb = not all(item.gray for item in flat)
+    if any(item.scaled_from_16_bit for item in flat):
+        logger.warning(
+            "%s: 16-bit images were scaled from the full 0..65535 range to 0..255", tree.root
+        )
+    all_paths = [p for paths, _ in tree.scanned.values() for p in paths]
+    arrays = _to_nchw(flat, all_paths, rgb, tree.root)
+    splits: dict[str, Split] = {}
+    offset = 0
+    for split, (paths, labels) in tree.scanned.items():
+        images = arrays[offset : offset + len(paths)]
+        offset += len(paths)
+        splits[split] = Split(images, np.asarray(labels, dtype=np.int64))
+    return splits, arrays.shape
+
+
+def _carve_missing(splits: dict[str, Split], tree: _Tree, split_seed: int) -> str:
+    """Carve the splits the tree lacks out of train (stratified, in place in ``splits``);
+    returns the dataset's ``split_method``, which says what came from where."""
+    missing = [s for s in SPLIT_NAMES if s not in splits]
+    if not missing:
+        return "train/, val/, test/ folders"
+    fractions = _carve_fractions(missing)
+    source_split = splits["train"]
+    train_idx, val_idx, test_idx = stratified_split_indices(
+        source_split.labels, fractions, split_seed
+    )
+    splits["train"] = source_split.subset(train_idx)
+    if "val" in missing:
+        splits["val"] = source_split.subset(val_idx)
+    if "test" in missing:
+        splits["test"] = source_split.subset(test_idx)
+    carved = " and ".join(
+        f"{s} ({100 * f:.1f}%)"
+        for s, f in zip(SPLIT_NAMES[1:], fractions[1:], strict=True)
+        if s in missing
+    )
+    origin = "the class folders" if tree.layout == "class folders" else "train/"
+    split_method = f"{carved} carved out of {origin}, stratified, split_seed={split_seed}"
+    if tree.layout == "split folders":
+        given = ", ".join(f"{s}/" for s in SPLIT_NAMES if s in tree.split_dirs)
+        split_method = f"{given} folders; {split_method}"
+    return split_method
+
+
 def load_folder(
     path: str | os.PathLike[str],
     *,
@@ -349,72 +401,23 @@ def load_folder(
             ``image_size``.
     """
     tree = _read_tree(path)
-    root, split_dirs, classes, layout, scanned = (
-        tree.root,
-        tree.split_dirs,
-        tree.classes,
-        tree.layout,
-        tree.scanned,
-    )
-
-    decoded = {
-        split: [_decode(p, image_size) for p in paths] for split, (paths, _) in scanned.items()
-    }
-    flat = [item for items in decoded.values() for item in items]
-    rgb = not all(item.gray for item in flat)
-    if any(item.scaled_from_16_bit for item in flat):
-        logger.warning("%s: 16-bit images were scaled from the full 0..65535 range to 0..255", root)
-    all_paths = [p for paths, _ in scanned.values() for p in paths]
-    arrays = _to_nchw(flat, all_paths, rgb, root)
-
-    splits: dict[str, Split] = {}
-    offset = 0
-    for split, (paths, labels) in scanned.items():
-        images = arrays[offset : offset + len(paths)]
-        offset += len(paths)
-        splits[split] = Split(images, np.asarray(labels, dtype=np.int64))
-
-    missing = [s for s in SPLIT_NAMES if s not in splits]
-    if missing:
-        fractions = _carve_fractions(missing)
-        source_split = splits["train"]
-        train_idx, val_idx, test_idx = stratified_split_indices(
-            source_split.labels, fractions, split_seed
-        )
-        splits["train"] = source_split.subset(train_idx)
-        if "val" in missing:
-            splits["val"] = source_split.subset(val_idx)
-        if "test" in missing:
-            splits["test"] = source_split.subset(test_idx)
-        carved = " and ".join(
-            f"{s} ({100 * f:.1f}%)"
-            for s, f in zip(SPLIT_NAMES[1:], fractions[1:], strict=True)
-            if s in missing
-        )
-        origin = "the class folders" if layout == "class folders" else "train/"
-        split_method = f"{carved} carved out of {origin}, stratified, split_seed={split_seed}"
-        if layout == "split folders":
-            given = ", ".join(f"{s}/" for s in SPLIT_NAMES if s in split_dirs)
-            split_method = f"{given} folders; {split_method}"
-    else:
-        split_method = "train/, val/, test/ folders"
-
-    first = arrays.shape
+    splits, first = _decode_splits(tree, image_size)
+    split_method = _carve_missing(splits, tree, split_seed)
     dataset = ImageDataset(
         name=name,
-        num_classes=len(classes),
+        num_classes=len(tree.classes),
         channels=int(first[1]),
         image_size=(int(first[2]), int(first[3])),
-        class_names=tuple(classes),
+        class_names=tuple(tree.classes),
         train=splits["train"],
         val=splits["val"],
         test=splits["test"],
-        source=str(root.resolve()),
+        source=str(tree.root.resolve()),
         split_method=split_method,
     )
     logger.debug(
         "loaded %s: %d classes, %d/%d/%d train/val/test, %s",
-        root,
+        tree.root,
         dataset.num_classes,
         len(dataset.train),
         len(dataset.val),
