@@ -237,3 +237,21 @@ def test_the_ray_executor_says_what_to_install_when_ray_is_missing(
     with pytest.raises(ConfigError) as info:
         import_ray()
     assert "needs Ray" in str(info.value) and info.value.fix == "pip install 'frugalml[ray]'"
+
+
+def test_a_trial_with_a_parallel_section_reserves_a_cpu_per_rank() -> None:
+    """num_cpus = max(num_cpus, nproc) for nproc >= 2 ranks; GPUs as given; without a
+    parallel: section (or with one rank) the spec's resources as they are."""
+    from frugalml.study._executors import ExecutorConfig, trial_resources
+
+    config = ExecutorConfig.from_mapping({"kind": "ray", "num_cpus": 1, "num_gpus": 0.5})
+    assert trial_resources(config, {}) == {"num_cpus": 1.0, "num_gpus": 0.5}
+    assert trial_resources(config, {"parallel": None})["num_cpus"] == 1.0
+    assert trial_resources(config, {"parallel": {"nproc": 1}})["num_cpus"] == 1.0
+    two = trial_resources(config, {"parallel": {"nproc": 2, "shares": [3, 1]}})
+    assert two == {"num_cpus": 2.0, "num_gpus": 0.5}
+    assert trial_resources(config, {"parallel": {"nproc": 4}})["num_cpus"] == 4.0
+    wide = ExecutorConfig.from_mapping({"kind": "ray", "num_cpus": 6})
+    assert trial_resources(wide, {"parallel": {"nproc": 4}})["num_cpus"] == 6.0  # more given
+    small = ExecutorConfig.from_mapping({"kind": "ray", "num_cpus": 0.5})
+    assert trial_resources(small, {})["num_cpus"] == 0.5  # a share of a CPU stays a share

@@ -8,11 +8,12 @@ the handle it gets back until the trial has ended (:class:`Finished`). Two execu
   forkserver with preload), so a trial no longer pays the imports (1.8 s median here) yet
   still runs in its own process: a segfault or an exhausted memory limit ends that trial
   only. The worker writes its epochs and result to the store itself, as before.
-- ``ray``: each trial is a Ray task that runs the one trial runner
-  (:func:`frugalml.study._trial.run_metered_trial`) and returns its outcome and per-epoch
-  records; the driver (the runner) alone writes ``DIR/study.db``, so worker nodes need no
-  shared filesystem. A Ray worker that dies mid-trial gives the trial back: it is retried
-  once, then failed with the reason.
+- ``ray``: each trial is a Ray task (with the resources of :func:`trial_resources`: the
+  spec's per trial, and a CPU per rank for a trial with ``parallel:``) that runs the one
+  trial runner (:func:`frugalml.study._trial.run_metered_trial`) and returns its outcome
+  and per-epoch records; the driver (the runner) alone writes ``DIR/study.db``, so worker
+  nodes need no shared filesystem. A Ray worker that dies mid-trial gives the trial back:
+  it is retried once, then failed with the reason.
 
 Ray is optional (``pip install 'frugalml[ray]'``) and imported only when the ``ray``
 executor is used.
@@ -139,6 +140,9 @@ class TrialJob:
     log_path: str
     threads: int
     workers: int
+    #: Local workers only: where the runner's host sampler publishes the trial's share
+    #: (the worker's ``--attribution``); a Ray trial keeps its own meter.
+    attribution_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,7 @@ def _worker_argv(job: TrialJob, parent_pid: int) -> list[str]:
         str(job.workers),
         "--spawned-at",
         repr(time.time()),
+        *(("--attribution", job.attribution_path) if job.attribution_path else ()),
     ]
 
 
@@ -420,6 +425,21 @@ class LocalExecutor:
 # -- ray --------------------------------------------------------------------------------------
 
 
+def trial_resources(config: ExecutorConfig, definition: Mapping[str, Any]) -> dict[str, float]:
+    """The Ray resources one trial asks for: the spec's ``executor:`` ``num_cpus`` and
+    ``num_gpus``; a trial with a ``parallel:`` section of ``nproc >= 2`` ranks (each a
+    process of its own, on the node Ray chose) reserves at least one CPU per rank,
+    ``num_cpus = max(num_cpus, nproc)``, so Ray does not put more ranks on a node than it has
+    CPUs. GPUs stay as given (a rank on CUDA uses its local device: give ``num_gpus: nproc``
+    for one GPU per rank)."""
+    num_cpus = config.num_cpus
+    parallel = definition.get("parallel")
+    nproc = parallel.get("nproc", 1) if isinstance(parallel, Mapping) else 1
+    if isinstance(nproc, int) and not isinstance(nproc, bool) and nproc >= 2:
+        num_cpus = max(num_cpus, float(nproc))
+    return {"num_cpus": num_cpus, "num_gpus": config.num_gpus}
+
+
 def import_ray() -> Any:
     try:
         import ray
@@ -466,7 +486,8 @@ class _RayHandle:
             workers=self.job.workers,
             spawned_at=time.time(),
         )
-        self.ref = self.executor.remote.remote(plan)
+        resources = trial_resources(self.executor.config, plan.definition)
+        self.ref = self.executor.remote.options(**resources).remote(plan)
 
     def poll(self) -> Finished | None:
         ray = self.executor.ray
@@ -556,12 +577,11 @@ class RayExecutor:
                     ),
                 ) from exc
             self._owns_ray = True
-        self.remote = ray.remote(_ray_trial_task).options(
-            num_cpus=self.config.num_cpus,
-            num_gpus=self.config.num_gpus,
+        # the resources per trial are given at each submit (trial_resources)
+        self.remote = ray.remote(
             max_retries=0,  # the handle retries once itself, counting the deaths
             name="frugalml_trial",
-        )
+        )(_ray_trial_task)
 
     def capacity(self) -> int | None:
         resources = self.ray.cluster_resources()
