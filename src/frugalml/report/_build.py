@@ -137,10 +137,7 @@ def build_report(
 
     notes: list[str] = []
     figures = _draw(prepared, findings, folder, notes) if plots else []
-    csv_path = folder / CSV_NAME
-    leaderboard_frame(prepared).to_csv(csv_path, index=False)
-    markdown_path = folder / MARKDOWN_NAME
-    markdown_path.write_text(leaderboard_markdown(prepared, title=page_title), encoding="utf-8")
+    csv_path, markdown_path = _write_leaderboards(prepared, folder, page_title)
     page.write_text(
         render_html(
             prepared,
@@ -154,8 +151,30 @@ def build_report(
         ),
         encoding="utf-8",
     )
-    totals = prepared.totals
     logger.debug("report written to %s", page)
+    return _report_of(prepared, findings, figures, notes, page, markdown_path, csv_path)
+
+
+def _write_leaderboards(prepared: PreparedStudy, folder: Path, title: str) -> tuple[Path, Path]:
+    """The leaderboard as CSV and as Markdown in ``folder``; returns (csv, markdown) paths."""
+    csv_path = folder / CSV_NAME
+    leaderboard_frame(prepared).to_csv(csv_path, index=False)
+    markdown_path = folder / MARKDOWN_NAME
+    markdown_path.write_text(leaderboard_markdown(prepared, title=title), encoding="utf-8")
+    return csv_path, markdown_path
+
+
+def _report_of(
+    prepared: PreparedStudy,
+    findings: Significance | None,
+    figures: list[Figure],
+    notes: list[str],
+    page: Path,
+    markdown_path: Path,
+    csv_path: Path,
+) -> Report:
+    """What was written, the trial counts, and the notes of every stage (each once)."""
+    totals = prepared.totals
     return Report(
         html_path=page,
         png_paths=tuple(f.path for f in figures),
