@@ -260,6 +260,39 @@ def _parse_seeds(value: Any) -> list[int]:
     return seeds
 
 
+def _option_mapping(value: Any, problem: str, *, fix: str) -> Mapping[str, Any]:
+    """An options block (``training:``, ``budget:``): a mapping, empty when left out."""
+    options = value or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(problem, fix=fix)
+    return options
+
+
+def _parse_pretrained_files(value: Any, base: Path) -> dict[str, str]:
+    """``pretrained_files:`` as model name -> absolute path (relative to the spec's folder)."""
+    pretrained_files = value or {}
+    if not isinstance(pretrained_files, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in pretrained_files.items()
+    ):
+        raise ConfigError(
+            "pretrained_files must map model names to file paths",
+            fix="e.g. pretrained_files: {resnet18: weights/resnet18.safetensors}",
+        )
+    return {k: str((base / v).resolve()) for k, v in pretrained_files.items()}
+
+
+def _parse_data_root(value: Any, base: Path) -> str | None:
+    """``data_root:`` as an absolute folder (``~`` expanded, relative to the spec's folder)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"data_root must be a folder path, got {value!r}",
+            fix="e.g. data_root: ~/.medmnist",
+        )
+    return str((base / value).expanduser().resolve())
+
+
 @dataclass(frozen=True)
 class StudySpec:
     """A parsed, checked study spec. Build with :meth:`from_yaml` or :meth:`from_mapping`."""
@@ -314,26 +347,18 @@ class StudySpec:
 
         image_size = parse_image_size(data.get("image_size"))
 
-        training = data.get("training") or {}
-        if not isinstance(training, Mapping):
-            raise ConfigError(
-                "training must be a mapping of options", fix="e.g. training: {epochs: 5}"
-            )
-        budget = data.get("budget") or {}
-        if not isinstance(budget, Mapping):
-            raise ConfigError("budget must be a mapping", fix="e.g. budget: {energy_kwh: 0.01}")
+        training = _option_mapping(
+            data.get("training"),
+            "training must be a mapping of options",
+            fix="e.g. training: {epochs: 5}",
+        )
+        budget = _option_mapping(
+            data.get("budget"), "budget must be a mapping", fix="e.g. budget: {energy_kwh: 0.01}"
+        )
         carbon = parse_carbon(data.get("carbon"))
 
-        pretrained_files = data.get("pretrained_files") or {}
-        if not isinstance(pretrained_files, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in pretrained_files.items()
-        ):
-            raise ConfigError(
-                "pretrained_files must map model names to file paths",
-                fix="e.g. pretrained_files: {resnet18: weights/resnet18.safetensors}",
-            )
         base = Path(source).parent if source != "<mapping>" else Path.cwd()
-        files = {k: str((base / v).resolve()) for k, v in pretrained_files.items()}
+        files = _parse_pretrained_files(data.get("pretrained_files"), base)
         files = _match_pretrained_files(files, models, renamed)
 
         timeout = data.get("trial_timeout_s")
@@ -343,14 +368,7 @@ class StudySpec:
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
             raise ConfigError("download must be true or false", fix="download: true")
-        data_root = data.get("data_root")
-        if data_root is not None:
-            if not isinstance(data_root, str) or not data_root:
-                raise ConfigError(
-                    f"data_root must be a folder path, got {data_root!r}",
-                    fix="e.g. data_root: ~/.medmnist",
-                )
-            data_root = str((base / data_root).expanduser().resolve())
+        data_root = _parse_data_root(data.get("data_root"), base)
         spec = cls(
             name=name,
             datasets=tuple(datasets),
