@@ -348,6 +348,66 @@ def check_medmnist(
     return path
 
 
+_RawSplits = dict[str, tuple[NDArray[np.uint8], NDArray[np.int64]]]
+
+
+def _ensure_file(
+    path: Path, flag: str, size: int, package: Mapping[str, Mapping[str, Any]] | None
+) -> None:
+    """Download the npz file when it is missing; refuse when the download left no file."""
+    folder, file_name = path.parent, path.name
+    if not path.is_file():
+        _download(flag, size, folder, file_name)
+        if not path.is_file():
+            raise DataError(
+                f"the medmnist package reported success but {file_name} is not in {folder}",
+                fix=_manual_fix(file_name, folder, package, flag),
+            )
+
+
+def _read_splits(path: Path, flag: str, size: int) -> _RawSplits:
+    """Each official split's NCHW images and 1-d labels, checked; an empty split is refused."""
+    arrays = _read_npz(path)
+    splits_raw: _RawSplits = {}
+    for split in SPLIT_NAMES:
+        images = _images_nchw(arrays[f"{split}_images"], f"{split}_images", path, flag, size)
+        labels = _labels_1d(arrays[f"{split}_labels"], f"{split}_labels", path, images.shape[0])
+        if images.shape[0] == 0:
+            raise DataError(f"{path}: the {split} split is empty", fix="use a complete file")
+        splits_raw[split] = (images, labels)
+    return splits_raw
+
+
+def _check_channels(splits_raw: _RawSplits, path: Path, flag: str, info: _FlagInfo | None) -> int:
+    """The splits' one channel count, which must be the flag's when the package knows it."""
+    channels = {split: images.shape[1] for split, (images, _) in splits_raw.items()}
+    if len(set(channels.values())) != 1:
+        raise DataError(f"{path}: the splits have different channel counts {channels}")
+    n_channels = channels["train"]
+    if info is not None and info.channels != n_channels:
+        raise DataError(
+            f"{path}: images have {n_channels} channel(s) but {flag} has {info.channels}",
+            fix=f"check that {path.name} really holds {flag}",
+        )
+    return int(n_channels)
+
+
+def _check_labels(splits_raw: _RawSplits, path: Path, flag: str, info: _FlagInfo | None) -> int:
+    """The class count (the flag's, else the largest label + 1); a label outside it is
+    refused."""
+    all_labels = np.concatenate([labels for _, labels in splits_raw.values()])
+    num_classes = info.num_classes if info is not None else int(all_labels.max()) + 1
+    for split, (_, labels) in splits_raw.items():
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= num_classes:
+            raise DataError(
+                f"{path}: {split}_labels span {low}..{high}, outside 0..{num_classes - 1} "
+                f"for {flag} ({num_classes} classes)",
+                fix=f"check that {path.name} really holds {flag}",
+            )
+    return num_classes
+
+
 def load_medmnist(
     spec: str,
     *,
@@ -371,44 +431,12 @@ def load_medmnist(
     """
     path = check_medmnist(spec, root=root, download=download)
     flag, size = parse_medmnist_name(spec)
-    folder, file_name, package = path.parent, path.name, _package_info()
+    package = _package_info()
     info = _flag_info(flag, package)
-    if not path.is_file():
-        _download(flag, size, folder, file_name)
-        if not path.is_file():
-            raise DataError(
-                f"the medmnist package reported success but {file_name} is not in {folder}",
-                fix=_manual_fix(file_name, folder, package, flag),
-            )
-
-    arrays = _read_npz(path)
-    splits_raw: dict[str, tuple[NDArray[np.uint8], NDArray[np.int64]]] = {}
-    for split in SPLIT_NAMES:
-        images = _images_nchw(arrays[f"{split}_images"], f"{split}_images", path, flag, size)
-        labels = _labels_1d(arrays[f"{split}_labels"], f"{split}_labels", path, images.shape[0])
-        if images.shape[0] == 0:
-            raise DataError(f"{path}: the {split} split is empty", fix="use a complete file")
-        splits_raw[split] = (images, labels)
-
-    channels = {split: images.shape[1] for split, (images, _) in splits_raw.items()}
-    if len(set(channels.values())) != 1:
-        raise DataError(f"{path}: the splits have different channel counts {channels}")
-    n_channels = channels["train"]
-    if info is not None and info.channels != n_channels:
-        raise DataError(
-            f"{path}: images have {n_channels} channel(s) but {flag} has {info.channels}",
-            fix=f"check that {file_name} really holds {flag}",
-        )
-    all_labels = np.concatenate([labels for _, labels in splits_raw.values()])
-    num_classes = info.num_classes if info is not None else int(all_labels.max()) + 1
-    for split, (_, labels) in splits_raw.items():
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            raise DataError(
-                f"{path}: {split}_labels span {low}..{high}, outside 0..{num_classes - 1} "
-                f"for {flag} ({num_classes} classes)",
-                fix=f"check that {file_name} really holds {flag}",
-            )
+    _ensure_file(path, flag, size, package)
+    splits_raw = _read_splits(path, flag, size)
+    n_channels = _check_channels(splits_raw, path, flag, info)
+    num_classes = _check_labels(splits_raw, path, flag, info)
 
     dataset = ImageDataset(
         name=name,
