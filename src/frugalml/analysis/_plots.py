@@ -377,8 +377,6 @@ def _annotate(
     Returns:
         The rows left without a label.
     """
-    from matplotlib.transforms import Bbox
-
     picked = [int(i) for i in rows]
     if not picked:
         return []
@@ -390,54 +388,87 @@ def _annotate(
     renderer = canvas.get_renderer()  # type: ignore[attr-defined]
     frame = ax.get_window_extent(renderer)
     px, py = points if points is not None else (x[picked], y[picked])
+    blocked = _blocked_boxes(ax, renderer, px, py)
+    drawn = _line_samples(ax)
+    left_out: list[int] = []
+    for i in picked:
+        at = (float(x[i]), float(y[i]))
+        chosen = _free_offset(ax, root, renderer, frame, blocked, drawn, at, names[i])
+        if chosen is None:
+            left_out.append(i)
+            continue
+        blocked.append(_place_label(ax, root, renderer, at, names[i], chosen))
+    return left_out
+
+
+def _blocked_boxes(ax: Axes, renderer: Any, px: FloatArray, py: FloatArray) -> list[Any]:
+    """The display boxes no label may cover: a marker's box around each point, the legend."""
+    from matplotlib.transforms import Bbox
+
     centres = ax.transData.transform(np.column_stack([px, py]))
-    blocked = [
+    blocked: list[Any] = [
         Bbox.from_extents(cx - _MARKER_PX, cy - _MARKER_PX, cx + _MARKER_PX, cy + _MARKER_PX)
         for cx, cy in centres
     ]
     legend = ax.get_legend()
     if legend is not None:
         blocked.append(legend.get_window_extent(renderer))
-    drawn = _line_samples(ax)
-    left_out: list[int] = []
-    for i in picked:
-        chosen: tuple[float, float, str, str] | None = None
-        fallback: tuple[float, float, str, str] | None = None
-        for candidate in _OFFSETS:
-            text = _label(ax, root, float(x[i]), float(y[i]), names[i], candidate)
-            box = text.get_window_extent(renderer).padded(_LABEL_PAD_PX)
-            text.remove()
-            inside = (
-                box.x0 >= frame.x0
-                and box.x1 <= frame.x1
-                and box.y0 >= frame.y0
-                and box.y1 <= frame.y1
-            )
-            if not inside or any(_overlap(box, other) for other in blocked):
-                continue
-            if not _covers(box, drawn):
-                chosen = candidate
-                break
-            if fallback is None:
-                fallback = candidate
-        chosen = chosen or fallback
-        if chosen is None:
-            left_out.append(i)
+    return blocked
+
+
+def _free_offset(
+    ax: Axes,
+    root: Any,
+    renderer: Any,
+    frame: Any,
+    blocked: list[Any],
+    drawn: FloatArray,
+    at: tuple[float, float],
+    name: str,
+) -> tuple[float, float, str, str] | None:
+    """The nearest of :data:`_OFFSETS` where the label's box lies inside ``frame`` and clear
+    of ``blocked``, preferring one that leaves the ``drawn`` lines uncovered; None if none."""
+    fallback: tuple[float, float, str, str] | None = None
+    for candidate in _OFFSETS:
+        text = _label(ax, root, at[0], at[1], name, candidate)
+        box = text.get_window_extent(renderer).padded(_LABEL_PAD_PX)
+        text.remove()
+        inside = (
+            box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+        )
+        if not inside or any(_overlap(box, other) for other in blocked):
             continue
-        text = _label(ax, root, float(x[i]), float(y[i]), names[i], chosen)
-        blocked.append(text.get_window_extent(renderer).padded(_LABEL_PAD_PX))
-        dx, dy = chosen[0], chosen[1]
-        if math.hypot(dx, dy) > 12.0:
-            leader = ax.annotate(
-                "",
-                (float(x[i]), float(y[i])),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                arrowprops={"arrowstyle": "-", "color": "0.35", "linewidth": 0.6},
-                zorder=4,
-            )
-            leader.set_in_layout(False)
-    return left_out
+        if not _covers(box, drawn):
+            return candidate
+        if fallback is None:
+            fallback = candidate
+    return fallback
+
+
+def _place_label(
+    ax: Axes,
+    root: Any,
+    renderer: Any,
+    at: tuple[float, float],
+    name: str,
+    where: tuple[float, float, str, str],
+) -> Any:
+    """Draw the label at offset ``where``, with a thin leader line when it sits further out
+    than 12 points; returns its padded box (which later labels must keep clear of)."""
+    text = _label(ax, root, at[0], at[1], name, where)
+    box = text.get_window_extent(renderer).padded(_LABEL_PAD_PX)
+    dx, dy = where[0], where[1]
+    if math.hypot(dx, dy) > 12.0:
+        leader = ax.annotate(
+            "",
+            at,
+            xytext=(dx, dy),
+            textcoords="offset points",
+            arrowprops={"arrowstyle": "-", "color": "0.35", "linewidth": 0.6},
+            zorder=4,
+        )
+        leader.set_in_layout(False)
+    return box
 
 
 def _label(
