@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -212,6 +213,9 @@ class _Trial:
     unmeasured_s: dict[str, float] = field(default_factory=dict)
     joined_t: float = 0.0
     view: AttributedBackend | None = None
+    #: Where its cumulative shares are published at every interval (another process reads
+    #: them: meter._published), or None.
+    publish: str | None = None
 
     def usage(self) -> tuple[TrialUsage, float, dict[str, float]]:
         cpu = _safe(self.cpu_time, self.last_cpu_s)
@@ -352,6 +356,7 @@ class HostSampler(BackendPoller):
         cpu_time: UsageReader | None = None,
         gpu_time: Mapping[str, UsageReader] | None = None,
         components: Collection[str] | None = None,
+        publish: str | os.PathLike[str] | None = None,
     ) -> AttributedBackend:
         """``trial`` starts running; returns its view (cumulative attributed joules).
 
@@ -359,7 +364,10 @@ class HostSampler(BackendPoller):
         of the process tree rooted at ``pid``; ``gpu_time`` maps GPU components
         (``"gpu:0"``) to cumulative GPU-busy seconds of the trial there; ``components``
         are the counters it uses (default: all, e.g. name its GPUs to keep other GPUs'
-        energy off it).
+        energy off it). ``publish``: a file where its cumulative shares are written at
+        every interval (:func:`frugalml.meter._published.write_published`), for a trial
+        whose own process meters with
+        :class:`~frugalml.meter._published.PublishedShareBackend`.
         """
         if not self._started:
             self.start()
@@ -392,6 +400,9 @@ class HostSampler(BackendPoller):
             )
             self._trials[trial] = entry
             entry.view = AttributedBackend(self, entry)
+            if publish is not None:
+                entry.publish = os.fspath(publish)
+                self._publish(entry)
             return entry.view
 
     def leave(self, trial: str) -> tuple[ComponentEnergy, ...]:
@@ -406,6 +417,7 @@ class HostSampler(BackendPoller):
                 )
             self._tick_locked()
             del self._trials[trial]
+            self._publish(entry, "left")
             readings = entry.view._readings_now() if entry.view else []
             duration_s = max(0.0, self._clock() - entry.joined_t)
         return tuple(
@@ -497,6 +509,26 @@ class HostSampler(BackendPoller):
                     entry.unmeasured_s.get(component, 0.0) + unmeasured[component]
                 )
         self._last = readings
+        for entry in self._trials.values():
+            self._publish(entry)
+
+    def _publish(self, entry: _Trial, state: str = "running") -> None:
+        """Write ``entry``'s cumulative shares to its file, if it has one (a failed write
+        is logged: the trial's reader then says its attribution failed)."""
+        if entry.publish is None:
+            return
+        from frugalml.meter._published import write_published
+
+        try:
+            write_published(
+                entry.publish,
+                self._trial_readings(entry),
+                trial=entry.name,
+                interval_s=self.interval_s,
+                state=state,
+            )
+        except OSError as exc:
+            logger.warning("host sampler: publishing %s's share failed: %s", entry.name, exc)
 
     def _poll_every_s(self) -> float:
         return self.interval_s

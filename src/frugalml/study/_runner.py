@@ -129,6 +129,17 @@ ATTRIBUTION_RULE = (
     "the trial's own meter's figure, which on these counters includes its neighbours' energy"
 )
 
+#: The rule where the trial's own meter read its published share (a study's local workers).
+ATTRIBUTION_RULE_PUBLISHED = ATTRIBUTION_RULE.replace(
+    "energy_j stays the trial's own meter's figure, which on these counters includes its "
+    "neighbours' energy",
+    "The trial's own meter read no counter: it read its share as the sampler published it (a "
+    "file rewritten at every interval), so energy_j and its windows (set-up, epochs, "
+    "evaluation) are attributed too, their edges accurate to the interval; they cover the "
+    "trial's meter, not its process start and exit, so they add up to a little less than "
+    "attributed_energy_j",
+)
+
 #: Why a study with several trials in flight attributes nothing, as its records say.
 NOT_ATTRIBUTED_NO_COUNTERS = (
     "not attributed: this machine has no shared counter (RAPL zone, NVML GPU) to split; "
@@ -147,14 +158,39 @@ class _Attribution:
     given is merged into its stored result (:data:`ATTRIBUTION_RULE`). Without shared
     counters (or for Ray trials) nothing is attributed and :attr:`reason` says why."""
 
-    def __init__(self, sampler: HostSampler | None, reason: str | None) -> None:
+    def __init__(
+        self, sampler: HostSampler | None, reason: str | None, publish_dir: Path | None = None
+    ) -> None:
         self.sampler = sampler
         self.reason = reason
         #: Whether this runner opened the sampler (and closes it).
         self.owns = sampler is not None
+        #: Where each trial's share is published for its own meter (``DIR/attribution``).
+        self.publish_dir = publish_dir if sampler is not None else None
+        self._published: set[str] = set()
+
+    def publish_path(self, trial_id: str) -> str | None:
+        """The file the sampler publishes ``trial_id``'s share to (a stale one removed), for
+        the trial's worker (``--attribution``); None when nothing is attributed."""
+        if self.publish_dir is None:
+            return None
+        try:
+            self.publish_dir.mkdir(parents=True, exist_ok=True)
+            path = self.publish_dir / f"{trial_id}.json"
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # the trial meters its counters itself, as before
+            logger.warning("%s: its share cannot be published: %s", trial_id, exc)
+            return None
+        return str(path)
+
+    def _unpublish(self, trial_id: str) -> None:
+        self._published.discard(trial_id)
+        if self.publish_dir is not None:
+            with contextlib.suppress(OSError):
+                (self.publish_dir / f"{trial_id}.json").unlink(missing_ok=True)
 
     @classmethod
-    def open(cls, workers: int, executor: str) -> _Attribution | None:
+    def open(cls, workers: int, executor: str, out_dir: Path | None = None) -> _Attribution | None:
         """The attribution for a study; None when one trial runs at a time (its own meter's
         counters then see no neighbour, and records stay as they were)."""
         if workers <= 1:
@@ -176,15 +212,18 @@ class _Attribution:
             if owns:
                 sampler.close()
             return cls(None, NOT_ATTRIBUTED_NO_COUNTERS)
-        attribution = cls(sampler.start(), None)
+        publish_dir = out_dir / "attribution" if out_dir is not None else None
+        attribution = cls(sampler.start(), None, publish_dir)
         attribution.owns = owns
         return attribution
 
-    def join(self, trial_id: str, pid: int) -> None:
+    def join(self, trial_id: str, pid: int, publish: str | None = None) -> None:
         if self.sampler is None:
             return
         try:
-            self.sampler.join(trial_id, pid=pid)
+            self.sampler.join(trial_id, pid=pid, publish=publish)
+            if publish is not None:
+                self._published.add(trial_id)
         except Exception as exc:  # its record says so; the trial runs on
             logger.warning("%s: not attributed, joining the host sampler failed: %s", trial_id, exc)
 
@@ -194,11 +233,13 @@ class _Attribution:
             reason = self.reason or "not attributed: the trial did not join the host sampler"
             return {"attributed_energy_j": None, "attribution_rule": reason}
         shares: tuple[ComponentEnergy, ...] = self.sampler.leave(trial_id)
+        published = trial_id in self._published
+        self._unpublish(trial_id)
         return {
             "attributed_energy_j": sum(c.energy_j for c in shares),
             "attributed_energy_kind": "attributed",
             "attributed_energy_source": "; ".join(sorted({c.source for c in shares})),
-            "attribution_rule": ATTRIBUTION_RULE,
+            "attribution_rule": ATTRIBUTION_RULE_PUBLISHED if published else ATTRIBUTION_RULE,
             "attributed_components": [c.to_dict() for c in shares],
         }
 
@@ -206,6 +247,7 @@ class _Attribution:
         """A trial given back (or left running): its share is not recorded."""
         if self.sampler is not None and trial_id in self.sampler.trials:
             self.sampler.leave(trial_id)
+        self._unpublish(trial_id)
 
     def close(self) -> None:
         if self.sampler is not None and self.owns:
@@ -360,6 +402,10 @@ class StudyRunner:
         trial = self.trials[trial_id]
         log_path = log_path_for(self.out_dir, trial_id)
         remote = self.executor.kind != "local"
+        attribution = self.attribution
+        # a local worker meters its share as the host sampler publishes it; a Ray trial keeps
+        # its own meter (it may run on another node: NOT_ATTRIBUTED_RAY)
+        publish = attribution.publish_path(trial_id) if attribution and not remote else None
         job = TrialJob(
             trial_id=trial_id,
             store_path=str(self.store.path),
@@ -367,10 +413,11 @@ class StudyRunner:
             log_path=log_path,
             threads=self.threads,
             workers=self.workers,
+            attribution_path=publish,
         )
         handle = self.executor.submit(job)
-        if self.attribution is not None:
-            self.attribution.join(trial_id, handle.pid)
+        if attribution is not None:
+            attribution.join(trial_id, handle.pid, publish)
         # known as running before the store is written, so a store failure stops it too
         self.running[trial_id] = _Running(trial, handle, self.trial_timeout_s)
         self.store.set_worker(trial_id, handle.pid)
@@ -565,7 +612,7 @@ class StudyRunner:
     def _run(self) -> StudyOutcome:
         if not self.workers_given:  # a Ray cluster's size, in trials of the spec's resources
             self.workers = self.executor.capacity() or self.workers
-        self.attribution = _Attribution.open(self.workers, self.executor.kind)
+        self.attribution = _Attribution.open(self.workers, self.executor.kind, self.out_dir)
         self.store.save_spec(self.spec.to_dict())
         extra = {
             "carbon": dict(self.spec.carbon),

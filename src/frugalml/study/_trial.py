@@ -63,7 +63,11 @@ class TrialPlan:
     ``threads``: torch's intra-op threads (:func:`frugalml.train.apply_threads`; None: the
     default, one). ``workers``: trials running side by side (recorded as
     ``concurrent_workers``). ``spawned_at``: when the trial's process started (seconds since
-    the epoch), for ``process_overhead_s``.
+    the epoch), for ``process_overhead_s``. ``attribution_path``: the file where the local
+    runner's host sampler publishes this trial's attributed share of the machine's shared
+    counters; the trial's own meter then reads that share (kind ``attributed``) instead of
+    opening RAPL or NVML itself (:mod:`frugalml.meter._published`). None (a Ray trial, one
+    trial at a time): the meter reads the counters itself.
     """
 
     trial_id: str
@@ -71,6 +75,7 @@ class TrialPlan:
     threads: int | None = 1
     workers: int = 1
     spawned_at: float | None = None
+    attribution_path: str | None = None
 
 
 @dataclass
@@ -218,10 +223,10 @@ def run_metered_trial(
     run = _Run()
     owns_meter = meter is None
     if meter is None:
-        from frugalml.meter import CarbonConfig, Meter, MeterConfig
+        from frugalml.meter import CarbonConfig, MeterConfig
 
         carbon = CarbonConfig(**(plan.definition.get("carbon") or {}))
-        meter = Meter(MeterConfig(carbon=carbon))
+        meter = _trial_meter(MeterConfig(carbon=carbon), plan.attribution_path)
     ending = _Ending()
     trial_window: Any = None
     baseline_rss_bytes = process_rss_bytes()
@@ -244,6 +249,21 @@ def run_metered_trial(
             meter.close()
     measurement = getattr(trial_window, "measurement", None)
     return _outcome(plan, run, ending, measurement, baseline_rss_bytes)
+
+
+def _trial_meter(config: Any, attribution_path: str | None) -> Meter:
+    """A trial's own meter: over the registered backends, or, where a host sampler
+    attributes the shared counters, over its published share (no counter opened here)."""
+    from frugalml.meter import Meter
+
+    if attribution_path is None:
+        return Meter(config)
+    from frugalml.meter import ProcessTreeSampler
+    from frugalml.meter._published import published_meter_backends
+
+    process = ProcessTreeSampler(config.pid)
+    backends = published_meter_backends(attribution_path, config, process)
+    return Meter(config, backends=backends, process=process)
 
 
 def _outcome(

@@ -1,5 +1,9 @@
 """Runs one trial in its own process: ``python -m frugalml.study._worker STORE TRIAL_ID``.
 
+With ``--attribution PATH`` (the local runner's, while its host sampler attributes the
+machine's shared counters) the trial's meter reads its published share from PATH instead of
+opening RAPL or NVML: one reader per counter.
+
 The worker loads the dataset and model, trains under a meter, writes every epoch and the final
 result to the store as they exist, and exits 0 (complete), 1 (failed, recorded) or 130
 (interrupted: the trial is given back as pending). A crash that kills the interpreter is
@@ -46,10 +50,17 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def run_trial(
-    store_path: str, trial_id: str, threads: int | None, spawned_at: float, workers: int = 1
+    store_path: str,
+    trial_id: str,
+    threads: int | None,
+    spawned_at: float,
+    workers: int = 1,
+    attribution_path: str | None = None,
 ) -> int:
     """Run the store's trial ``trial_id`` (:func:`frugalml.study.run_metered_trial`),
-    recording each epoch as it ends and the outcome; returns the exit status."""
+    recording each epoch as it ends and the outcome; returns the exit status.
+    ``attribution_path``: where the runner's host sampler publishes this trial's share of
+    the shared counters (its meter reads that instead of the counters)."""
     from frugalml.study._store import StudyStore
     from frugalml.study._trial import TrialPlan, run_metered_trial
     from frugalml.train import apply_threads
@@ -62,6 +73,7 @@ def run_trial(
         threads=threads,
         workers=workers,
         spawned_at=spawned_at,
+        attribution_path=attribution_path,
     )
 
     def on_epoch(record: dict[str, Any]) -> None:
@@ -98,11 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--spawned-at", type=float, default=_PROCESS_START)
+    parser.add_argument("--attribution", default=None, metavar="PATH")
     args = parser.parse_args(argv)
     _die_with_parent(args.parent_pid)
     signal.signal(signal.SIGTERM, _on_sigterm)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    return run_trial(args.store, args.trial_id, args.threads, args.spawned_at, args.workers)
+    return run_trial(
+        args.store,
+        args.trial_id,
+        args.threads,
+        args.spawned_at,
+        args.workers,
+        attribution_path=args.attribution,
+    )
 
 
 if __name__ == "__main__":
