@@ -40,6 +40,92 @@ def _energy_unit(max_j: float) -> tuple[float, str]:
     return 1.0, "J"
 
 
+def _accuracy_panel(ax: Any, history: TuningHistory, title: str) -> None:
+    """Each trial's validation accuracy, marked by state, and the best so far as a step."""
+    from matplotlib.ticker import MaxNLocator
+
+    ran = history.trials
+    for state, (marker, color) in _STATE_STYLE.items():
+        xs = [t.number for t in ran if t.state == state and math.isfinite(t.val_accuracy)]
+        ys = [t.val_accuracy for t in ran if t.state == state and math.isfinite(t.val_accuracy)]
+        if xs:
+            label = state if state == "complete" else f"{state} (last epoch run)"
+            ax.scatter(xs, ys, marker=marker, color=color, label=label, zorder=3)
+    if any(math.isfinite(b) for b in history.best_so_far):
+        ax.step(
+            [t.number for t in ran],
+            history.best_so_far,
+            where="post",
+            color="black",
+            lw=1.2,
+            label="best so far (complete trials)",
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ran:
+        ax.legend(fontsize="small", loc="best")
+
+
+def _energy_panel(ax: Any, history: TuningHistory, energy_kind: str, overhead_j: float) -> None:
+    """The cumulative energy of the trials; the calibration's ``overhead_j`` is named in a
+    line of text, not added to the curve."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    total = history.cumulative_energy_j[-1] if history.cumulative_energy_j else 0.0
+    scale, unit = _energy_unit(total)
+    ax.plot(
+        [t.number for t in history.trials],
+        [e / scale for e in history.cumulative_energy_j],
+        "o-",
+        color="tab:green",
+        ms=3,
+    )
+    ax.set_ylim(bottom=0)
+    if overhead_j > 0:
+        ax.text(
+            0.01,
+            0.97,
+            f"trials and sampling only; calibration (with warm-up) {overhead_j / scale:.3g} {unit} "
+            "more",
+            transform=ax.transAxes,
+            va="top",
+            fontsize="small",
+        )
+    ax.set_xlabel("trial index (Optuna trial number)")
+    ax.set_ylabel(f"cumulative energy ({unit}, {energy_kind})")
+    ax.grid(alpha=0.3)
+
+
+def _pareto_panel(ax: Any, ran: Sequence[TrialSummary], energy_kind: str) -> None:
+    """Accuracy against energy of the complete trials, with their Pareto front."""
+    done = [t for t in ran if t.state == "complete" and math.isfinite(t.energy_j)]
+    ax.scatter(
+        [t.energy_j for t in done],
+        [t.val_accuracy for t in done],
+        color="tab:blue",
+        alpha=0.6,
+        label="complete trials",
+    )
+    on = front(done)
+    if on:
+        ax.step(
+            [t.energy_j for t in on],
+            [t.val_accuracy for t in on],
+            where="post",
+            color="black",
+            marker="o",
+            label="Pareto front",
+        )
+    ax.set_xlabel(f"trial energy (J, {energy_kind})")
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    if done:
+        ax.legend(fontsize="small", loc="lower right")
+
+
 def plot_tuning(
     trials: Sequence[TrialSummary],
     path: Path,
@@ -54,83 +140,63 @@ def plot_tuning(
     ``overhead_j`` (calibration) is named in the energy panel, not added to the line."""
     plt = _pyplot()
     history = TuningHistory.from_trials(trials)
-    ran = history.trials
     panels = 3 if pareto else 2
     fig, axes = plt.subplots(panels, 1, figsize=(7.5, 3.2 * panels), constrained_layout=True)
-    ax_acc, ax_energy = axes[0], axes[1]
-    for state, (marker, color) in _STATE_STYLE.items():
-        xs = [t.number for t in ran if t.state == state and math.isfinite(t.val_accuracy)]
-        ys = [t.val_accuracy for t in ran if t.state == state and math.isfinite(t.val_accuracy)]
-        if xs:
-            label = state if state == "complete" else f"{state} (last epoch run)"
-            ax_acc.scatter(xs, ys, marker=marker, color=color, label=label, zorder=3)
-    xs = [t.number for t in ran]
-    if any(math.isfinite(b) for b in history.best_so_far):
-        ax_acc.step(
-            xs,
-            history.best_so_far,
-            where="post",
-            color="black",
-            lw=1.2,
-            label="best so far (complete trials)",
-        )
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in (ax_acc, ax_energy):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_acc.set_ylabel("validation accuracy")
-    ax_acc.set_title(title)
-    ax_acc.grid(alpha=0.3)
-    if ran:
-        ax_acc.legend(fontsize="small", loc="best")
-    total = history.cumulative_energy_j[-1] if history.cumulative_energy_j else 0.0
-    scale, unit = _energy_unit(total)
-    ax_energy.plot(
-        xs, [e / scale for e in history.cumulative_energy_j], "o-", color="tab:green", ms=3
-    )
-    ax_energy.set_ylim(bottom=0)
-    if overhead_j > 0:
-        ax_energy.text(
-            0.01,
-            0.97,
-            f"trials and sampling only; calibration (with warm-up) {overhead_j / scale:.3g} {unit} "
-            "more",
-            transform=ax_energy.transAxes,
-            va="top",
-            fontsize="small",
-        )
-    ax_energy.set_xlabel("trial index (Optuna trial number)")
-    ax_energy.set_ylabel(f"cumulative energy ({unit}, {energy_kind})")
-    ax_energy.grid(alpha=0.3)
+    _accuracy_panel(axes[0], history, title)
+    _energy_panel(axes[1], history, energy_kind, overhead_j)
     if pareto:
-        ax = axes[2]
-        done = [t for t in ran if t.state == "complete" and math.isfinite(t.energy_j)]
-        ax.scatter(
-            [t.energy_j for t in done],
-            [t.val_accuracy for t in done],
-            color="tab:blue",
-            alpha=0.6,
-            label="complete trials",
-        )
-        on = front(done)
-        if on:
-            ax.step(
-                [t.energy_j for t in on],
-                [t.val_accuracy for t in on],
-                where="post",
-                color="black",
-                marker="o",
-                label="Pareto front",
-            )
-        ax.set_xlabel(f"trial energy (J, {energy_kind})")
-        ax.set_ylabel("validation accuracy")
-        ax.grid(alpha=0.3)
-        if done:
-            ax.legend(fontsize="small", loc="lower right")
+        _pareto_panel(axes[2], history.trials, energy_kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _spread(values: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Per grid point over a strategy's runs (rows of ``values``, NaN before a run's first
+    complete trial): the median, where any run has a value, the min, max, and quartiles.
+
+    A run without a complete trial yet counts as below everything for the median and the
+    quartiles; the min-max band spans the runs that have one.
+    """
+    import numpy as np
+
+    ranked = np.where(np.isnan(values), -np.inf, values)
+    median = np.median(ranked, axis=0)
+    median = np.where(np.isfinite(median), median, np.nan)
+    some = ~np.all(np.isnan(values), axis=0)
+    low = np.full(values.shape[1:], np.nan)
+    high = np.full(values.shape[1:], np.nan)
+    low[some] = np.nanmin(values[:, some], axis=0)
+    high[some] = np.nanmax(values[:, some], axis=0)
+    q1 = np.quantile(ranked, 0.25, axis=0, method="inverted_cdf")
+    q3 = np.quantile(ranked, 0.75, axis=0, method="inverted_cdf")
+    q1 = np.where(np.isfinite(q1), q1, np.nan)
+    q3 = np.where(np.isfinite(q3), q3, np.nan)
+    return median, some, low, high, q1, q3
+
+
+def _reached_share(runs: Sequence[RunCurve], threshold: float, grid: Any) -> list[float]:
+    """At each energy of ``grid``, the share of ``runs`` that had reached ``threshold``."""
+    from frugalml.tune._compare import energy_to_target
+
+    hits = [energy_to_target(run, threshold) for run in runs]
+    reached = [h[0] for h in hits if h is not None]
+    return [sum(1 for e in reached if e <= x) / len(runs) for x in grid]
+
+
+def _target_panels(axes: Any, threshold: float, top: float, unit: str, energy_kind: str) -> None:
+    """The zoom near the target (second panel) and the share of runs at it (third)."""
+    zoom = axes[1, 0]
+    zoom.set_ylim(threshold - 0.06, max(top, threshold) + 0.01)
+    zoom.set_title("near the target", fontsize="medium")
+    reach = axes[2, 0]
+    reach.set_ylim(-0.02, 1.02)
+    reach.set_xlabel(f"cumulative tuning energy ({unit}, {energy_kind})")
+    reach.set_ylabel("share of runs at the target")
+    reach.set_title("runs that had reached the target", fontsize="medium")
+    reach.grid(alpha=0.3)
+    reach.legend(fontsize="small", loc="lower right")
 
 
 def plot_comparison(
@@ -148,7 +214,7 @@ def plot_comparison(
     share of a strategy's runs that had reached the target against the energy spent."""
     import numpy as np
 
-    from frugalml.tune._compare import best_at, energy_to_target
+    from frugalml.tune._compare import best_at
 
     plt = _pyplot()
     by_strategy: dict[str, list[RunCurve]] = {}
@@ -167,20 +233,7 @@ def plot_comparison(
     for index, (strategy, runs) in enumerate(by_strategy.items()):
         color = cycle[index % len(cycle)]
         values = np.array([[best_at(run, e) for e in grid] for run in runs], dtype=float)
-        # A run without a complete trial yet counts as below everything for the median;
-        # the band spans the runs that have one.
-        median = np.median(np.where(np.isnan(values), -np.inf, values), axis=0)
-        median = np.where(np.isfinite(median), median, np.nan)
-        some = ~np.all(np.isnan(values), axis=0)
-        low = np.full(grid.shape, np.nan)
-        high = np.full(grid.shape, np.nan)
-        low[some] = np.nanmin(values[:, some], axis=0)
-        high[some] = np.nanmax(values[:, some], axis=0)
-        ranked = np.where(np.isnan(values), -np.inf, values)
-        q1 = np.quantile(ranked, 0.25, axis=0, method="inverted_cdf")
-        q3 = np.quantile(ranked, 0.75, axis=0, method="inverted_cdf")
-        q1 = np.where(np.isfinite(q1), q1, np.nan)
-        q3 = np.where(np.isfinite(q3), q3, np.nan)
+        median, some, low, high, q1, q3 = _spread(values)
         if some.any():
             top = max(top, float(np.nanmax(high)))
         for ax in axes[:2, 0]:
@@ -194,9 +247,7 @@ def plot_comparison(
             ax.fill_between(grid / scale, low, high, where=some, color=color, alpha=0.12, lw=0)
             ax.fill_between(grid / scale, q1, q3, color=color, alpha=0.3, lw=0)
         if has_target and threshold is not None:
-            hits = [energy_to_target(run, threshold) for run in runs]
-            reached = [h[0] for h in hits if h is not None]
-            share = [sum(1 for e in reached if e <= x) / len(runs) for x in grid]
+            share = _reached_share(runs, threshold, grid)
             axes[2, 0].step(grid / scale, share, where="post", color=color, lw=1.8, label=strategy)
     for ax in axes[:2, 0]:
         if has_target:
@@ -209,16 +260,7 @@ def plot_comparison(
     )
     axes[0, 0].legend(fontsize="small", loc="lower right")
     if has_target and threshold is not None:
-        zoom = axes[1, 0]
-        zoom.set_ylim(threshold - 0.06, max(top, threshold) + 0.01)
-        zoom.set_title("near the target", fontsize="medium")
-        reach = axes[2, 0]
-        reach.set_ylim(-0.02, 1.02)
-        reach.set_xlabel(f"cumulative tuning energy ({unit}, {energy_kind})")
-        reach.set_ylabel("share of runs at the target")
-        reach.set_title("runs that had reached the target", fontsize="medium")
-        reach.grid(alpha=0.3)
-        reach.legend(fontsize="small", loc="lower right")
+        _target_panels(axes, threshold, top, unit, energy_kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
