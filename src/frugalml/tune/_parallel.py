@@ -788,7 +788,7 @@ def resolve_executor(
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ConfigError(
             f"--parallel must be a whole number of 1 or more, got {count!r}",
-            fix="e.g. --parallel 2 (or workers: 2 in the spec: trials in flight at once)",
+            fix="e.g. parallel=2 (or workers: 2 in the spec: trials in flight at once)",
         )
     config = executor if isinstance(executor, ExecutorConfig) else spec.executor
     config = config.replace(kind=executor if isinstance(executor, str) else None)

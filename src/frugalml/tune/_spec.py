@@ -342,7 +342,7 @@ class TuneSpec:
                 f"tuning spec {source} has parallel:, but tuning runs trials in flight with "
                 "workers: N; ranks per trial (a study's parallel: section) are not supported "
                 "for tuning",
-                fix="write workers: N (or pass --parallel N) instead of parallel:",
+                fix="write workers: N (or pass parallel=N) instead of parallel:",
             )
         check_spec_keys(
             data, _KEYS, required=("name", "search_space"), source=source, kind="tuning spec"
