@@ -170,7 +170,7 @@ def test_a_corrupt_or_stale_file_books_nothing_until_it_is_good_again(
         sampler.tick()
         assert _by_component(share) == pytest.approx({"cpu:0": 12.0, "dram:0": 3.0})
         data = json.loads(path.read_text())
-        data["written_at"] -= 3600.0  # the sampler stopped publishing an hour ago
+        data["written_t"] -= 3600.0  # the sampler stopped publishing an hour ago
         write_back = path.with_name("stale.partial")
         write_back.write_text(json.dumps(data))
         write_back.replace(path)

@@ -127,7 +127,8 @@ def write_published(
         "format": PUBLISHED_FORMAT,
         "trial": trial,
         "state": state,
-        "written_at": time.time(),
+        "written_at": time.time(),  # for people; staleness goes by the monotonic clock
+        "written_t": time.monotonic(),  # system-wide on Linux: the reader is on this host
         "interval_s": interval_s,
         "components": [_reading_to_dict(r) for r in readings],
     }
@@ -233,7 +234,10 @@ class PublishedShareBackend(EnergyBackend):
                 raise ValueError(f"format {data.get('format')!r}, not {PUBLISHED_FORMAT}")
             readings = [_reading_from_dict(c) for c in data["components"]]
             interval_s = float(data.get("interval_s") or self.interval_s)
-            age_s = time.time() - float(data["written_at"])
+            if "written_t" in data:
+                age_s = time.monotonic() - float(data["written_t"])
+            else:
+                age_s = time.time() - float(data["written_at"])
             state = str(data.get("state"))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return f"corrupt: {self.path} is not a published share ({exc})"

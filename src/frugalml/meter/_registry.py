@@ -12,6 +12,10 @@ file with the backend (an :class:`~frugalml.meter.EnergyBackend` that declares i
 :class:`~frugalml.meter.BackendCapabilities`) and its factory, plus one line:
 ``register_backend(amd_backends)`` (or the factory added to ``_BUILTIN`` below). Its
 tests subclass :class:`frugalml.testing.EnergyBackendContract`.
+
+A trial whose host sampler attributes the machine's shared counters (a study's local worker
+with ``--attribution``) opens no factory's counters: its meter reads its published share
+(:func:`frugalml.meter._published.published_meter_backends`), then the same estimate.
 """
 
 from __future__ import annotations
