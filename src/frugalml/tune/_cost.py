@@ -36,6 +36,7 @@ from frugalml.errors import ConfigError
 from frugalml.tune._planning import split_trial_energy
 
 if TYPE_CHECKING:
+    from frugalml.tune._results import TrialSummary
     from frugalml.tune._tuner import Tuner
 
 #: Training FLOPs per forward FLOP (forward plus a backward of about twice the forward).
@@ -200,6 +201,10 @@ def _mean_reference(observations: Sequence[Observation]) -> Reference:
     return Reference(Knobs(1, max(batch, 1), flops, first.train_samples, first.val_samples), energy)
 
 
+#: The parameters besides ``model.*`` that :class:`Knobs` depend on.
+_KNOB_PARAMS = ("batch_size", "epochs")
+
+
 class KnobCounter:
     """Turns a trial's parameters into :class:`Knobs` (FLOPs counted once per model)."""
 
@@ -224,9 +229,20 @@ class KnobCounter:
         self._train = train_samples
         self._val = val_samples
         self._flops: dict[str, float] = {}
+        self._knobs: dict[str, Knobs] = {}
 
     def knobs(self, params: Mapping[str, Any], epochs: int | None = None) -> Knobs:
-        """The knobs of a trial with ``params`` (``epochs``: those it ran, default planned)."""
+        """The knobs of a trial with ``params`` (``epochs``: those it ran, default planned);
+        kept per value of the parameters that set them (``model.*``, batch size, epochs), so
+        the sampler's candidates, which differ mostly in the others, cost a look-up."""
+        costly = [(k, v) for k, v in params.items() if k.startswith("model.") or k in _KNOB_PARAMS]
+        cache_key = repr((costly, epochs))
+        known = self._knobs.get(cache_key)
+        if known is None:
+            known = self._knobs[cache_key] = self._count_knobs(dict(costly), epochs)
+        return known
+
+    def _count_knobs(self, params: Mapping[str, Any], epochs: int | None) -> Knobs:
         from frugalml.tune._space import apply_params
 
         config, name, args = apply_params(params, self._training, self._model, self._model_args)
@@ -274,12 +290,13 @@ class TrialCosts:
         )
         self._cached: tuple[tuple[Any, ...], CostModel] | None = None
 
-    def model(self) -> CostModel:
-        """The cost model refined by every trial that ran so far (refitted only when the
-        trials changed: the fit with its leave-one-out check is the sampler's energy too)."""
+    def model(self, trials: list[TrialSummary] | None = None) -> CostModel:
+        """The cost model refined by every trial that ran so far (``trials``: as just read;
+        refitted only when the trials changed: the fit with its leave-one-out check is the
+        sampler's energy too)."""
         ran = [
             t
-            for t in self._tuner._trials()
+            for t in (self._summaries() if trials is None else trials)
             if t.epochs > 0 and math.isfinite(t.energy_j) and t.state != "skipped"
         ]
         calibration = self._tuner.calibration
@@ -305,14 +322,31 @@ class TrialCosts:
         self._cached = (key, model)
         return model
 
+    def _summaries(self) -> list[TrialSummary]:
+        """The tuner's trials as recorded (:meth:`Tuner.trials`), read without copying each
+        Optuna trial (this runs on every ask: the sampler's energy)."""
+        from frugalml.tune._results import TrialSummary
+
+        frozen = self._tuner.study.get_trials(deepcopy=False)
+        return [TrialSummary.from_frozen(t) for t in sorted(frozen, key=lambda t: t.number)]
+
     def predict(self, params: Mapping[str, Any]) -> float | None:
         """Predicted energy (J) of a trial with (decoded) ``params``."""
         return self.model().predict(self.counter.knobs(params))
 
-    def predict_candidates(self, candidates: list[dict[str, Any]]) -> list[float | None]:
+    def predict_candidates(
+        self, candidates: list[dict[str, Any]], trials: list[TrialSummary] | None = None
+    ) -> list[float | None]:
         """Predicted energy (J) of each of Optuna's candidate parameter sets."""
-        model = self.model()
+        model = self.model(trials)
         return [model.predict(self.counter.knobs(self._decode(c))) for c in candidates]
+
+    def costs_and_left(
+        self, candidates: list[dict[str, Any]]
+    ) -> tuple[list[float | None], float | None]:
+        """:meth:`predict_candidates` and :meth:`remaining_j` from one read of the trials."""
+        trials = self._summaries()
+        return self.predict_candidates(candidates, trials), self.remaining_j(trials)
 
     def _decode(self, optuna_params: Mapping[str, Any]) -> dict[str, Any]:
         """Optuna's parameter values -> the values a trial applies (list choices decoded)."""
@@ -326,14 +360,16 @@ class TrialCosts:
                     decoded[param.name] = param.choices[encoded.index(decoded[param.name])]
         return decoded
 
-    def remaining_j(self) -> float | None:
-        """Joules the energy budget has left (None: no energy limit)."""
+    def remaining_j(self, trials: list[TrialSummary] | None = None) -> float | None:
+        """Joules the energy budget has left (None: no energy limit; ``trials``: as just
+        read)."""
         limit = self._tuner.spec.budget.energy_kwh
         if limit is None:
             return None
         from frugalml.meter import J_PER_KWH
 
-        return limit * J_PER_KWH - self._tuner._spent(self._tuner._trials())[0]
+        spent_j = self._tuner._spent(self._summaries() if trials is None else trials)[0]
+        return limit * J_PER_KWH - spent_j
 
     def affordable_trials(self) -> float | None:
         """About how many trials the budget affords in all (those run included)."""

@@ -103,11 +103,23 @@ def _cost_aware_tpe(
     predict_costs: Callable[[list[dict[str, Any]]], list[float | None]],
     remaining_j: Callable[[], float | None],
     settings: FrugalSettings | None = None,
+    *,
+    costs_and_left: (
+        Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
+    ) = None,
 ) -> optuna.samplers.TPESampler:
     """Multivariate TPE with the frugal rules of ``settings`` (the module docstring).
 
     Multivariate, so that a candidate is a whole configuration whose cost can be predicted.
+    ``costs_and_left`` (candidates -> their predicted J and the J left, from one read of
+    the trials) replaces the two calls to ``predict_costs`` and ``remaining_j`` per ask.
     """
+
+    def score_inputs(candidates: list[dict[str, Any]]) -> tuple[list[float | None], float | None]:
+        if costs_and_left is not None:
+            return costs_and_left(candidates)
+        return predict_costs(candidates), remaining_j()
+
     import numpy as np
     import optuna
     from optuna.trial import TrialState
@@ -121,11 +133,11 @@ def _cost_aware_tpe(
         def _sample_relative(
             self, study: Any, trial: Any, search_space: dict[str, Any]
         ) -> dict[str, Any]:
-            if search_space and rules.startup_candidates > 1:
-                states = (TrialState.COMPLETE, TrialState.PRUNED)
-                done = study._get_trials(deepcopy=False, states=states, use_cache=True)
-                if len(done) < n_startup_trials:
-                    return self._cheap_draw(study, trial, search_space)
+            # one read of the trials per ask: the start-up check and EI's gamma (_sample)
+            states = (TrialState.COMPLETE, TrialState.PRUNED)
+            self._n = len(study._get_trials(deepcopy=False, states=states, use_cache=True))
+            if search_space and rules.startup_candidates > 1 and self._n < n_startup_trials:
+                return self._cheap_draw(study, trial, search_space)
             return super()._sample_relative(study, trial, search_space)
 
         def _cheap_draw(
@@ -142,9 +154,7 @@ def _cost_aware_tpe(
             return draws[0 if index is None else index]
 
         def _sample(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
-            self._space = search_space
-            states = (TrialState.COMPLETE, TrialState.PRUNED)
-            self._n = len(study._get_trials(deepcopy=False, states=states, use_cache=True))
+            self._space = search_space  # self._n: counted in _sample_relative
             return super()._sample(study, trial, search_space)
 
         def _compute_acquisition_func(
@@ -159,11 +169,10 @@ def _cost_aware_tpe(
                 }
                 for i in range(size)
             ]
-            costs = predict_costs(candidates)
+            costs, left = score_inputs(candidates)
             if any(c is None or not math.isfinite(c) or c <= 0 for c in costs):
                 return values
             cost = np.array(costs, dtype=float)
-            left = remaining_j()
             if rules.acquisition == "ei_per_joule":
                 values = log_expected_improvement(values, _tpe_gamma(self._n))
             scored = values - np.log(cost)

@@ -50,6 +50,10 @@ class SamplerContext:
     startup_trials: int | None = None
     predict_costs: Callable[[list[dict[str, Any]]], list[float | None]] | None = None
     remaining_j: Callable[[], float | None] | None = None
+    #: Both at once, from one read of the trials (what the sampler asks on every trial).
+    costs_and_left: (
+        Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
+    ) = None
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,13 @@ def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sample
     if context.predict_costs is None or context.remaining_j is None:
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, **options)
     startup = int(options.get("n_startup_trials", 10))
-    return _cost_aware_tpe(seed, startup, context.predict_costs, context.remaining_j)
+    return _cost_aware_tpe(
+        seed,
+        startup,
+        context.predict_costs,
+        context.remaining_j,
+        costs_and_left=context.costs_and_left,
+    )
 
 
 def _fidelity(spec: TuneSpec) -> dict[str, Any]:

@@ -102,6 +102,9 @@ def make_sampler(
     affordable_trials: float | None = None,
     predict_costs: Callable[[list[dict[str, Any]]], list[float | None]] | None = None,
     remaining_j: Callable[[], float | None] | None = None,
+    costs_and_left: (
+        Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
+    ) = None,
 ) -> optuna.samplers.BaseSampler:
     """The sampler of ``spec.strategy`` seeded with ``seed``.
 
@@ -109,7 +112,8 @@ def make_sampler(
     trials of tpe, gp and frugal (:func:`startup_trials`). ``frugal`` is TPE with a cost-aware
     acquisition (:func:`_cost_aware_tpe`), given ``predict_costs`` (Optuna parameters of
     candidates -> predicted J) and ``remaining_j`` (J the budget has left; None: no energy
-    limit); without them it is plain multivariate TPE. ``sha`` and ``hyperband`` sample at
+    limit; ``costs_and_left``: both from one read of the trials); without them it is plain
+    multivariate TPE. ``sha`` and ``hyperband`` sample at
     random; their pruner (:func:`make_pruner`) does the multi-fidelity work over epochs.
     """
     startup, _ = startup_trials(spec, affordable_trials)
@@ -118,6 +122,7 @@ def make_sampler(
         startup_trials=startup,
         predict_costs=predict_costs,
         remaining_j=remaining_j,
+        costs_and_left=costs_and_left,
     )
     return get_strategy(spec.strategy).build(spec, seed, context)
 
@@ -147,6 +152,7 @@ def configure_search(tuner: Tuner, seed: int) -> list[str]:
         affordable_trials=affordable,
         predict_costs=costs.predict_candidates,
         remaining_j=costs.remaining_j,
+        costs_and_left=costs.costs_and_left,
     )
     notes = [startup_trials(spec, affordable)[1]]
     if spec.strategy == "frugal":
