@@ -20,6 +20,7 @@ from frugalml.meter._published import (
     published_meter_backends,
     write_published,
 )
+from frugalml.testing import BackendCase, EnergyBackendContract
 from meter_fixtures import FakeClock, PowercapTree
 
 NO_GPU = MeterConfig(gpus="none")
@@ -187,3 +188,30 @@ def test_write_published_replaces_the_file_whole(tmp_path: Path) -> None:
     write_published(path, [], trial="t", interval_s=0.1, state="left")
     assert json.loads(path.read_text())["state"] == "left"
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+class TestPublishedShare(EnergyBackendContract):
+    """A trial's published share of a host sampler over a fake powercap tree, read in what
+    would be the trial's process, beside another trial."""
+
+    def make_case(self, request: pytest.FixtureRequest) -> BackendCase:
+        tree: PowercapTree = request.getfixturevalue("meter_powercap")
+        _tree(tree)
+        folder: Path = request.getfixturevalue("tmp_path") / "attribution"
+        folder.mkdir()
+        clock = FakeClock()
+        sampler = HostSampler(NO_GPU, clock=clock, thread=False).start()
+        request.addfinalizer(sampler.close)
+        cpu = {"mine": 0.0, "other": 0.0}
+        sampler.join("other", cpu_time=lambda: cpu["other"])
+        sampler.join("mine", cpu_time=lambda: cpu["mine"], publish=folder / "mine.json")
+        share = PublishedShareBackend(folder / "mine.json", clock=clock, wait_s=0)
+        total = [0.0]
+
+        def drive() -> None:
+            _spend(tree, clock, 5.0, total)
+            cpu["mine"] += 0.3
+            cpu["other"] += 0.1
+            sampler.tick()
+
+        return BackendCase(share, drive)
