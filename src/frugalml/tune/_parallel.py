@@ -53,19 +53,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
-import socket
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
 from frugalml.study._executors import ExecutorConfig, import_ray
 from frugalml.study._runner import _Attribution as HostAttribution
 from frugalml.tune._planning import CostPrediction, budget_stop, predict
+from frugalml.tune._remote import (
+    POLL_S,
+    VERDICT_WAIT_S,
+    LocalBackend,
+    LocalHandle,
+    Slot,
+    TrialBackend,
+)
+from frugalml.tune._remote_ray import RayBackend
 from frugalml.tune._results import TrialSummary
 from frugalml.tune._space import apply_params
 from frugalml.tune._trial import TuneTrial
@@ -74,7 +78,7 @@ if TYPE_CHECKING:
     import optuna
 
     from frugalml.meter import Meter
-    from frugalml.study._trial import TrialOutcome, TrialPlan
+    from frugalml.study._trial import TrialOutcome
     from frugalml.tune._spec import TuneBudget, TuneSpec
     from frugalml.tune._tuner import Tuner
 
@@ -88,12 +92,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: How long a trial waits after an epoch for the driver's verdict before it goes on (the
-#: verdict is then taken at its next epoch). The driver answers within one poll, unless it
-#: is busy sampling (a GP's ask).
-VERDICT_WAIT_S = 5.0
-#: The driver's poll interval when nothing happens (seconds).
-POLL_S = 0.02
 #: How long Ctrl-C waits for the stopped trials to report back before killing them.
 GIVE_BACK_S = 15.0
 
@@ -108,418 +106,6 @@ def concurrency_note(workers: int, kind: str) -> str:
         "attribution_rule says how, or why not); estimates from a trial's own process-tree "
         "CPU time do not overlap"
     )
-
-
-# -- the trial's side -------------------------------------------------------------------------
-
-
-class _Channel(Protocol):
-    """The trial's line to the driver."""
-
-    def push(self, record: dict[str, Any]) -> None: ...
-    def verdict(self, epoch: int, wait_s: float) -> str | None: ...
-
-
-def run_channelled_trial(plan: TrialPlan, channel: _Channel) -> TrialOutcome:
-    """Run ``plan`` with the one trial runner, pushing every epoch record to the driver and
-    stopping when the driver says so (what a local process and a Ray task both run)."""
-    from frugalml.study._trial import run_metered_trial
-
-    def should_stop(record: dict[str, Any]) -> str | None:
-        return channel.verdict(int(record["epoch"]), VERDICT_WAIT_S)
-
-    outcome = run_metered_trial(
-        plan, on_epoch=channel.push, should_stop=should_stop, window="tune trial", check=False
-    )
-    outcome.cause = None  # an exception stays in this process; error and traceback travel
-    return outcome
-
-
-class _PipeChannel:
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.verdicts: dict[int, str | None] = {}
-
-    def push(self, record: dict[str, Any]) -> None:
-        self.conn.send(("epoch", record))
-
-    def _read(self, timeout: float) -> None:
-        if self.conn.poll(timeout):
-            _, epoch, reason = self.conn.recv()
-            self.verdicts[int(epoch)] = reason
-
-    def verdict(self, epoch: int, wait_s: float) -> str | None:
-        deadline = time.monotonic() + wait_s
-        self._read(0)
-        while epoch not in self.verdicts and time.monotonic() < deadline:
-            self._read(max(0.0, deadline - time.monotonic()))
-        return _first_reason(self.verdicts, epoch)
-
-
-def _first_reason(verdicts: dict[int, str | None], epoch: int) -> str | None:
-    """The driver's stop reason for this epoch or an earlier one (a late verdict), or None."""
-    reasons = [r for e, r in sorted(verdicts.items()) if e <= epoch and r is not None]
-    return reasons[0] if reasons else None
-
-
-def _local_trial(
-    plan: TrialPlan, conn: Any, log_path: str, driver_pid: int, env: dict[str, str]
-) -> None:
-    """The body of a local trial process, forked from the warm forkserver (which may have
-    started with another environment: the driver's at launch is used, as a study's is)."""
-    os.setsid()  # a Ctrl-C reaches the driver, which gives the trial back
-    os.environ.clear()
-    os.environ.update(env)
-    if sys.platform.startswith("linux"):  # die with the forkserver, which dies with the driver
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    if os.getppid() == 1 or not _alive(driver_pid):
-        os._exit(130)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    outcome = run_channelled_trial(plan, _PipeChannel(conn))
-    conn.send(("outcome", outcome))
-    conn.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class _ChannelActor:
-    """One per tuning run on Ray: the epochs the tasks pushed, the verdicts the driver set."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, list[dict[str, Any]]] = {}
-        self.verdicts: dict[str, dict[int, str | None]] = {}
-
-    def push(self, trial_id: str, record: dict[str, Any]) -> None:
-        self.records.setdefault(trial_id, []).append(record)
-
-    def pull(self) -> dict[str, list[dict[str, Any]]]:
-        records, self.records = self.records, {}
-        return records
-
-    def decide(self, trial_id: str, epoch: int, reason: str | None) -> None:
-        self.verdicts.setdefault(trial_id, {})[epoch] = reason
-
-    def verdict(self, trial_id: str, epoch: int) -> tuple[bool, str | None]:
-        verdicts = self.verdicts.get(trial_id, {})
-        return epoch in verdicts, _first_reason(verdicts, epoch)
-
-    def forget(self, trial_id: str) -> None:
-        self.verdicts.pop(trial_id, None)
-        self.records.pop(trial_id, None)
-
-
-class _RayChannel:
-    def __init__(self, actor: Any, trial_id: str) -> None:
-        self.actor = actor
-        self.trial_id = trial_id
-
-    def push(self, record: dict[str, Any]) -> None:
-        import ray
-
-        ray.get(self.actor.push.remote(self.trial_id, record))  # there before the task ends
-
-    def verdict(self, epoch: int, wait_s: float) -> str | None:
-        import ray
-
-        deadline = time.monotonic() + wait_s
-        while True:
-            decided, reason = ray.get(self.actor.verdict.remote(self.trial_id, epoch))
-            if decided or reason is not None or time.monotonic() >= deadline:
-                return reason  # type: ignore[no-any-return]
-            time.sleep(POLL_S / 2)
-
-
-def _ray_tune_task(plan: TrialPlan, actor: Any) -> TrialOutcome:
-    """The Ray task: one trial on whichever node Ray chose."""
-    from frugalml.train import apply_threads
-
-    apply_threads(plan.threads, option="--threads")  # a reused Ray worker: set per trial
-    outcome = run_channelled_trial(plan, _RayChannel(actor, plan.trial_id))
-    if outcome.status == "failed" and outcome.error:
-        outcome.error = f"on Ray node {socket.gethostname()}: {outcome.error}"
-    return outcome
-
-
-# -- the driver's side ------------------------------------------------------------------------
-
-
-@dataclass
-class _Slot:
-    """A trial in flight, as the driver sees it."""
-
-    trial: TuneTrial
-    sampler: dict[str, float]
-    planned: int
-    handle: Any
-    launched_at: float
-    records: dict[int, dict[str, Any]] = field(default_factory=dict)
-    reason: str | None = None  # the driver's stop verdict
-
-    @property
-    def trial_id(self) -> str:
-        return self.trial.trial_id
-
-
-Event = tuple[_Slot, str, Any]  # (slot, "epoch" | "outcome", record | TrialOutcome)
-
-
-class _Backend(Protocol):
-    kind: str
-    #: How long the driver waits for news when it has nothing to do (s).
-    idle_wait_s: float
-
-    def start(self) -> None: ...
-    def submit(self, plan: TrialPlan, log_path: str) -> Any: ...
-    def wait(self, slots: list[_Slot], timeout: float) -> list[Event]: ...
-    def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None: ...
-    def stop(self, slot: _Slot, *, kill: bool = False) -> None: ...
-    def shutdown(self) -> None: ...
-
-
-def _crashed(slot: _Slot, reason: str) -> TrialOutcome:
-    """A failed outcome for a trial whose process ended without one: what its recorded
-    windows measured (the records it pushed), the rest estimated, as a study books it."""
-    from frugalml.study._results import killed_result
-    from frugalml.study._trial import TrialOutcome
-
-    records = [slot.records[e] for e in sorted(slot.records)]
-    result = killed_result(
-        slot.trial_id,
-        slot.trial.definition,
-        records,
-        launched_at=slot.launched_at,
-        ended_at=time.time(),
-        reason=reason,
-    )
-    return TrialOutcome(slot.trial_id, "failed", result, records, error=reason)
-
-
-@dataclass
-class _LocalHandle:
-    process: Any
-    conn: Any
-    outcome: Any = None
-
-
-class _LocalBackend:
-    kind = "local"
-    idle_wait_s = 0.5  # the wait returns as soon as a pipe or a process has news
-
-    def __init__(self, warm: bool = True) -> None:
-        self.warm = warm
-        self._context: Any = None
-
-    def start(self) -> None:
-        import multiprocessing
-
-        if not self.warm:  # executor: {warm: false}: a fresh interpreter per trial
-            self._context = multiprocessing.get_context("spawn")
-            return
-        from multiprocessing import forkserver
-
-        from frugalml.study._executors import PRELOAD
-
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(PRELOAD))
-        forkserver.ensure_running()
-        self._context = context
-
-    def submit(self, plan: TrialPlan, log_path: str) -> _LocalHandle:
-        ours, theirs = self._context.Pipe(duplex=True)
-        process = self._context.Process(
-            target=_local_trial,
-            args=(plan, theirs, log_path, os.getpid(), dict(os.environ)),
-            name=f"frugalml-tune-{plan.trial_id}",
-        )
-        process.start()
-        theirs.close()
-        return _LocalHandle(process, ours)
-
-    def wait(self, slots: list[_Slot], timeout: float) -> list[Event]:
-        from multiprocessing.connection import wait
-
-        # an outcome read but not yet recorded (an interrupt came between) is given again
-        events: list[Event] = [(s, "outcome", s.handle.outcome) for s in slots if s.handle.outcome]
-        pending = [s.handle for s in slots if s.handle.outcome is None]
-        if pending and not events:
-            wait([h.conn for h in pending] + [h.process.sentinel for h in pending], timeout)
-        for slot in slots:
-            if slot.handle.outcome is None:
-                events += self._read(slot)
-        return events
-
-    def _read(self, slot: _Slot) -> list[Event]:
-        handle: _LocalHandle = slot.handle
-        events: list[Event] = []
-        exited = handle.process.exitcode is not None  # before reading: all it sent is there
-        with contextlib.suppress(EOFError, OSError):
-            while handle.outcome is None and handle.conn.poll(0):
-                kind, payload = handle.conn.recv()
-                if kind == "outcome":
-                    handle.outcome = payload
-                events.append((slot, kind, payload))
-        if handle.outcome is None and exited:
-            code = int(handle.process.exitcode)
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-            handle.outcome = _crashed(slot, f"the trial's process ended without a result ({how})")
-            events.append((slot, "outcome", handle.outcome))
-        if handle.outcome is not None:
-            handle.process.join(5)
-            with contextlib.suppress(Exception):
-                handle.conn.close()
-        return events
-
-    def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None:
-        with contextlib.suppress(OSError):  # it ended meanwhile: its outcome follows
-            slot.handle.conn.send(("verdict", epoch, reason))
-
-    def stop(self, slot: _Slot, *, kill: bool = False) -> None:
-        process = slot.handle.process
-        if process.exitcode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-
-    def shutdown(self) -> None:
-        """The forkserver stays for the life of this process, as the study executor's."""
-
-
-class _RayBackend:
-    kind = "ray"
-    idle_wait_s = POLL_S  # epochs sit in the actor until pulled: poll
-
-    def __init__(self, config: ExecutorConfig) -> None:
-        from frugalml.study._executors import RayExecutor
-
-        self.executor = RayExecutor(config)
-        self.config = config
-        self.ray: Any = None
-        self.remote: Any = None
-        self.actor: Any = None
-        self.plans: dict[str, TrialPlan] = {}  # to run a trial again when its worker died
-        self.deaths: dict[str, list[str]] = {}  # the worker deaths per trial, as said
-        self.stopped: set[str] = set()  # trials the driver stopped: a death is not retried
-
-    def start(self) -> None:
-        self.executor.start()  # ray.init: a local Ray, --address or RAY_ADDRESS
-        ray = self.ray = self.executor.ray
-        self.actor = ray.remote(num_cpus=0)(_ChannelActor).remote()
-        self.remote = ray.remote(_ray_tune_task).options(
-            num_cpus=self.config.num_cpus,
-            num_gpus=self.config.num_gpus,
-            max_retries=0,
-            name="frugalml_tune_trial",
-        )
-
-    def submit(self, plan: TrialPlan, log_path: str) -> Any:
-        self.plans[plan.trial_id] = plan
-        return self.remote.remote(plan, self.actor)
-
-    def wait(self, slots: list[_Slot], timeout: float) -> list[Event]:
-        ray = self.ray
-        refs = [s.handle for s in slots]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
-        pulled = ray.get(self.actor.pull.remote())  # after wait: a finished task's epochs
-        events: list[Event] = []
-        for slot in slots:
-            events += [(slot, "epoch", r) for r in pulled.get(slot.trial_id, [])]
-        done = {id(r) for r in ready}
-        for slot in slots:
-            if id(slot.handle) in done:
-                outcome = self._outcome(slot)
-                if outcome is None:  # its worker died and it runs again: its verdicts kept
-                    continue
-                events.append((slot, "outcome", outcome))
-                self.actor.forget.remote(slot.trial_id)
-                self.plans.pop(slot.trial_id, None)
-                self.deaths.pop(slot.trial_id, None)
-                self.stopped.discard(slot.trial_id)
-        return events
-
-    def _outcome(self, slot: _Slot) -> TrialOutcome | None:
-        """The task's outcome, or None when its worker died and the trial was submitted
-        again (:data:`frugalml.study._executors.RAY_ATTEMPTS`, as a study's trials are)."""
-        from frugalml.study._trial import TrialOutcome
-
-        exceptions = self.ray.exceptions
-        try:
-            outcome: TrialOutcome = self.ray.get(slot.handle)
-        except exceptions.TaskCancelledError:
-            return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
-        except exceptions.RayTaskError as exc:  # the task itself raised (an import on a node)
-            cause = getattr(exc, "cause", None) or exc
-            if isinstance(cause, KeyboardInterrupt):
-                return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
-            lines = str(cause).strip().splitlines()
-            return _crashed(slot, f"{type(cause).__name__}: {lines[-1] if lines else ''}")
-        except (exceptions.RayError, OSError) as exc:  # the worker or its node died
-            first = str(exc).strip().splitlines()
-            return self._worker_died(slot, f"{type(exc).__name__}: {first[0] if first else ''}")
-        deaths = self.deaths.get(slot.trial_id)
-        if deaths and outcome.result is not None:  # what the attempt that died spent is lost
-            note = (
-                f"attempt {len(deaths) + 1}: its Ray worker died before ({deaths[-1]}); the "
-                "energy of the attempt that died is not included"
-            )
-            old = outcome.result.get("energy_note")
-            outcome.result = {
-                **outcome.result,
-                "ray_attempts": len(deaths) + 1,
-                "energy_note": f"{old}; {note}" if old else note,
-            }
-        return outcome
-
-    def _worker_died(self, slot: _Slot, reason: str) -> TrialOutcome | None:
-        """A trial whose Ray worker (or node) died: given back to Ray and run again once,
-        then failed with the reason, the study executor's rule and wording
-        (:class:`frugalml.study._executors._RayHandle`); one the driver stopped is
-        interrupted."""
-        import dataclasses
-
-        from frugalml.study._executors import RAY_ATTEMPTS
-        from frugalml.study._trial import TrialOutcome
-
-        if slot.trial_id in self.stopped:
-            return TrialOutcome(slot.trial_id, "interrupted", None, [], error="interrupted")
-        deaths = self.deaths.setdefault(slot.trial_id, [])
-        deaths.append(reason)
-        if len(deaths) < RAY_ATTEMPTS:
-            logger.warning("%s: its Ray worker died (%s); retrying", slot.trial_id, reason)
-            plan = dataclasses.replace(self.plans[slot.trial_id], spawned_at=time.time())
-            slot.handle = self.remote.remote(plan, self.actor)
-            return None
-        return _crashed(slot, f"its Ray worker died {len(deaths)} times (retried once): {reason}")
-
-    def decide(self, slot: _Slot, epoch: int, reason: str | None) -> None:
-        self.actor.decide.remote(slot.trial_id, epoch, reason)
-
-    def stop(self, slot: _Slot, *, kill: bool = False) -> None:
-        self.stopped.add(slot.trial_id)
-        with contextlib.suppress(Exception):
-            self.ray.cancel(slot.handle, force=kill)
-
-    def shutdown(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ray.kill(self.actor)
-        self.executor.shutdown()
 
 
 def in_flight_stop(
@@ -543,10 +129,11 @@ def in_flight_stop(
     return reason
 
 
-def make_backend(config: ExecutorConfig) -> _Backend:
+def make_backend(config: ExecutorConfig) -> TrialBackend:
+    """Where the trials run: Ray tasks, or processes on this machine."""
     if config.kind == "ray":
-        return _RayBackend(config)
-    return _LocalBackend(warm=config.warm)
+        return RayBackend(config)
+    return LocalBackend(warm=config.warm)
 
 
 class ParallelTuning:
@@ -556,7 +143,7 @@ class ParallelTuning:
         self.tuner = tuner
         self.parallel = parallel
         self.backend = make_backend(config)
-        self.running: dict[str, _Slot] = {}
+        self.running: dict[str, Slot] = {}
         self.held: tuple[optuna.Trial, dict[str, Any], dict[str, float]] | None = None
         self.blocked = False  # a launch was refused: wait for a trial to end
         self.skipped = 0  # unaffordable configurations skipped in a row
@@ -663,11 +250,11 @@ class ParallelTuning:
             spawned_at=time.time(),
         )
         handle = self.backend.submit(plan, log_path)
-        if self.attribution is not None and isinstance(handle, _LocalHandle):
+        if self.attribution is not None and isinstance(handle, LocalHandle):
             self.attribution.join(trial.trial_id, int(handle.process.pid))
         if self.backend.kind == "local":
             self.tuner.store.set_log_path(trial.trial_id, log_path)
-        self.running[trial.trial_id] = _Slot(trial, sampler, planned, handle, time.time())
+        self.running[trial.trial_id] = Slot(trial, sampler, planned, handle, time.time())
 
     def _threads(self) -> int:
         import torch
@@ -675,7 +262,7 @@ class ParallelTuning:
         return int(torch.get_num_threads())  # the driver's, under the run's --threads
 
     # -- what comes back --------------------------------------------------------------------
-    def _on_epoch(self, slot: _Slot, record: dict[str, Any], *, decide: bool = True) -> None:
+    def _on_epoch(self, slot: Slot, record: dict[str, Any], *, decide: bool = True) -> None:
         epoch = int(record["epoch"])
         if epoch in slot.records:
             return
@@ -689,7 +276,7 @@ class ParallelTuning:
             logger.debug("trial %d: stopping it: %s", slot.trial.number, reason)
         self.backend.decide(slot, epoch, reason)
 
-    def _on_outcome(self, slot: _Slot, outcome: TrialOutcome) -> None:
+    def _on_outcome(self, slot: Slot, outcome: TrialOutcome) -> None:
         """Record a trial's end: epochs it pushed too late for the driver first, then the
         outcome (both stores, Optuna's tell)."""
         for record in outcome.epochs:
@@ -709,7 +296,7 @@ class ParallelTuning:
         if shares is not None:  # merged into the recorded row, every other field kept
             self.tuner.store.merge_result(slot.trial_id, shares)
 
-    def _leave(self, slot: _Slot, outcome: TrialOutcome) -> dict[str, Any] | None:
+    def _leave(self, slot: Slot, outcome: TrialOutcome) -> dict[str, Any] | None:
         """The trial leaves the host sampler: the fields its row gets (its attributed
         share, or why it has none); None for a trial given back (it keeps no share)."""
         if self.attribution is None:
