@@ -335,8 +335,6 @@ class TuneSpec:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<mapping>") -> TuneSpec:
-        from frugalml.data import check_dataset_name
-
         if "parallel" in data:
             raise ConfigError(
                 f"tuning spec {source} has parallel:, but tuning runs trials in flight with "
@@ -348,67 +346,34 @@ class TuneSpec:
             data, _KEYS, required=("name", "search_space"), source=source, kind="tuning spec"
         )
         name = check_name(data["name"])
-        dataset = data.get("dataset", "digits")
-        if not isinstance(dataset, str):
-            raise ConfigError(f"dataset must be a name, got {dataset!r}", fix=_KEYS["dataset"])
-        check_dataset_name(dataset)
-
+        dataset = _parse_dataset(data.get("dataset", "digits"))
         model, model_args, pretrained = cls._parse_model(data.get("model", "frugal_cnn"))
         fraction = parse_number(data.get("fraction", 1.0), "fraction")
         if not 0 < fraction <= 1:
             raise ConfigError(f"fraction {fraction:g} is outside (0, 1]", fix="e.g. fraction: 0.5")
         image_size = parse_image_size(data.get("image_size"))
-        training_values = data.get("training") or {}
-        if not isinstance(training_values, Mapping):
-            raise ConfigError(
-                "training must be a mapping of options", fix="e.g. training: {epochs: 3}"
-            )
-        training = TrainConfig.from_mapping(training_values)
+        training = _parse_training(data.get("training") or {})
         space = SearchSpace.from_mapping(data.get("search_space"))
         if "model.name" not in space.names and model is None:
             raise ConfigError("the spec names no model", fix=_KEYS["model"])
-
-        strategy, strategy_options = _options(
-            data.get("strategy"), "strategy", "name", _STRATEGY_OPTIONS, "tpe"
-        )
-        objectives = cls._parse_objective(data.get("objective", "accuracy"))
-        pruner, pruner_options = _options(
-            data.get("pruner"), "pruner", "type", _PRUNER_OPTIONS, "none"
-        )
-        _check_objectives(strategy, pruner, objectives)
-        if get_strategy(strategy).finite:
-            space.grid()  # a finite grid, or a clear error now rather than at run time
+        search = cls._parse_search(data, space)
         budget = TuneBudget.from_mapping(data.get("budget"))
         seed = _check_seed(data.get("seed", 0))
         carbon = parse_carbon(data.get("carbon"))
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
             raise ConfigError("download must be true or false", fix="download: false")
-        base = Path(source).parent if source != "<mapping>" else Path.cwd()
-        data_root = data.get("data_root")
-        if data_root is not None:
-            data_root = str((base / str(data_root)).expanduser().resolve())
-        pretrained_file = None
-        if isinstance(data.get("model"), Mapping) and data["model"].get("pretrained_file"):
-            pretrained_file = str((base / str(data["model"]["pretrained_file"])).resolve())
         spec = cls(
             name=name,
             search_space=space,
             model=model or "",
             model_args=model_args,
             pretrained=pretrained,
-            pretrained_file=pretrained_file,
             dataset=dataset,
-            data_root=data_root,
             download=download,
             fraction=fraction,
             image_size=image_size,
             training=training,
-            strategy=strategy,
-            strategy_options=strategy_options,
-            objectives=objectives,
-            pruner=pruner,
-            pruner_options=pruner_options,
             budget=budget,
             seed=seed,
             carbon=carbon,
@@ -416,11 +381,34 @@ class TuneSpec:
             source=source,
             workers=_positive_int(data.get("workers", 1), "workers"),
             executor=ExecutorConfig.from_mapping(data.get("executor")),
+            **search,
+            **_resolve_paths(data, source),
         )
         spec.check_models()
         for warning in spec.warnings():
             logger.warning("warning: %s: %s", source, warning)
         return spec
+
+    @staticmethod
+    def _parse_search(data: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
+        """The strategy, objectives and pruner, checked against each other and the space."""
+        strategy, strategy_options = _options(
+            data.get("strategy"), "strategy", "name", _STRATEGY_OPTIONS, "tpe"
+        )
+        objectives = TuneSpec._parse_objective(data.get("objective", "accuracy"))
+        pruner, pruner_options = _options(
+            data.get("pruner"), "pruner", "type", _PRUNER_OPTIONS, "none"
+        )
+        _check_objectives(strategy, pruner, objectives)
+        if get_strategy(strategy).finite:
+            space.grid()  # a finite grid, or a clear error now rather than at run time
+        return {
+            "strategy": strategy,
+            "strategy_options": strategy_options,
+            "objectives": objectives,
+            "pruner": pruner,
+            "pruner_options": pruner_options,
+        }
 
     def warnings(self) -> list[str]:
         """Legal but probably unintended plans, one sentence each (logged when parsed)."""
@@ -607,3 +595,30 @@ class TuneSpec:
             "workers": self.workers,
             "executor": self.executor.to_dict(),
         }
+
+
+def _parse_dataset(dataset: Any) -> str:
+    from frugalml.data import check_dataset_name
+
+    if not isinstance(dataset, str):
+        raise ConfigError(f"dataset must be a name, got {dataset!r}", fix=_KEYS["dataset"])
+    check_dataset_name(dataset)
+    return dataset
+
+
+def _parse_training(values: Any) -> TrainConfig:
+    if not isinstance(values, Mapping):
+        raise ConfigError("training must be a mapping of options", fix="e.g. training: {epochs: 3}")
+    return TrainConfig.from_mapping(values)
+
+
+def _resolve_paths(data: Mapping[str, Any], source: str) -> dict[str, str | None]:
+    """``data_root`` and the model's ``pretrained_file``, relative to the spec's folder."""
+    base = Path(source).parent if source != "<mapping>" else Path.cwd()
+    data_root = data.get("data_root")
+    if data_root is not None:
+        data_root = str((base / str(data_root)).expanduser().resolve())
+    pretrained_file = None
+    if isinstance(data.get("model"), Mapping) and data["model"].get("pretrained_file"):
+        pretrained_file = str((base / str(data["model"]["pretrained_file"])).resolve())
+    return {"data_root": data_root, "pretrained_file": pretrained_file}
