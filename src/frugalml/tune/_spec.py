@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from frugalml._yaml import (
     check_name,
@@ -296,6 +296,16 @@ class TuneBudget:
         return ", ".join(parts) or "no limit"
 
 
+class _Search(NamedTuple):
+    """A spec's search: the strategy, the objectives and the pruner, with their options."""
+
+    strategy: str
+    strategy_options: dict[str, Any]
+    objectives: tuple[str, ...]
+    pruner: str
+    pruner_options: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class TuneSpec:
     """A parsed, checked tuning spec. Build with :meth:`from_yaml` or :meth:`from_mapping`."""
@@ -363,6 +373,7 @@ class TuneSpec:
         download = data.get("download")
         if download is not None and not isinstance(download, bool):
             raise ConfigError("download must be true or false", fix="download: false")
+        data_root, pretrained_file = _resolve_paths(data, source)
         spec = cls(
             name=name,
             search_space=space,
@@ -381,8 +392,13 @@ class TuneSpec:
             source=source,
             workers=_positive_int(data.get("workers", 1), "workers"),
             executor=ExecutorConfig.from_mapping(data.get("executor")),
-            **search,
-            **_resolve_paths(data, source),
+            strategy=search.strategy,
+            strategy_options=search.strategy_options,
+            objectives=search.objectives,
+            pruner=search.pruner,
+            pruner_options=search.pruner_options,
+            data_root=data_root,
+            pretrained_file=pretrained_file,
         )
         spec.check_models()
         for warning in spec.warnings():
@@ -390,7 +406,7 @@ class TuneSpec:
         return spec
 
     @staticmethod
-    def _parse_search(data: Mapping[str, Any], space: SearchSpace) -> dict[str, Any]:
+    def _parse_search(data: Mapping[str, Any], space: SearchSpace) -> _Search:
         """The strategy, objectives and pruner, checked against each other and the space."""
         strategy, strategy_options = _options(
             data.get("strategy"), "strategy", "name", _STRATEGY_OPTIONS, "tpe"
@@ -402,13 +418,7 @@ class TuneSpec:
         _check_objectives(strategy, pruner, objectives)
         if get_strategy(strategy).finite:
             space.grid()  # a finite grid, or a clear error now rather than at run time
-        return {
-            "strategy": strategy,
-            "strategy_options": strategy_options,
-            "objectives": objectives,
-            "pruner": pruner,
-            "pruner_options": pruner_options,
-        }
+        return _Search(strategy, strategy_options, objectives, pruner, pruner_options)
 
     def warnings(self) -> list[str]:
         """Legal but probably unintended plans, one sentence each (logged when parsed)."""
@@ -612,7 +622,7 @@ def _parse_training(values: Any) -> TrainConfig:
     return TrainConfig.from_mapping(values)
 
 
-def _resolve_paths(data: Mapping[str, Any], source: str) -> dict[str, str | None]:
+def _resolve_paths(data: Mapping[str, Any], source: str) -> tuple[str | None, str | None]:
     """``data_root`` and the model's ``pretrained_file``, relative to the spec's folder."""
     base = Path(source).parent if source != "<mapping>" else Path.cwd()
     data_root = data.get("data_root")
@@ -621,4 +631,4 @@ def _resolve_paths(data: Mapping[str, Any], source: str) -> dict[str, str | None
     pretrained_file = None
     if isinstance(data.get("model"), Mapping) and data["model"].get("pretrained_file"):
         pretrained_file = str((base / str(data["model"]["pretrained_file"])).resolve())
-    return {"data_root": data_root, "pretrained_file": pretrained_file}
+    return data_root, pretrained_file
