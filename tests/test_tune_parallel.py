@@ -123,7 +123,7 @@ def test_parallel_2_attributes_the_shared_package_as_a_study_does(
     by their CPU time; never more than the tree gave, and all of it while a trial ran."""
     from datetime import datetime
 
-    from frugalml.study._runner import ATTRIBUTION_RULE
+    from frugalml.study._runner import ATTRIBUTION_RULE_PUBLISHED
     from test_study_attribution import PACKAGE, POWER_W, SteadyPower
 
     meter_powercap.zone(PACKAGE, "package-0", energy_uj=0)
@@ -138,7 +138,11 @@ def test_parallel_2_attributes_the_shared_package_as_a_study_does(
         result = row.result
         assert result is not None and result["attributed_energy_kind"] == "attributed"
         assert result["attributed_energy_source"] == "rapl:powercap share:cpu_time"
-        assert result["attribution_rule"] == ATTRIBUTION_RULE
+        assert result["attribution_rule"] == ATTRIBUTION_RULE_PUBLISHED
+        # the trial's own meter read its published share, not the package (one reader)
+        kinds = {c["component"]: c["kind"] for c in result["measurement"]["components"]}
+        assert kinds["cpu:0"] == "attributed", kinds  # DRAM has no zone here: estimated
+        assert result["energy_j"] <= result["attributed_energy_j"] * (1 + 1e-9)
         (component,) = result["attributed_components"]
         assert component["component"] == "cpu:0" and component["kind"] == "attributed"
         assert 0 < result["attributed_energy_j"] == pytest.approx(component["energy_j"])

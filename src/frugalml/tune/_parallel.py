@@ -242,16 +242,21 @@ class ParallelTuning:
         trial.start(sampler, prediction=prediction)
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = str(self.logs / f"{trial.trial_id}.log")
+        attribution = self.attribution if self.backend.kind == "local" else None
+        # a local trial meters its share as the host sampler publishes it (one reader per
+        # counter); a Ray trial keeps its own meter (it may run on another node)
+        publish = attribution.publish_path(trial.trial_id) if attribution is not None else None
         plan = TrialPlan(
             trial.trial_id,
             trial.definition,
             threads=self._threads(),
             workers=self.parallel,
             spawned_at=time.time(),
+            attribution_path=publish,
         )
         handle = self.backend.submit(plan, log_path)
-        if self.attribution is not None and isinstance(handle, LocalHandle):
-            self.attribution.join(trial.trial_id, int(handle.process.pid))
+        if attribution is not None and isinstance(handle, LocalHandle):
+            attribution.join(trial.trial_id, int(handle.process.pid), publish)
         if self.backend.kind == "local":
             self.tuner.store.set_log_path(trial.trial_id, log_path)
         self.running[trial.trial_id] = Slot(trial, sampler, planned, handle, time.time())
@@ -316,7 +321,9 @@ class ParallelTuning:
     # -- the loop ---------------------------------------------------------------------------
     def run(self, meter: Meter) -> str:
         self.backend.start()
-        self.attribution = HostAttribution.open(self.parallel, self.backend.kind)
+        self.attribution = HostAttribution.open(
+            self.parallel, self.backend.kind, self.tuner.out_dir
+        )
         try:
             return self._loop(meter)
         except KeyboardInterrupt:
