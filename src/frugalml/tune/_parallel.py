@@ -42,9 +42,11 @@ Energy: trials on one host side by side see each other on machine-wide counters 
 socket, NVML per GPU). Each row records ``concurrent_workers`` (N) and says so in its
 ``energy_note``; the run's outcome carries the same note. With N > 1 on the local executor
 the driver attributes those counters as a study's runner does (the same code:
-``study._runner``'s host attribution, :data:`frugalml.study._runner.ATTRIBUTION_RULE`): one
-host sampler, each trial joining at launch with its process and leaving when its outcome
-comes back; its row gets ``attributed_energy_j`` (kind, source, rule, components) by
+``study._runner``'s host attribution, :data:`frugalml.study._runner.ATTRIBUTION_RULE_PUBLISHED`):
+one host sampler, the only reader of those counters, each trial joining at launch with its
+process and leaving when its outcome comes back; the trial's own meter reads the share the
+sampler publishes for it (``DIR/attribution/<trial>.json``); its row gets
+``attributed_energy_j`` (kind, source, rule, components) by
 :meth:`frugalml.study.StudyStore.merge_result`. Ray trials, and a machine without shared
 counters, get ``attributed_energy_j: null`` and an ``attribution_rule`` saying why not.
 """
