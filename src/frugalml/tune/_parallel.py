@@ -102,10 +102,11 @@ def concurrency_note(workers: int, kind: str) -> str:
     """What an energy figure of a trial run beside ``workers - 1`` others means."""
     return (
         f"{workers} trials ran at once ({kind} executor, concurrent_workers={workers}): a "
-        "figure from a machine-wide counter (RAPL per socket, NVML per GPU) includes the "
-        "other trials on the same host, so such figures overlap and their sum over-counts "
-        "that counter (attributed_energy_j, where given, splits it among the trials; "
-        "attribution_rule says how, or why not); estimates from a trial's own process-tree "
+        "figure read from a machine-wide counter (RAPL per socket, NVML per GPU) by the "
+        "trial itself includes the other trials on the same host, so such figures overlap "
+        "and their sum over-counts that counter; a component of kind 'attributed' is the "
+        "trial's share of the host sampler's reading instead, and does not overlap "
+        "(attribution_rule says how, or why not); estimates from a trial's own process-tree "
         "CPU time do not overlap"
     )
 
