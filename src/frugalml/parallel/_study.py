@@ -24,7 +24,7 @@ import math
 import os
 import statistics
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -191,10 +191,10 @@ def _trial_rank(rank: int, world: int, job: dict[str, Any]) -> None:
     from frugalml.parallel._data_parallel import ParallelConfig, train_uneven
     from frugalml.parallel._energy import combine_energy, rank_meter
     from frugalml.parallel._run import local_rank_of, rank_device, rank_shares
-    from frugalml.study._trial import build_trial_model, prepare_dataset
     from frugalml.train import TrainConfig
 
     definition = job["definition"]
+    prepare_dataset, build_trial_model = job["prepare"], job["build_model"]
     parallel = ParallelConfig.from_mapping(definition["parallel"])
     config = TrainConfig.from_mapping(definition["training"])
     torch.set_num_threads(parallel.threads[rank] if parallel.threads else job["threads"])
@@ -283,11 +283,18 @@ def _train_result(data: Mapping[str, Any], duration_s: float) -> TrainResult:
 
 
 def train_trial_ranks(
-    definition: Mapping[str, Any], *, threads: int | None = None
+    definition: Mapping[str, Any],
+    *,
+    prepare: Callable[[Mapping[str, Any]], Any],
+    build_model: Callable[[Mapping[str, Any], Any], Any],
+    threads: int | None = None,
 ) -> RankedTraining:
     """Train the trial ``definition`` (its ``parallel`` section: ``nproc >= 2``) with
     spawned local ranks; ``threads``: torch threads per rank unless ``parallel.threads``
-    says otherwise (default 1). Raises what a rank raised (one line, with its fix)."""
+    says otherwise (default 1). Each rank loads the dataset with ``prepare(definition)`` and
+    builds the model with ``build_model(definition, dataset)``: the study's own functions,
+    passed in (module-level, so they reach spawned ranks by name) so that this package never
+    imports the study. Raises what a rank raised (one line, with its fix)."""
     import time
 
     from frugalml.parallel._data_parallel import ParallelConfig, resolve_backend, spawn
@@ -305,6 +312,8 @@ def train_trial_ranks(
             "threads": threads or 1,
             "launcher_pid": os.getpid(),
             "out": str(out),
+            "prepare": prepare,
+            "build_model": build_model,
         }
         spawn(_trial_rank, parallel.nproc, job, backend=cast("Backend", backend))
         if not out.exists():

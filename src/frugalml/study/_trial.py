@@ -391,7 +391,9 @@ def _train_in_ranks(
     rank; the epochs' records reach ``on_epoch`` when the ranks have finished."""
     from frugalml.parallel._study import train_trial_ranks
 
-    trained = train_trial_ranks(definition, threads=run.threads)
+    trained = train_trial_ranks(
+        definition, prepare=prepare_dataset, build_model=build_trial_model, threads=run.threads
+    )
     run.parallel = trained.row
     for record in trained.train_result.epochs:
         epoch_done(record)
