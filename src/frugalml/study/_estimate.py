@@ -357,6 +357,13 @@ def _estimate(
     estimates = [_trial_estimate(t, cal, batch, extra_setup_s, power_w) for t in trials]
     if any(t.pretrained for t in trials):
         notes.append("pretrained weights are not loaded for calibration; step times are the same")
+    ranked = [t for t in trials if t.parallel and int(t.parallel.get("nproc", 1)) >= 2]
+    if ranked:
+        notes.append(
+            f"{len(ranked)} trial(s) with a parallel: section are predicted as one process: "
+            "starting their ranks (tens of seconds of set-up each on a small machine) and the "
+            "split's speed-up are not in these figures"
+        )
     method = (
         f"each model timed for {steps} training steps at batch {batch} on this machine "
         f"(first step discarded); epoch = training steps + evaluation at 1/3 of a step per "
