@@ -113,3 +113,35 @@ def test_the_frugal_strategy_brings_its_best_curve_pruner() -> None:
     assert type(make_pruner(frugal)).__name__ == "BestCurvePruner"
     assert type(make_pruner(spec.replace(pruner="none"))).__name__ == "NopPruner"  # tpe
     assert "cheapest of 3 random draws" in FrugalSettings().describe()
+
+
+def test_cost_cooling_lets_expected_improvement_alone_decide_as_the_budget_runs_out() -> None:
+    import optuna
+
+    space = {
+        "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64]),
+        "width": optuna.distributions.IntDistribution(4, 16),
+    }
+
+    def cost(candidates: list[dict[str, Any]]) -> list[float | None]:  # widths cost most
+        return [1e-3 * float(c["width"]) ** 4 for c in candidates]
+
+    def proposals(sampler: Any) -> list[dict[str, Any]]:
+        study = _study(sampler)
+        chosen = []
+        for _ in range(14):
+            trial = study.ask(space)
+            chosen.append(dict(trial.params))
+            study.tell(trial, float(trial.params["width"]))  # wider is better
+        return chosen
+
+    plain = proposals(optuna.samplers.TPESampler(seed=0, n_startup_trials=4, multivariate=True))
+    rules = FrugalSettings(startup_candidates=1, prune_ratio=None, cost_cooling=True)
+    # 1e3 J left of 1e9: the cost weighs 1e-6, so EI (monotone in TPE's ratio) picks as TPE
+    cooled = _cost_aware_tpe(0, 4, cost, lambda: 1e3, rules, budget_j=1e9)
+    assert proposals(cooled) == plain
+    # the whole budget left: the cost weighs fully and the proposals move to cheaper widths
+    full = _cost_aware_tpe(0, 4, cost, lambda: 1e9, rules, budget_j=1e9)
+    chosen = proposals(full)
+    assert chosen != plain
+    assert sum(c["width"] for c in chosen[4:]) < sum(c["width"] for c in plain[4:])

@@ -42,6 +42,10 @@ class FrugalSettings:
     startup_candidates: int = 3
     acquisition: Acquisition = "ei_per_joule"
     prune_ratio: float | None = 0.75
+    #: Cost cooling (Lee et al. 2020, CArBO): the log cost weighs ``left / budget`` (1 at the
+    #: start, 0 when spent), so cheap configurations are preferred early and expected
+    #: improvement alone decides late; False: the cost weighs 1 throughout.
+    cost_cooling: bool = False
 
     def describe(self) -> str:
         parts = [
@@ -54,7 +58,8 @@ class FrugalSettings:
                 "expected improvement per predicted joule"
                 if self.acquisition == "ei_per_joule"
                 else "TPE's log density ratio minus log predicted joules"
-            ),
+            )
+            + (", the cost weighed by the share of the budget left" if self.cost_cooling else ""),
         ]
         if self.prune_ratio is not None:
             parts.append(
@@ -104,6 +109,7 @@ def _cost_aware_tpe(
     remaining_j: Callable[[], float | None],
     settings: FrugalSettings | None = None,
     *,
+    budget_j: float | None = None,
     costs_and_left: (
         Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
     ) = None,
@@ -111,6 +117,7 @@ def _cost_aware_tpe(
     """Multivariate TPE with the frugal rules of ``settings`` (the module docstring).
 
     Multivariate, so that a candidate is a whole configuration whose cost can be predicted.
+    ``budget_j`` (the energy budget, J) scales the cost term under ``cost_cooling``.
     ``costs_and_left`` (candidates -> their predicted J and the J left, from one read of
     the trials) replaces the two calls to ``predict_costs`` and ``remaining_j`` per ask.
     """
@@ -175,7 +182,10 @@ def _cost_aware_tpe(
             cost = np.array(costs, dtype=float)
             if rules.acquisition == "ei_per_joule":
                 values = log_expected_improvement(values, _tpe_gamma(self._n))
-            scored = values - np.log(cost)
+            weight = 1.0
+            if rules.cost_cooling and budget_j and left is not None:
+                weight = min(max(left / budget_j, 0.0), 1.0)
+            scored = values - weight * np.log(cost)
             if left is not None:
                 affordable = cost <= left
                 if not affordable.any():

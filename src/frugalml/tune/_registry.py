@@ -225,17 +225,20 @@ def _nsga2(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sampler
 def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
     import optuna
 
+    from frugalml.meter import J_PER_KWH
     from frugalml.tune._frugal import _cost_aware_tpe
 
     options = _options(spec, context)
     if context.predict_costs is None or context.remaining_j is None:
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, **options)
     startup = int(options.get("n_startup_trials", 10))
+    energy_kwh = spec.budget.energy_kwh
     return _cost_aware_tpe(
         seed,
         startup,
         context.predict_costs,
         context.remaining_j,
+        budget_j=None if energy_kwh is None else energy_kwh * J_PER_KWH,
         costs_and_left=context.costs_and_left,
     )
 
