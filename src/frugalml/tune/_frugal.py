@@ -127,7 +127,6 @@ def _cost_aware_tpe(
             return costs_and_left(candidates)
         return predict_costs(candidates), remaining_j()
 
-    import numpy as np
     import optuna
     from optuna.trial import TrialState
 
@@ -177,23 +176,40 @@ def _cost_aware_tpe(
                 for i in range(size)
             ]
             costs, left = score_inputs(candidates)
-            if any(c is None or not math.isfinite(c) or c <= 0 for c in costs):
-                return values
-            cost = np.array(costs, dtype=float)
-            if rules.acquisition == "ei_per_joule":
-                values = log_expected_improvement(values, _tpe_gamma(self._n))
-            weight = 1.0
-            if rules.cost_cooling and budget_j and left is not None:
-                weight = min(max(left / budget_j, 0.0), 1.0)
-            scored = values - weight * np.log(cost)
-            if left is not None:
-                affordable = cost <= left
-                if not affordable.any():
-                    return -cost
-                scored = np.where(affordable, scored, -np.inf)
-            return scored
+            return _per_joule(values, costs, left, rules, self._n, budget_j)
 
     return CostAwareTPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True)
+
+
+def _per_joule(
+    values: Any,
+    costs: list[float | None],
+    left: float | None,
+    rules: FrugalSettings,
+    n_trials: int,
+    budget_j: float | None,
+) -> Any:
+    """TPE's acquisition ``values`` per predicted joule: minus the log cost (weighed by the
+    share of the budget left under ``cost_cooling``), as expected improvement first under
+    ``ei_per_joule``; candidates the ``left`` joules cannot afford scored -inf (all of
+    them unaffordable: the cheapest first). Unchanged where a cost cannot be predicted."""
+    import numpy as np
+
+    if any(c is None or not math.isfinite(c) or c <= 0 for c in costs):
+        return values
+    cost = np.array(costs, dtype=float)
+    if rules.acquisition == "ei_per_joule":
+        values = log_expected_improvement(values, _tpe_gamma(n_trials))
+    weight = 1.0
+    if rules.cost_cooling and budget_j and left is not None:
+        weight = min(max(left / budget_j, 0.0), 1.0)
+    scored = values - weight * np.log(cost)
+    if left is not None:
+        affordable = cost <= left
+        if not affordable.any():
+            return -cost
+        scored = np.where(affordable, scored, -np.inf)
+    return scored
 
 
 def best_curve_pruner(ratio: float, last_step: int) -> optuna.pruners.BasePruner:
