@@ -285,7 +285,7 @@ def _warm_trial(
             import ctypes
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    if os.getppid() != forkserver_pid or not _pid_alive(runner_pid):
+    if os.getppid() != forkserver_pid or not pid_alive(runner_pid):
         os._exit(130)  # the runner died before the signal was armed
     if fault:
         _test_fault(fault)
@@ -332,7 +332,8 @@ def _main_is_safe_to_fork() -> bool:
     return safe
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one this user may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

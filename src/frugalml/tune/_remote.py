@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from frugalml.study._executors import pid_alive
+
 if TYPE_CHECKING:
     from frugalml.study._trial import TrialOutcome, TrialPlan
     from frugalml.tune._trial import TuneTrial
@@ -103,7 +105,7 @@ def _local_trial(
             import ctypes
 
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    if os.getppid() == 1 or not _alive(driver_pid):
+    if os.getppid() == 1 or not pid_alive(driver_pid):
         os._exit(130)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
@@ -117,16 +119,6 @@ def _local_trial(
     outcome = run_channelled_trial(plan, _PipeChannel(conn))
     conn.send(("outcome", outcome))
     conn.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- the driver's side ------------------------------------------------------------------------
