@@ -74,6 +74,33 @@ class PowercapTree:
         os.replace(partial, target)
 
 
+# -- the attribution tests' trial usage and package spending ---------------------------
+
+
+class Cpu:
+    """A trial's cumulative CPU seconds, set by the test."""
+
+    def __init__(self) -> None:
+        self.s = 0.0
+
+    def __call__(self) -> float:
+        return self.s
+
+
+def zones(tree: PowercapTree) -> None:
+    """A package-0 zone with its DRAM subzone, both at 0 J."""
+    tree.zone("intel-rapl:0", "package-0", energy_uj=0)
+    tree.zone("intel-rapl:0:0", "dram", energy_uj=0)
+
+
+def spend(tree: PowercapTree, clock: FakeClock, package_j: float, total: list[float]) -> None:
+    """The package spends ``package_j`` (DRAM a quarter of it) over one second."""
+    total[0] += package_j
+    clock.advance(1.0)
+    tree.set("intel-rapl:0", round(total[0] * 1e6))
+    tree.set("intel-rapl:0:0", round(total[0] / 4 * 1e6))
+
+
 @pytest.fixture
 def meter_powercap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PowercapTree:
     """An empty fake powercap root, installed through FRUGALML_POWERCAP_ROOT."""

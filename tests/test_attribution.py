@@ -25,32 +25,9 @@ from frugalml.meter import (
     host_sampler,
     split_energy,
 )
-from meter_fixtures import UUID_A, FakeClock, FakeGpu, FakeNvml, PowercapTree
+from meter_fixtures import UUID_A, Cpu, FakeClock, FakeGpu, FakeNvml, PowercapTree, spend, zones
 
 NO_GPU = MeterConfig(gpus="none")
-
-
-class Cpu:
-    """A trial's cumulative CPU seconds, set by the test."""
-
-    def __init__(self) -> None:
-        self.s = 0.0
-
-    def __call__(self) -> float:
-        return self.s
-
-
-def _tree(tree: PowercapTree) -> None:
-    tree.zone("intel-rapl:0", "package-0", energy_uj=0)
-    tree.zone("intel-rapl:0:0", "dram", energy_uj=0)
-
-
-def _spend(tree: PowercapTree, clock: FakeClock, package_j: float, total: list[float]) -> None:
-    """The package spends ``package_j`` (DRAM a quarter of it) over one second."""
-    total[0] += package_j
-    clock.advance(1.0)
-    tree.set("intel-rapl:0", round(total[0] * 1e6))
-    tree.set("intel-rapl:0:0", round(total[0] / 4 * 1e6))
 
 
 def test_split_energy_is_proportional_and_adds_up() -> None:
@@ -93,22 +70,22 @@ def test_attribute_uses_cpu_time_gpu_time_or_equal_shares() -> None:
 
 
 def test_host_sampler_splits_every_interval_by_cpu_time(meter_powercap: PowercapTree) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     a, b = Cpu(), Cpu()
     with HostSampler(NO_GPU, clock=clock, thread=False) as sampler:
-        _spend(meter_powercap, clock, 10.0, total)  # nobody running: not given to anyone
+        spend(meter_powercap, clock, 10.0, total)  # nobody running: not given to anyone
         sampler.join("a", cpu_time=a)
-        _spend(meter_powercap, clock, 20.0, total)
+        spend(meter_powercap, clock, 20.0, total)
         a.s += 0.5  # a alone: all 20 J
         sampler.join("b", cpu_time=b)
-        _spend(meter_powercap, clock, 30.0, total)
+        spend(meter_powercap, clock, 30.0, total)
         a.s += 1.0
         b.s += 2.0  # 1:2 -> 10 J and 20 J
         sampler.tick()
-        _spend(meter_powercap, clock, 12.0, total)  # nobody used CPU: 6 J each
+        spend(meter_powercap, clock, 12.0, total)  # nobody used CPU: 6 J each
         got_a = {c.component: c for c in sampler.leave("a")}
-        _spend(meter_powercap, clock, 8.0, total)
+        spend(meter_powercap, clock, 8.0, total)
         b.s += 1.0  # b alone: 8 J
         got_b = {c.component: c for c in sampler.leave("b")}
         assert sampler.trials == ()
@@ -131,17 +108,17 @@ def test_host_sampler_splits_every_interval_by_cpu_time(meter_powercap: Powercap
 def test_a_trial_meter_over_the_sampler_windows_its_share(
     meter_powercap: PowercapTree, meter_idle_load: object
 ) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     a, b = Cpu(), Cpu()
     with HostSampler(NO_GPU, clock=clock, thread=False) as sampler:
         sampler.join("b", cpu_time=b)
         with sampler.meter("a", cpu_time=a) as meter:
             with meter.window("epoch 1") as epoch1:
-                _spend(meter_powercap, clock, 40.0, total)
+                spend(meter_powercap, clock, 40.0, total)
                 a.s, b.s = a.s + 3.0, b.s + 1.0  # a gets 30 J of 40
             with meter.window("epoch 2") as epoch2:
-                _spend(meter_powercap, clock, 40.0, total)
+                spend(meter_powercap, clock, 40.0, total)
                 a.s, b.s = a.s + 1.0, b.s + 1.0  # 20 J
         assert sampler.trials == ("b",)  # closing a's meter made it leave
         rest_b = {c.component: c.energy_j for c in sampler.leave("b")}
@@ -158,7 +135,7 @@ def test_a_trial_meter_over_the_sampler_windows_its_share(
 def test_two_real_trials_share_the_tree_by_their_cpu_time(
     meter_powercap: PowercapTree,
 ) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     burn = (
         "import sys, time\n"
@@ -184,7 +161,7 @@ def test_two_real_trials_share_the_tree_by_their_cpu_time(
                 sampler.join(name, pid=proc.pid)
             assert all(p.stdout is not None for p in procs.values())
             reported = {n: float(p.stdout.readline()) for n, p in procs.items()}  # type: ignore[union-attr]
-            _spend(meter_powercap, clock, 50.0, total)
+            spend(meter_powercap, clock, 50.0, total)
             got = {n: {c.component: c.energy_j for c in sampler.leave(n)} for n in procs}
     finally:
         for proc in procs.values():
@@ -230,7 +207,7 @@ def test_gpu_energy_goes_equally_or_by_gpu_time_and_only_to_its_users(
 
 
 def test_one_reader_per_host(meter_powercap: PowercapTree) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     with HostSampler(NO_GPU, thread=False) as first:
         with pytest.raises(MeterError, match="already reading this machine's counters"):
             HostSampler(NO_GPU, thread=False)
@@ -250,7 +227,7 @@ def test_one_reader_per_host(meter_powercap: PowercapTree) -> None:
 
 
 def test_the_poller_thread_keeps_the_sum(meter_powercap: PowercapTree) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     a, b = Cpu(), Cpu()
     spent_uj = 0
     with HostSampler(NO_GPU, interval_s=0.01) as sampler:
@@ -273,7 +250,7 @@ def test_the_poller_thread_keeps_the_sum(meter_powercap: PowercapTree) -> None:
 def test_two_trials_on_threads_meter_their_share(
     meter_powercap: PowercapTree, meter_idle_load: object
 ) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     idents: dict[str, int] = {}
     burnt = {name: threading.Event() for name in ("a", "b")}
@@ -306,7 +283,7 @@ def test_two_trials_on_threads_meter_their_share(
                 for thread in threads:
                     thread.start()
                 assert all(e.wait(60) for e in burnt.values())
-                _spend(meter_powercap, clock, 40.0, total)
+                spend(meter_powercap, clock, 40.0, total)
         finally:
             release.set()
             for thread in threads:

@@ -21,32 +21,9 @@ from frugalml.meter._published import (
     write_published,
 )
 from frugalml.testing import BackendCase, EnergyBackendContract
-from meter_fixtures import FakeClock, PowercapTree
+from meter_fixtures import Cpu, FakeClock, PowercapTree, spend, zones
 
 NO_GPU = MeterConfig(gpus="none")
-
-
-class Cpu:
-    """A trial's cumulative CPU seconds, set by the test."""
-
-    def __init__(self) -> None:
-        self.s = 0.0
-
-    def __call__(self) -> float:
-        return self.s
-
-
-def _tree(tree: PowercapTree) -> None:
-    tree.zone("intel-rapl:0", "package-0", energy_uj=0)
-    tree.zone("intel-rapl:0:0", "dram", energy_uj=0)
-
-
-def _spend(tree: PowercapTree, clock: FakeClock, package_j: float, total: list[float]) -> None:
-    """The package spends ``package_j`` (DRAM a quarter of it) over one second."""
-    total[0] += package_j
-    clock.advance(1.0)
-    tree.set("intel-rapl:0", round(total[0] * 1e6))
-    tree.set("intel-rapl:0:0", round(total[0] / 4 * 1e6))
 
 
 def _by_component(backend: PublishedShareBackend) -> dict[str, float]:
@@ -56,7 +33,7 @@ def _by_component(backend: PublishedShareBackend) -> dict[str, float]:
 def test_the_sampler_publishes_each_trial_and_the_trial_reads_its_share(
     tmp_path: Path, meter_powercap: PowercapTree
 ) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     a, b = Cpu(), Cpu()
     folder = tmp_path / "attribution"
@@ -72,7 +49,7 @@ def test_the_sampler_publishes_each_trial_and_the_trial_reads_its_share(
         assert share_a.capabilities.kind == "attributed"
         assert set(share_a.capabilities.devices) == {"cpu", "dram"}
         assert _by_component(share_a) == {"cpu:0": 0.0, "dram:0": 0.0}
-        _spend(meter_powercap, clock, 40.0, total)
+        spend(meter_powercap, clock, 40.0, total)
         a.s, b.s = a.s + 3.0, b.s + 1.0  # 3:1 -> a 30 J of the package, 7.5 J of DRAM
         sampler.tick()
         got_a, got_b = _by_component(share_a), _by_component(share_b)
@@ -97,7 +74,7 @@ def test_the_sampler_publishes_each_trial_and_the_trial_reads_its_share(
 def test_a_meter_over_published_shares_gives_attributed_windows_that_add_up(
     tmp_path: Path, meter_powercap: PowercapTree
 ) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     a, b = Cpu(), Cpu()
     with HostSampler(NO_GPU, clock=clock, thread=False) as sampler:
@@ -111,7 +88,7 @@ def test_a_meter_over_published_shares_gives_attributed_windows_that_add_up(
             meters[name] = Meter(NO_GPU, backends=backends, process=process, clock=clock).start()
         with contextlib.ExitStack() as stack:
             windows = {n: stack.enter_context(m.window("trial")) for n, m in meters.items()}
-            _spend(meter_powercap, clock, 20.0, total)
+            spend(meter_powercap, clock, 20.0, total)
             a.s, b.s = a.s + 1.0, b.s + 1.0
             sampler.tick()
         for meter in meters.values():
@@ -148,13 +125,13 @@ def test_a_missing_file_is_a_failure_of_attribution_never_energy(
 def test_a_corrupt_or_stale_file_books_nothing_until_it_is_good_again(
     tmp_path: Path, meter_powercap: PowercapTree
 ) -> None:
-    _tree(meter_powercap)
+    zones(meter_powercap)
     clock, total = FakeClock(), [0.0]
     path = tmp_path / "t.json"
     with HostSampler(NO_GPU, clock=clock, thread=False) as sampler:
         sampler.join("t", cpu_time=Cpu(), publish=path)
         share = PublishedShareBackend(path, clock=clock, wait_s=0)
-        _spend(meter_powercap, clock, 8.0, total)  # t alone: all of it
+        spend(meter_powercap, clock, 8.0, total)  # t alone: all of it
         sampler.tick()
         assert _by_component(share) == pytest.approx({"cpu:0": 8.0, "dram:0": 2.0})
         path.write_text("{not json")
@@ -163,11 +140,11 @@ def test_a_corrupt_or_stale_file_books_nothing_until_it_is_good_again(
         assert share.failure is not None and "corrupt" in share.failure
         (cpu, _) = share.read()
         assert cpu.unmeasured_s == pytest.approx(1.0)
-        _spend(meter_powercap, clock, 12.0, total)
+        spend(meter_powercap, clock, 12.0, total)
         sampler.tick()  # good again: what was given meanwhile (12 J) is not booked
         assert _by_component(share) == pytest.approx({"cpu:0": 8.0, "dram:0": 2.0})
         assert share.failure is None
-        _spend(meter_powercap, clock, 4.0, total)
+        spend(meter_powercap, clock, 4.0, total)
         sampler.tick()
         assert _by_component(share) == pytest.approx({"cpu:0": 12.0, "dram:0": 3.0})
         data = json.loads(path.read_text())
@@ -196,7 +173,7 @@ class TestPublishedShare(EnergyBackendContract):
 
     def make_case(self, request: pytest.FixtureRequest) -> BackendCase:
         tree: PowercapTree = request.getfixturevalue("meter_powercap")
-        _tree(tree)
+        zones(tree)
         folder: Path = request.getfixturevalue("tmp_path") / "attribution"
         folder.mkdir()
         clock = FakeClock()
@@ -209,7 +186,7 @@ class TestPublishedShare(EnergyBackendContract):
         total = [0.0]
 
         def drive() -> None:
-            _spend(tree, clock, 5.0, total)
+            spend(tree, clock, 5.0, total)
             cpu["mine"] += 0.3
             cpu["other"] += 0.1
             sampler.tick()
