@@ -1,4 +1,5 @@
-"""The frugal strategy's rules by hand: cheap-first start-up trials, expected improvement
+"""The frugal strategy's rules by hand: cheap-first start-up trials (when asked), the
+candidate pool, expected improvement
 per joule from TPE's density ratio, and pruning against the best completed curve."""
 
 from __future__ import annotations
@@ -112,7 +113,27 @@ def test_the_frugal_strategy_brings_its_best_curve_pruner() -> None:
     frugal = spec.replace(strategy="frugal", pruner="none")
     assert type(make_pruner(frugal)).__name__ == "BestCurvePruner"
     assert type(make_pruner(spec.replace(pruner="none"))).__name__ == "NopPruner"  # tpe
-    assert "cheapest of 3 random draws" in FrugalSettings().describe()
+    described = FrugalSettings().describe()
+    assert "start-up trials drawn uniformly" in described
+    assert "128 candidates scored per ask" in described
+    assert "cheapest of 3 random draws" in FrugalSettings(startup_candidates=3).describe()
+
+
+def test_frugal_settings_refuse_values_out_of_range_and_reach_tpe() -> None:
+    from frugalml.errors import ConfigError
+
+    for bad in ({"candidates": 0}, {"startup_candidates": 0}, {"candidates": 2.5}):
+        with pytest.raises(ConfigError, match="must be an integer >= 1"):
+            FrugalSettings(**bad)  # type: ignore[arg-type]
+    for ratio in (0.0, 1.5, -0.1):
+        with pytest.raises(ConfigError, match="prune_ratio"):
+            FrugalSettings(prune_ratio=ratio)
+    sampler = _cost_aware_tpe(0, 4, lambda c: [1.0] * len(c), lambda: None, FrugalSettings())
+    assert sampler._n_ei_candidates == 128
+    narrow = _cost_aware_tpe(
+        0, 4, lambda c: [1.0] * len(c), lambda: None, FrugalSettings(candidates=24)
+    )
+    assert narrow._n_ei_candidates == 24
 
 
 def test_cost_cooling_lets_expected_improvement_alone_decide_as_the_budget_runs_out() -> None:
@@ -136,7 +157,7 @@ def test_cost_cooling_lets_expected_improvement_alone_decide_as_the_budget_runs_
         return chosen
 
     plain = proposals(optuna.samplers.TPESampler(seed=0, n_startup_trials=4, multivariate=True))
-    rules = FrugalSettings(startup_candidates=1, prune_ratio=None, cost_cooling=True)
+    rules = FrugalSettings(candidates=24, prune_ratio=None, cost_cooling=True)  # TPE's 24
     # 1e3 J left of 1e9: the cost weighs 1e-6, so EI (monotone in TPE's ratio) picks as TPE
     cooled = _cost_aware_tpe(0, 4, cost, lambda: 1e3, rules, budget_j=1e9)
     assert proposals(cooled) == plain

@@ -1,13 +1,17 @@
 """The cost-aware ``frugal`` strategy: TPE that knows what a trial costs, and a pruner.
 
 Used by :func:`frugalml.tune._strategies.make_sampler` for the ``frugal`` strategy; the
-cost predictions come from :mod:`frugalml.tune._cost`. Three rules, each switchable in
+cost predictions come from :mod:`frugalml.tune._cost`. Its rules, each switchable in
 :class:`FrugalSettings` so that they can be measured one against another:
 
-- **cheap-first start-up** (``startup_candidates`` > 1): each random start-up trial (after
-  the first, which has nothing to predict from) is the cheapest by predicted energy of
-  ``startup_candidates`` configurations drawn uniformly, so the exploration the model needs
-  is bought from the cheap part of the space;
+- **start-up** (``startup_candidates``): 1 (the default) draws the random start-up trials
+  uniformly; above 1, each (after the first, which has nothing to predict from) is the
+  cheapest by predicted energy of that many uniform draws. Cheap-first was the default
+  until replays of the digits space showed it pulling the search into the cheap corner
+  where the good configurations are not (``benchmarks/RESULTS.md``);
+- **a wide candidate pool** (``candidates``): TPE scores this many candidates drawn from
+  its "good" density per ask (Optuna's default is 24); with the cost term below, a wider
+  pool finds the configurations that look as good for fewer joules;
 - **expected improvement per joule** (``acquisition``): TPE's score ``v = log l(x) - log
   g(x)`` is a monotone transform of expected improvement, ``EI(x) ~ 1 / (gamma + (1 -
   gamma) exp(-v))`` (Bergstra et al. 2011; ``gamma`` the share of trials in ``l``).
@@ -39,13 +43,32 @@ Acquisition = Literal["ei_per_joule", "log_ratio_per_joule"]
 class FrugalSettings:
     """The rules of the frugal strategy (the module docstring); defaults: the measured best."""
 
-    startup_candidates: int = 3
+    startup_candidates: int = 1
+    #: Candidates TPE draws and scores per ask (``n_ei_candidates``; Optuna's default 24).
+    candidates: int = 128
     acquisition: Acquisition = "ei_per_joule"
     prune_ratio: float | None = 0.75
     #: Cost cooling (Lee et al. 2020, CArBO): the log cost weighs ``left / budget`` (1 at the
     #: start, 0 when spent), so cheap configurations are preferred early and expected
     #: improvement alone decides late; False: the cost weighs 1 throughout.
     cost_cooling: bool = False
+
+    def __post_init__(self) -> None:
+        from frugalml.errors import ConfigError
+
+        for name in ("startup_candidates", "candidates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"FrugalSettings.{name} must be an integer >= 1, got {value!r}",
+                    fix=f"e.g. {name}={getattr(DEFAULT_SETTINGS, name, 1)}",
+                )
+        ratio = self.prune_ratio
+        if ratio is not None and not (isinstance(ratio, float | int) and 0 < ratio <= 1):
+            raise ConfigError(
+                f"FrugalSettings.prune_ratio must be in (0, 1] or None, got {ratio!r}",
+                fix="e.g. prune_ratio=0.75 (None: no pruning)",
+            )
 
     def describe(self) -> str:
         parts = [
@@ -54,6 +77,7 @@ class FrugalSettings:
                 if self.startup_candidates > 1
                 else "start-up trials drawn uniformly"
             ),
+            f"{self.candidates} candidates scored per ask",
             (
                 "expected improvement per predicted joule"
                 if self.acquisition == "ei_per_joule"
@@ -178,7 +202,12 @@ def _cost_aware_tpe(
             costs, left = score_inputs(candidates)
             return _per_joule(values, costs, left, rules, self._n, budget_j)
 
-    return CostAwareTPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True)
+    return CostAwareTPESampler(
+        seed=seed,
+        n_startup_trials=n_startup_trials,
+        multivariate=True,
+        n_ei_candidates=rules.candidates,
+    )
 
 
 def _per_joule(
