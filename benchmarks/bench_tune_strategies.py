@@ -7,10 +7,11 @@ the energy each strategy needed to come within that much (absolute validation ac
 the best validation accuracy any run found: the Kaplan-Meier median with a bootstrap
 interval, runs that never got there censored at the energy they spent, pairwise log-rank
 and Mann-Whitney tests, and whether each strategy meets issue 15's goal against random
-(:func:`frugalml.tune._compare.goal_check`).
+(:func:`frugalml.tune._compare.goal_check`). ``--threshold`` adds the same tables for a
+validation accuracy fixed before the runs (first, since it does not move with the runs).
 
     python benchmarks/bench_tune_strategies.py [--repeats 10] [--threads 1]
-        [--strategies random,tpe,frugal] [--targets 0.02,0.01]
+        [--strategies random,tpe,frugal] [--targets 0.02,0.01] [--threshold 0.96]
         [--out DIR]
 
 Before the comparison, one untimed training warms up the process (imports, first-call
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--strategies", default="random,tpe,frugal")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--targets", default="0.02,0.01")
+    parser.add_argument("--threshold", type=float, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -148,11 +150,12 @@ def main() -> None:
         f"{', '.join(labels)}; {args.repeats} repeats; wall time {wall_s:.0f} s; out {out}"
     )
     print()
-    for target in targets:
-        table = comparison_table(comparison.curves, target)
-        tests = pairwise_tests(comparison.curves, target)
-        print(table_markdown(table, target=target, tests=tests))
-        for line in goal_check(comparison.curves, target):
+    fixed = [] if args.threshold is None else [(0.0, args.threshold)]
+    for target, best in fixed + [(t, None) for t in targets]:
+        table = comparison_table(comparison.curves, target, best_accuracy=best)
+        tests = pairwise_tests(comparison.curves, target, best_accuracy=best)
+        print(table_markdown(table, target=target, tests=tests, fixed=best is not None))
+        for line in goal_check(comparison.curves, target, best_accuracy=best):
             print(line)
         print()
     for note in comparison.notes:

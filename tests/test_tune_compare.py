@@ -261,3 +261,32 @@ def test_goal_check_states_the_bound_on_random_s_median() -> None:
     assert lines[0].endswith("not significant at 5%): goal not met.")
     assert "slow's 80.0 J is above 0.5 x 144.0 J = 72.0 J" in lines[1]
     assert goal_check(frugal + slow, target=0.01) == []  # no random: nothing to check against
+
+
+def test_a_fixed_threshold_does_not_move_with_the_best_run(tmp_path: Path) -> None:
+    from frugalml.tune._compare import summarize_comparison
+
+    # best of all runs 0.99: --target 0.02 asks 0.97, which b reaches only in its best run;
+    # a threshold of 0.95 fixed before the runs is reached by both b runs at 10 J
+    curves = [
+        _curve("a", 0, [10, 20], [0.90, 0.96]),
+        _curve("a", 1, [10, 20], [0.90, 0.99]),
+        _curve("b", 0, [10, 20], [0.95, 0.95]),
+        _curve("b", 1, [10, 20], [0.95, 0.95]),
+    ]
+    moving = summarize_comparison(curves, tmp_path / "moving", target=0.02)
+    assert moving.threshold == pytest.approx(0.97)
+    assert moving.table.set_index("strategy")["reached"].to_dict() == {"a": 1, "b": 0}
+    fixed = summarize_comparison(curves, tmp_path / "fixed", target=0.02, threshold=0.95)
+    assert fixed.threshold == pytest.approx(0.95) and fixed.fixed_threshold
+    table = fixed.table.set_index("strategy")
+    assert table["reached"].to_dict() == {"a": 2, "b": 2}
+    assert table["median_energy_to_target_j"].to_dict() == {"a": 20.0, "b": 10.0}
+    assert "validation accuracy >= 0.9500 (fixed before the runs)" in fixed.markdown
+    assert "best of all runs minus 0.02" in moving.markdown
+    page = (tmp_path / "fixed" / "comparison.html").read_text()
+    assert "fixed before the runs" in page
+    for bad in (0.0, 1.5, math.nan, True):
+        with pytest.raises(ConfigError, match=r"threshold must be a validation accuracy"):
+            summarize_comparison(curves, tmp_path / "bad", target=0.02, threshold=bad)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

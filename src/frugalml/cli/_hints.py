@@ -39,6 +39,7 @@ FLAGS: dict[str, Flag] = {
     "repeats": "--repeats",
     "strategies": "--strategies",
     "target": "--target",
+    "threshold": "--threshold",
     "threads": "--threads",
     "trial_timeout_s": "--trial-timeout-s",
     "workers": "--workers",

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _USAGE = """frugalml tune SPEC [--out DIR] [--strategy S] [--seed N] [--max-trials N] [...]
        frugalml tune SPEC --out DIR --parallel N [--executor local|ray] [--address ADDR]
        frugalml tune compare SPEC --strategies grid,random,tpe[,gp] [--repeats N]
-                             [--target 0.01] [--out DIR]"""
+                             [--target 0.01 | --threshold ACC] [--out DIR]"""
 
 _DESCRIPTION = """Tune hyperparameters with Optuna, training and metering every trial.
 
@@ -34,11 +34,12 @@ DIR/tuning.png, DIR/tuning_trials.csv and DIR/tuning_summary.json the results.
 
 'compare' runs each strategy --repeats times under the spec's budget (repeat r uses sampler
 seed r for every strategy; repeats interleaved across strategies) and writes the energy
-each needs to come within --target of the best validation accuracy any run found (share of
-runs reaching it, Kaplan-Meier median with a bootstrap interval, runs that never reach it
-censored), pairwise log-rank and Mann-Whitney tests, and the load average around each run:
-DIR/comparison.{png,csv,md,html}, comparison_tests.csv, comparison_load.csv. A strategy may
-name a pruner: tpe+median, random+none, nsga2+dominance.
+each needs to come within --target of the best validation accuracy any run found, or to
+reach the fixed accuracy --threshold (share of runs reaching it, Kaplan-Meier median with a
+bootstrap interval, runs that never reach it censored), pairwise log-rank and Mann-Whitney
+tests, and the load average around each run: DIR/comparison.{png,csv,md,html},
+comparison_tests.csv, comparison_load.csv. A strategy may name a pruner: tpe+median,
+random+none, nsga2+dominance.
 
 See examples/tune_digits.yaml and examples/compare_digits.yaml for the spec format."""
 
@@ -104,8 +105,17 @@ def register(subparsers: Any) -> None:
     compare.add_argument(
         "--target",
         type=float,
-        default=0.01,
-        help="compare: absolute accuracy below the best any run found that counts as reached",
+        default=None,
+        help="compare: absolute accuracy below the best any run found that counts as reached "
+        "(default 0.01)",
+    )
+    compare.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="ACC",
+        help="compare: a validation accuracy fixed before the runs that counts as reached "
+        "(instead of --target below the best run, which moves with the strategies compared)",
     )
     tune.set_defaults(handler=_handle)
 
@@ -333,6 +343,7 @@ def _tune(args: argparse.Namespace, path: str) -> int:
 
 def _compare(args: argparse.Namespace, path: str) -> int:
     from frugalml.tune import compare_strategies, parse_strategies
+    from frugalml.tune._compare import check_threshold
 
     spec = _load(args, path)
     if args.strategies is None:
@@ -350,6 +361,13 @@ def _compare(args: argparse.Namespace, path: str) -> int:
         raise ConfigError(
             f"--repeats must be 1 or more, got {args.repeats}", fix="e.g. --repeats 3"
         )
+    if args.target is not None and args.threshold is not None:
+        raise ConfigError(
+            "--target and --threshold both say when a run reached the target",
+            fix="give one: --threshold 0.96 (a fixed accuracy) or --target 0.01 (below the best)",
+        )
+    check_threshold(args.threshold)
+    target = 0.01 if args.target is None else args.target
     plan = parse_strategies(args.strategies, spec)
     if args.validate:
         print(_describe(spec))
@@ -372,7 +390,8 @@ def _compare(args: argparse.Namespace, path: str) -> int:
             out_dir,
             args.strategies,
             args.repeats,
-            target=args.target,
+            target=target,
+            threshold=args.threshold,
             on_event=relay,
             threads=args.threads,
         )

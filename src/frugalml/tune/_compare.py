@@ -180,6 +180,19 @@ def _threshold(curves: Sequence[RunCurve], target: float, best_accuracy: float |
     return reference - target
 
 
+def check_threshold(threshold: float | None) -> None:
+    """Refuse a fixed threshold that is not an accuracy in (0, 1] (None: none given)."""
+    if threshold is None:
+        return
+    if isinstance(threshold, bool) or not (
+        isinstance(threshold, float | int) and math.isfinite(threshold) and 0 < threshold <= 1
+    ):
+        raise ConfigError(
+            f"threshold must be a validation accuracy in (0, 1], got {threshold!r}",
+            fix="e.g. threshold=0.96 (or leave it out and give target=0.01 below the best run)",
+        )
+
+
 def _by_strategy(curves: Sequence[RunCurve]) -> dict[str, list[RunCurve]]:
     groups: dict[str, list[RunCurve]] = {}
     for curve in curves:
@@ -415,12 +428,13 @@ def _tests_rows(tests: pd.DataFrame) -> list[list[str]]:
     ]
 
 
-def _table_caption(table: pd.DataFrame, target: float) -> str:
+def _table_caption(table: pd.DataFrame, target: float, *, fixed: bool = False) -> str:
     threshold = float(table["threshold"].iloc[0])
     kind = ", ".join(sorted(set(map(str, table["energy_kind"]))))
+    where = "fixed before the runs" if fixed else f"best of all runs minus {target:g}"
     return (
-        f"Energy to reach validation accuracy >= {threshold:.4f} (best of all runs minus "
-        f"{target:g}); energy {kind}, in joules. A run that never reached it counts as "
+        f"Energy to reach validation accuracy >= {threshold:.4f} ({where}); energy {kind}, "
+        "in joules. A run that never reached it counts as "
         "censored at the energy it spent: the median is the Kaplan-Meier median over repeats "
         "('not reached': fewer than half reached it), the interval a 95% bootstrap over runs."
     )
@@ -433,15 +447,20 @@ def _markdown_table(headers: Sequence[str], rows: list[list[str]]) -> list[str]:
 
 
 def table_markdown(
-    table: pd.DataFrame, *, target: float | None = None, tests: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    *,
+    target: float | None = None,
+    tests: pd.DataFrame | None = None,
+    fixed: bool = False,
 ) -> str:
     """The comparison table as Markdown (energies in J; "not reached" for infinity), with
-    the pairwise tests when given."""
+    the pairwise tests when given; ``fixed``: the threshold was given, not taken from the
+    best run."""
     if table.empty:
         return "(no runs)\n"
     lines = []
     if target is not None:
-        lines.append(_table_caption(table, target) + "\n")
+        lines.append(_table_caption(table, target, fixed=fixed) + "\n")
     lines.extend(_markdown_table(_TABLE_HEADERS, _table_rows(table)))
     if tests is not None and not tests.empty:
         lines.append("")
@@ -458,7 +477,13 @@ def comparison_html(comparison: Comparison) -> str:
     if comparison.table.empty:
         body.append(paragraph_html("No run finished a trial: nothing to compare."))
     else:
-        body.append(paragraph_html(_table_caption(comparison.table, comparison.target)))
+        body.append(
+            paragraph_html(
+                _table_caption(
+                    comparison.table, comparison.target, fixed=comparison.fixed_threshold
+                )
+            )
+        )
         if comparison.plot_path is not None and comparison.plot_path.exists():
             body.append(
                 figure_html(
@@ -564,10 +589,14 @@ class Comparison:
     tests: pd.DataFrame = field(default_factory=lambda: _empty_tests())
     tests_path: Path | None = None
     load_path: Path | None = None
+    #: The threshold was given (``threshold=``), not the best run minus ``target``.
+    fixed_threshold: bool = False
 
     @property
     def markdown(self) -> str:
-        text = table_markdown(self.table, target=self.target, tests=self.tests)
+        text = table_markdown(
+            self.table, target=self.target, tests=self.tests, fixed=self.fixed_threshold
+        )
         return text + "".join(f"\n{note}\n" for note in self.notes)
 
 
@@ -646,10 +675,15 @@ def compare_strategies(
     repeats: int = DEFAULT_REPEATS,
     *,
     target: float = 0.01,
+    threshold: float | None = None,
     on_event: Callable[[str, int, TuneEvent], None] | None = None,
     threads: int | None = None,
 ) -> Comparison:
     """Tune ``spec`` with each strategy ``repeats`` times (see the module docstring).
+
+    A run reaches the target when its best validation accuracy comes within ``target`` of
+    the best any run found, or, given ``threshold``, when it reaches that accuracy: a
+    threshold fixed before the runs does not move with the strategies compared.
 
     The runs are interleaved: repeat 0 of every strategy, then repeat 1 of every strategy,
     and so on, so that a change in the machine's load during the comparison falls on all
@@ -667,6 +701,7 @@ def compare_strategies(
         )
     if not (math.isfinite(target) and target >= 0):
         raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. target=0.01")
+    check_threshold(threshold)
     out = Path(out_dir)
     plan = parse_strategies(strategies, spec)
     specs = {
@@ -695,7 +730,7 @@ def compare_strategies(
         if outcome.interrupted:
             interrupted = True
             break
-    comparison = summarize_comparison(curves, out, target=target, loads=loads)
+    comparison = summarize_comparison(curves, out, target=target, threshold=threshold, loads=loads)
     comparison.interrupted = interrupted
     return comparison
 
@@ -705,22 +740,34 @@ def summarize_comparison(
     out_dir: Path,
     *,
     target: float,
+    threshold: float | None = None,
     loads: dict[tuple[str, int], tuple[float, float]] | None = None,
 ) -> Comparison:
-    """Tables, plot, CSVs and Markdown of ``curves`` written into ``out_dir``."""
+    """Tables, plot, CSVs and Markdown of ``curves`` written into ``out_dir`` (``threshold``:
+    a fixed accuracy to reach instead of the best run minus ``target``)."""
     from frugalml.tune._plots import plot_comparison
 
-    table = comparison_table(curves, target)
-    threshold = float(table["threshold"].iloc[0]) if not table.empty else math.nan
+    check_threshold(threshold)
+    # a fixed threshold is the reference with nothing below it
+    margin = target if threshold is None else 0.0
+    table = comparison_table(curves, margin, best_accuracy=threshold)
+    reached_at = float(table["threshold"].iloc[0]) if not table.empty else math.nan
     out_dir.mkdir(parents=True, exist_ok=True)
     comparison = Comparison(
-        table=table, curves=list(curves), target=target, threshold=threshold, out_dir=out_dir
+        table=table,
+        curves=list(curves),
+        target=target,
+        threshold=reached_at,
+        out_dir=out_dir,
+        fixed_threshold=threshold is not None,
     )
-    comparison.tests = pairwise_tests(curves, target) if curves else _empty_tests()
+    comparison.tests = (
+        pairwise_tests(curves, margin, best_accuracy=threshold) if curves else _empty_tests()
+    )
     if loads is None:
         loads = read_loads(out_dir)
     ran = {(c.strategy, c.repeat) for c in curves}
-    comparison.notes.extend(goal_check(curves, target))
+    comparison.notes.extend(goal_check(curves, margin, best_accuracy=threshold))
     comparison.notes.extend(load_notes({k: v for k, v in loads.items() if k in ran}))
     for note in comparison.notes:
         if note.startswith("Warning"):
@@ -729,7 +776,7 @@ def summarize_comparison(
         comparison.load_path = out_dir / LOAD_CSV
     kind = energy_provenance([c.energy_kind for c in curves])
     comparison.plot_path = plot_comparison(
-        curves, out_dir / PLOT_FILENAME, threshold=threshold, energy_kind=kind
+        curves, out_dir / PLOT_FILENAME, threshold=reached_at, energy_kind=kind
     )
     comparison.csv_path = out_dir / TABLE_CSV
     table.to_csv(comparison.csv_path, index=False)
@@ -759,7 +806,9 @@ def summarize_comparison(
     return comparison
 
 
-def load_comparison(out_dir: str | Path, *, target: float = 0.01) -> Comparison:
+def load_comparison(
+    out_dir: str | Path, *, target: float = 0.01, threshold: float | None = None
+) -> Comparison:
     """Rebuild a comparison from the run directories under ``out_dir`` (for reports)."""
     from frugalml.tune._results import summarize_trials
     from frugalml.tune._storage import load_study, storage_path
@@ -778,4 +827,4 @@ def load_comparison(out_dir: str | Path, *, target: float = 0.01) -> Comparison:
         raise ConfigError(
             f"no tuning runs under {out}", fix="give the out_dir=DIR of 'frugalml tune compare'"
         )
-    return summarize_comparison(curves, out, target=target)
+    return summarize_comparison(curves, out, target=target, threshold=threshold)
