@@ -152,7 +152,7 @@ NOT_ATTRIBUTED_RAY = (
 )
 
 
-class _Attribution:
+class HostAttribution:
     """The runner's one host sampler (``meter.HostSampler``) while several trials are in
     flight on this machine: trials join at launch and leave when reaped; what a trial was
     given is merged into its stored result (:data:`ATTRIBUTION_RULE`). Without shared
@@ -190,7 +190,9 @@ class _Attribution:
                 (self.publish_dir / f"{trial_id}.json").unlink(missing_ok=True)
 
     @classmethod
-    def open(cls, workers: int, executor: str, out_dir: Path | None = None) -> _Attribution | None:
+    def open(
+        cls, workers: int, executor: str, out_dir: Path | None = None
+    ) -> HostAttribution | None:
         """The attribution for a study; None when one trial runs at a time (its own meter's
         counters then see no neighbour, and records stay as they were)."""
         if workers <= 1:
@@ -318,7 +320,7 @@ class StudyRunner:
         #: Add this spec's trials to a directory that holds another spec's (``--add``).
         self.add = add
         #: The host sampler's attribution while several trials share the machine (``_run``).
-        self.attribution: _Attribution | None = None
+        self.attribution: HostAttribution | None = None
         (self.out_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.store = StudyStore(self.out_dir)
 
@@ -612,7 +614,7 @@ class StudyRunner:
     def _run(self) -> StudyOutcome:
         if not self.workers_given:  # a Ray cluster's size, in trials of the spec's resources
             self.workers = self.executor.capacity() or self.workers
-        self.attribution = _Attribution.open(self.workers, self.executor.kind, self.out_dir)
+        self.attribution = HostAttribution.open(self.workers, self.executor.kind, self.out_dir)
         self.store.save_spec(self.spec.to_dict())
         extra = {
             "carbon": dict(self.spec.carbon),

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 from frugalml.errors import ConfigError
 from frugalml.study._executors import ExecutorConfig, import_ray
-from frugalml.study._runner import _Attribution as HostAttribution
+from frugalml.study._runner import HostAttribution
 from frugalml.tune._planning import CostPrediction, budget_stop, predict
 from frugalml.tune._remote import (
     POLL_S,
