@@ -115,7 +115,8 @@ def test_the_frugal_strategy_brings_its_best_curve_pruner() -> None:
     assert type(make_pruner(spec.replace(pruner="none"))).__name__ == "NopPruner"  # tpe
     described = FrugalSettings().describe()
     assert "start-up trials drawn uniformly" in described
-    assert "128 candidates scored per ask" in described
+    assert "24 candidates scored per ask" in described
+    assert "TPE's expected improvement, the cost only a constraint" in described
     assert "cheapest of 3 random draws" in FrugalSettings(startup_candidates=3).describe()
 
 
@@ -124,16 +125,18 @@ def test_frugal_settings_refuse_values_out_of_range_and_reach_tpe() -> None:
 
     for bad in ({"candidates": 0}, {"startup_candidates": 0}, {"candidates": 2.5}):
         with pytest.raises(ConfigError, match="must be an integer >= 1"):
-            FrugalSettings(**bad)  # type: ignore[arg-type]
+            FrugalSettings(**bad)
     for ratio in (0.0, 1.5, -0.1):
         with pytest.raises(ConfigError, match="prune_ratio"):
             FrugalSettings(prune_ratio=ratio)
     sampler = _cost_aware_tpe(0, 4, lambda c: [1.0] * len(c), lambda: None, FrugalSettings())
-    assert sampler._n_ei_candidates == 128
-    narrow = _cost_aware_tpe(
-        0, 4, lambda c: [1.0] * len(c), lambda: None, FrugalSettings(candidates=24)
+    assert sampler._n_ei_candidates == 24 and sampler._multivariate
+    wide = _cost_aware_tpe(
+        0, 4, lambda c: [1.0] * len(c), lambda: None, FrugalSettings(candidates=128)
     )
-    assert narrow._n_ei_candidates == 24
+    assert wide._n_ei_candidates == 128
+    with pytest.raises(ConfigError, match="acquisition must be one of"):
+        FrugalSettings(acquisition="ucb")  # type: ignore[arg-type]
 
 
 def test_cost_cooling_lets_expected_improvement_alone_decide_as_the_budget_runs_out() -> None:
@@ -157,7 +160,7 @@ def test_cost_cooling_lets_expected_improvement_alone_decide_as_the_budget_runs_
         return chosen
 
     plain = proposals(optuna.samplers.TPESampler(seed=0, n_startup_trials=4, multivariate=True))
-    rules = FrugalSettings(candidates=24, prune_ratio=None, cost_cooling=True)  # TPE's 24
+    rules = FrugalSettings(acquisition="ei_per_joule", prune_ratio=None, cost_cooling=True)
     # 1e3 J left of 1e9: the cost weighs 1e-6, so EI (monotone in TPE's ratio) picks as TPE
     cooled = _cost_aware_tpe(0, 4, cost, lambda: 1e3, rules, budget_j=1e9)
     assert proposals(cooled) == plain
@@ -166,3 +169,43 @@ def test_cost_cooling_lets_expected_improvement_alone_decide_as_the_budget_runs_
     chosen = proposals(full)
     assert chosen != plain
     assert sum(c["width"] for c in chosen[4:]) < sum(c["width"] for c in plain[4:])
+
+
+def test_expected_improvement_uses_the_cost_only_as_a_constraint() -> None:
+    import optuna
+
+    space = {
+        "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64]),
+        "width": optuna.distributions.IntDistribution(4, 16),
+    }
+
+    def proposals(sampler: Any, n: int = 12) -> list[dict[str, Any]]:
+        study = _study(sampler)
+        chosen = []
+        for _ in range(n):
+            trial = study.ask(space)
+            chosen.append(dict(trial.params))
+            study.tell(trial, float(trial.params["width"]))
+        return chosen
+
+    def cost(candidates: list[dict[str, Any]]) -> list[float | None]:
+        return [float(c["width"]) for c in candidates]  # width w costs w J
+
+    plain = proposals(optuna.samplers.TPESampler(seed=0, n_startup_trials=4, multivariate=True))
+    rules = FrugalSettings(prune_ratio=None)  # the default acquisition
+    # everything affordable: TPE's own choices, however much wider ones cost
+    assert proposals(_cost_aware_tpe(0, 4, cost, lambda: 1e9, rules)) == plain
+    # 9 J left: no model-based proposal above width 9
+    capped = proposals(_cost_aware_tpe(0, 4, cost, lambda: 9.0, rules))
+    assert all(c["width"] <= 9 for c in capped[4:])
+    assert any(c["width"] > 9 for c in plain[4:])
+    # per joule, the same trials drift to cheaper widths
+    per_joule = proposals(
+        _cost_aware_tpe(0, 4, cost, lambda: 1e9, FrugalSettings(acquisition="ei_per_joule"))
+    )
+    assert sum(c["width"] for c in per_joule[4:]) < sum(c["width"] for c in plain[4:])
+    # one density per parameter: Optuna's univariate TPE, the cost left out
+    univariate = FrugalSettings(multivariate=False, prune_ratio=None)
+    assert proposals(_cost_aware_tpe(0, 4, cost, lambda: 1.0, univariate)) == proposals(
+        optuna.samplers.TPESampler(seed=0, n_startup_trials=4, multivariate=False)
+    )

@@ -2,23 +2,24 @@
 
 Used by :func:`frugalml.tune._strategies.make_sampler` for the ``frugal`` strategy; the
 cost predictions come from :mod:`frugalml.tune._cost`. Its rules, each switchable in
-:class:`FrugalSettings` so that they can be measured one against another:
+:class:`FrugalSettings` so that they can be measured one against another (what each did on
+digits is in ``benchmarks/RESULTS.md``, "Tuning strategies"):
 
 - **start-up** (``startup_candidates``): 1 (the default) draws the random start-up trials
   uniformly; above 1, each (after the first, which has nothing to predict from) is the
-  cheapest by predicted energy of that many uniform draws. Cheap-first was the default
-  until replays of the digits space showed it pulling the search into the cheap corner
-  where the good configurations are not (``benchmarks/RESULTS.md``);
-- **a wide candidate pool** (``candidates``): TPE scores this many candidates drawn from
-  its "good" density per ask (Optuna's default is 24); with the cost term below, a wider
-  pool finds the configurations that look as good for fewer joules;
-- **expected improvement per joule** (``acquisition``): TPE's score ``v = log l(x) - log
-  g(x)`` is a monotone transform of expected improvement, ``EI(x) ~ 1 / (gamma + (1 -
-  gamma) exp(-v))`` (Bergstra et al. 2011; ``gamma`` the share of trials in ``l``).
-  ``"ei_per_joule"`` ranks candidates by ``log EI(x) - log predicted_energy_j(x)``;
-  ``"log_ratio_per_joule"`` (the first version) by ``v - log predicted_energy_j(x)``, where
-  the cost hardly counts against the spread of ``v``. Candidates the remaining budget
-  cannot afford score ``-inf``; when none is affordable the cheapest is proposed;
+  cheapest by predicted energy of that many uniform draws;
+- **candidates** (``candidates``): TPE scores this many candidates drawn from its "good"
+  density per ask (Optuna's default, 24);
+- **the acquisition** (``acquisition``): ``"expected_improvement"`` (the default) ranks
+  candidates by TPE's own score and uses the cost only as the constraint below. TPE's
+  score ``v = log l(x) - log g(x)`` is a monotone transform of expected improvement,
+  ``EI(x) ~ 1 / (gamma + (1 - gamma) exp(-v))`` (Bergstra et al. 2011; ``gamma`` the share
+  of trials in ``l``); ``"ei_per_joule"`` ranks by ``log EI(x) - log
+  predicted_energy_j(x)`` and ``"log_ratio_per_joule"`` (the first version) by ``v - log
+  predicted_energy_j(x)``. Per joule was the default until 20 measured runs a strategy
+  showed it spending 89% of its trials at the cheapest batch size, where the best
+  configurations are not. Candidates the remaining budget cannot afford score ``-inf``
+  (all of them: the cheapest is proposed);
 - **pruning against the best curve** (:class:`BestCurvePruner`, ``prune_ratio``): a trial
   whose validation accuracy after epoch ``k`` is below ``prune_ratio`` times the best
   completed trial's accuracy after epoch ``k`` stops there.
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from frugalml.tune._spec import TuneSpec
 
-Acquisition = Literal["ei_per_joule", "log_ratio_per_joule"]
+Acquisition = Literal["ei_per_joule", "log_ratio_per_joule", "expected_improvement"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,15 @@ class FrugalSettings:
 
     startup_candidates: int = 1
     #: Candidates TPE draws and scores per ask (``n_ei_candidates``; Optuna's default 24).
-    candidates: int = 128
-    acquisition: Acquisition = "ei_per_joule"
+    candidates: int = 24
+    acquisition: Acquisition = "expected_improvement"
     prune_ratio: float | None = 0.75
     #: Cost cooling (Lee et al. 2020, CArBO): the log cost weighs ``left / budget`` (1 at the
     #: start, 0 when spent), so cheap configurations are preferred early and expected
     #: improvement alone decides late; False: the cost weighs 1 throughout.
     cost_cooling: bool = False
+    #: One joint density over all parameters (Optuna's ``multivariate=True``), or one each.
+    multivariate: bool = True
 
     def __post_init__(self) -> None:
         from frugalml.errors import ConfigError
@@ -63,6 +66,12 @@ class FrugalSettings:
                     f"FrugalSettings.{name} must be an integer >= 1, got {value!r}",
                     fix=f"e.g. {name}={getattr(DEFAULT_SETTINGS, name, 1)}",
                 )
+        if self.acquisition not in _ACQUISITION_WORDS:
+            raise ConfigError(
+                f"FrugalSettings.acquisition must be one of {', '.join(_ACQUISITION_WORDS)}, "
+                f"got {self.acquisition!r}",
+                fix="e.g. acquisition='ei_per_joule'",
+            )
         ratio = self.prune_ratio
         if ratio is not None and not (isinstance(ratio, float | int) and 0 < ratio <= 1):
             raise ConfigError(
@@ -78,13 +87,15 @@ class FrugalSettings:
                 else "start-up trials drawn uniformly"
             ),
             f"{self.candidates} candidates scored per ask",
-            (
-                "expected improvement per predicted joule"
-                if self.acquisition == "ei_per_joule"
-                else "TPE's log density ratio minus log predicted joules"
-            )
-            + (", the cost weighed by the share of the budget left" if self.cost_cooling else ""),
+            _ACQUISITION_WORDS[self.acquisition]
+            + (
+                ", the cost weighed by the share of the budget left"
+                if self.cost_cooling and self.acquisition != "expected_improvement"
+                else ""
+            ),
         ]
+        if not self.multivariate:
+            parts.append("one density per parameter")
         if self.prune_ratio is not None:
             parts.append(
                 f"a trial below {self.prune_ratio:g} x the best completed trial's accuracy at "
@@ -92,6 +103,12 @@ class FrugalSettings:
             )
         return "; ".join(parts)
 
+
+_ACQUISITION_WORDS = {
+    "ei_per_joule": "expected improvement per predicted joule",
+    "log_ratio_per_joule": "TPE's log density ratio minus log predicted joules",
+    "expected_improvement": "TPE's expected improvement, the cost only a constraint",
+}
 
 #: The rules :func:`_cost_aware_tpe` applies unless told.
 DEFAULT_SETTINGS = FrugalSettings()
@@ -138,9 +155,11 @@ def _cost_aware_tpe(
         Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
     ) = None,
 ) -> optuna.samplers.TPESampler:
-    """Multivariate TPE with the frugal rules of ``settings`` (the module docstring).
+    """TPE with the frugal rules of ``settings`` (the module docstring).
 
-    Multivariate, so that a candidate is a whole configuration whose cost can be predicted.
+    Multivariate by default, so that a candidate is a whole configuration whose cost can be
+    predicted; with ``multivariate=False`` the candidates are single parameters and the cost
+    plays no part in the acquisition.
     ``budget_j`` (the energy budget, J) scales the cost term under ``cost_cooling``.
     ``costs_and_left`` (candidates -> their predicted J and the J left, from one read of
     the trials) replaces the two calls to ``predict_costs`` and ``remaining_j`` per ask.
@@ -191,6 +210,8 @@ def _cost_aware_tpe(
             self, samples: dict[str, Any], mpe_below: Any, mpe_above: Any
         ) -> Any:
             values = super()._compute_acquisition_func(samples, mpe_below, mpe_above)
+            if not rules.multivariate:  # one parameter at a time: no whole configuration
+                return values  # to cost (the tuner still skips what the budget cannot afford)
             size = int(values.size)
             candidates = [
                 {
@@ -205,7 +226,7 @@ def _cost_aware_tpe(
     return CostAwareTPESampler(
         seed=seed,
         n_startup_trials=n_startup_trials,
-        multivariate=True,
+        multivariate=rules.multivariate,
         n_ei_candidates=rules.candidates,
     )
 
@@ -229,8 +250,8 @@ def _per_joule(
     cost = np.array(costs, dtype=float)
     if rules.acquisition == "ei_per_joule":
         values = log_expected_improvement(values, _tpe_gamma(n_trials))
-    weight = 1.0
-    if rules.cost_cooling and budget_j and left is not None:
+    weight = 0.0 if rules.acquisition == "expected_improvement" else 1.0
+    if weight and rules.cost_cooling and budget_j and left is not None:
         weight = min(max(left / budget_j, 0.0), 1.0)
     scored = values - weight * np.log(cost)
     if left is not None:
