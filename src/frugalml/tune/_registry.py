@@ -281,8 +281,8 @@ for _info in (
                  model_based=True),
     StrategyInfo("nsga2", "Optuna's NSGA-II genetic algorithm (Pareto fronts)", _nsga2,
                  options=frozenset({"population_size"})),
-    StrategyInfo("frugal", "multivariate TPE that predicts each configuration's energy: "
-                 "acquisition per joule, what the budget cannot afford skipped", _frugal,
+    StrategyInfo("frugal", "multivariate TPE that predicts each configuration's energy and "
+                 "skips what the budget cannot afford, with a best-curve pruner", _frugal,
                  options=_STARTUP, model_based=True, own_pruner=_frugal_pruner,
                  own_pruner_name="frugal", own_pruner_always=False),
     StrategyInfo("sha", "random sampling with successive halving over epochs", _random,

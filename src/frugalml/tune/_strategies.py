@@ -11,8 +11,8 @@ strategy           Optuna sampler
 ``tpe``            :class:`optuna.samplers.TPESampler` (multi-objective too)
 ``gp``             :class:`optuna.samplers.GPSampler` (Gaussian process)
 ``nsga2``          :class:`optuna.samplers.NSGAIISampler`
-``frugal``         multivariate TPE, acquisition per predicted joule, candidates
-                   the remaining energy budget cannot afford skipped (:mod:`._cost`)
+``frugal``         multivariate TPE; candidates the remaining energy budget cannot
+                   afford skipped (:mod:`._cost`); a best-curve pruner (:mod:`._frugal`)
 ``sha``            random sampling, successive halving over epochs
 ``hyperband``      random sampling, Hyperband over epochs
 =================  ==========================================================
