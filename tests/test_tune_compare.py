@@ -261,6 +261,11 @@ def test_goal_check_states_the_bound_on_random_s_median() -> None:
     assert lines[0].endswith("not significant at 5%): goal not met.")
     assert "slow's 80.0 J is above 0.5 x 144.0 J = 72.0 J" in lines[1]
     assert goal_check(frugal + slow, target=0.01) == []  # no random: nothing to check against
+    # 12 runs a side, every frugal run at 10 J, every random one censored at 144 J: p < 0.001
+    fast = [_curve("frugal", r, [10, 20], [0.95, 0.95]) for r in range(12)]
+    never = [_curve("random", r, [72, 144], [0.5, 0.9]) for r in range(12)]
+    line = goal_check([*never, *fast], target=0.0, best_accuracy=0.95)[0]
+    assert "log-rank p < 0.001 (significant at 5%): goal met." in line, line
 
 
 def test_a_fixed_threshold_does_not_move_with_the_best_run(tmp_path: Path) -> None:

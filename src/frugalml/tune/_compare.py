@@ -346,7 +346,7 @@ def goal_check(
         lines.append(
             f"Goal for {name} against {reference} (threshold {threshold:.4f}): reached in "
             f"{reached}/{len(runs)} runs ({'at least' if share_ok else 'below'} "
-            f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; log-rank p = {_fmt_p(p)} "
+            f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; log-rank {_p_phrase(p)} "
             f"({'significant' if p_ok else 'not significant'} at {GOAL_ALPHA:.0%}"
             f"{'' if faster else f', and {name} is not the one needing less'}): "
             f"{'goal met' if met else 'goal not met'}."
@@ -378,6 +378,12 @@ _TESTS_HEADERS = (
     "Mann-Whitney p (censored last)",
     "in words (log-rank)",
 )
+
+
+def _p_phrase(value: float) -> str:
+    """``p = 0.035`` or ``p < 0.001`` (never ``p = < 0.001``)."""
+    shown = _fmt_p(value)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
 
 
 def _fmt_p(value: float) -> str:
