@@ -299,7 +299,10 @@ def _overrides(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
-        out[key] = None if value == "None" else json.loads(value.lower())
+        try:
+            out[key] = None if value == "None" else json.loads(value.lower())
+        except json.JSONDecodeError:  # a word: acquisition=ei_per_joule
+            out[key] = value
     return out
 
 
