@@ -120,3 +120,18 @@ def test_a_tiny_run_then_corrupt_storage(
     assert "not a readable Optuna storage" in _error_line(capsys)
     with StudyStore(out, create=False) as store:
         assert len(store.trials()) == 2
+
+
+def test_compare_with_a_fixed_threshold_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _write(tmp_path, budget={"max_trials": 2})
+    out = tmp_path / "cmp"
+    argv = ["-q", "tune", "compare", str(spec), "--strategies", "random,tpe", "--repeats", "2"]
+    assert main([*argv, "--threshold", "0.05", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "validation accuracy >= 0.0500 (fixed before the runs)" in printed
+    assert "Goal for tpe against random (threshold 0.0500)" in printed
+    table = (out / "comparison.csv").read_text()
+    assert table.count("\n") == 3 and ",0.05," in table  # header + random + tpe, threshold
+    assert "fixed before the runs" in (out / "comparison.html").read_text()
