@@ -17,7 +17,7 @@ digits is in ``benchmarks/RESULTS.md``, "Tuning strategies"):
   of trials in ``l``); ``"ei_per_joule"`` ranks by ``log EI(x) - log
   predicted_energy_j(x)`` and ``"log_ratio_per_joule"`` (the first version) by ``v - log
   predicted_energy_j(x)``. Per joule was the default until 20 measured runs a strategy
-  showed it spending 89% of its trials at the cheapest batch size, where the best
+  showed it spending 88% of its trials at the cheapest batch size, where the best
   configurations are not. Candidates the remaining budget cannot afford score ``-inf``
   (all of them: the cheapest is proposed);
 - **pruning against the best curve** (:class:`BestCurvePruner`, ``prune_ratio``): a trial
