@@ -212,7 +212,9 @@ def test_kill_minus_9_loses_only_the_trial_in_flight_and_resume_finishes(tmp_pat
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
-    spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3], training={"epochs": 3})
+    # 5 epochs a trial: the study must still be running when the signal lands (with 3, a
+    # fresh-clone CI on a loaded machine once saw the run end first and exit 0)
+    spec_path = _spec(tmp_path, fractions=[1.0, 0.5, 0.3], training={"epochs": 5})
     out = tmp_path / "out"
     process = subprocess.Popen(
         _cli("study", "run", str(spec_path), "--out", str(out), "--no-report"),
@@ -229,9 +231,10 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
     else:
         process.kill()
         pytest.fail("the study did not get going")
+    assert process.poll() is None, "the study ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     with StudyStore(out) as store:
         statuses = [r.status for r in store.trials()]
