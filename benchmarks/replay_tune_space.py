@@ -169,15 +169,16 @@ def _strategy(
     from frugalml.tune._frugal import FrugalSettings, _cost_aware_tpe, best_curve_pruner
 
     startup = int(spec.strategy_options.get("n_startup_trials", 5))
+    nop = optuna.pruners.NopPruner()  # a study given pruner=None gets Optuna's MedianPruner
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
+        return optuna.samplers.RandomSampler(seed=seed), nop
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), None
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), nop
     if name == "frugal":
         rules = FrugalSettings(**overrides)
         sampler = _cost_aware_tpe(seed, startup, costs, left, rules)
         epochs = spec.training.epochs
-        pruner = best_curve_pruner(rules.prune_ratio, epochs) if rules.prune_ratio else None
+        pruner = best_curve_pruner(rules.prune_ratio, epochs) if rules.prune_ratio else nop
         return sampler, pruner
     raise SystemExit(f"replay knows random, tpe and frugal, not {name!r}")
 
