@@ -26,7 +26,7 @@ left of ``--budget-j`` (the tuner's rule). ``frugal`` is frugalml's sampler and 
 sweep's own cost of each candidate: an oracle, so better than the cost model a real run has.
 It prints, per threshold, the share of runs that reached it, the Kaplan-Meier median energy
 to it, and how often issue 15's goal against random (``frugalml.tune._compare.goal_check``'s
-three conditions) holds in 300 comparisons of 10 and of 20 runs a side resampled from the
+three conditions) holds in 300 comparisons of ``--sides`` runs a side (10 and 20) resampled from the
 replays: an estimate of the power of a real comparison, not a measurement.
 
 Energies here are replayed CPU seconds x a factor, not metered: use them to choose what to
@@ -161,26 +161,60 @@ class Sweep:
         return row
 
 
+def startup_of(spec: Any, name: str, affordable: float, overrides: dict[str, Any]) -> int:
+    """The start-up trials a real comparison run of ``name`` gets (the tuner's rule,
+    :func:`frugalml.tune._strategies.startup_trials`, on the run's spec: tpe takes the
+    spec's ``n_startup_trials``, frugal a share of the ``affordable`` trials), unless the
+    overrides name ``startup``."""
+    from frugalml.tune._compare import run_spec
+    from frugalml.tune._strategies import startup_trials
+
+    if "startup" in overrides:
+        return int(overrides["startup"])
+    n, _ = startup_trials(run_spec(spec, name, "none", 0), affordable)
+    return int(n or 0)
+
+
 def _strategy(
-    name: str, seed: int, spec: Any, costs: Any, left: Any, overrides: dict[str, Any]
+    name: str,
+    seed: int,
+    spec: Any,
+    costs: Any,
+    left: Any,
+    overrides: dict[str, Any],
+    affordable: float,
 ) -> tuple[Any, Any]:
     import optuna
 
     from frugalml.tune._frugal import FrugalSettings, _cost_aware_tpe, best_curve_pruner
 
-    startup = int(spec.strategy_options.get("n_startup_trials", 5))
     nop = optuna.pruners.NopPruner()  # a study given pruner=None gets Optuna's MedianPruner
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed), nop
+    startup = startup_of(spec, name, affordable, overrides if name == "frugal" else {})
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), nop
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup), nop
     if name == "frugal":
-        rules = FrugalSettings(**overrides)
+        rules = FrugalSettings(**{k: v for k, v in overrides.items() if k != "startup"})
         sampler = _cost_aware_tpe(seed, startup, costs, left, rules)
         epochs = spec.training.epochs
         pruner = best_curve_pruner(rules.prune_ratio, epochs) if rules.prune_ratio else nop
         return sampler, pruner
-    raise SystemExit(f"replay knows random, tpe and frugal, not {name!r}")
+    raise SystemExit(f"replay knows random, tpe, gp and frugal, not {name!r}")
+
+
+def _base_value(param: Any, spec: Any) -> Any:
+    """The base configuration's value of ``param`` (the spec's training or model value, else
+    the first choice or the low end)."""
+    if param.name.startswith("model."):
+        value = spec.model_args.get(param.name[len("model.") :])
+    else:
+        value = getattr(spec.training, param.name, None)
+    if value is not None:
+        return value
+    return param.choices[0] if param.type == "categorical" else param.low
 
 
 def replay_run(
@@ -196,6 +230,7 @@ def replay_run(
         cpu_s = float(sum(space.lookup(params)["epoch_cpu_s"]))
         return float(args.trial_overhead_j + args.j_per_cpu_s * cpu_s)
 
+    base = {p.name: _base_value(p, spec) for p in spec.search_space}
     sampler, pruner = _strategy(
         name,
         seed,
@@ -203,6 +238,7 @@ def replay_run(
         lambda cands: [cost(c) for c in cands],
         lambda: args.budget_j - state["spent"],
         args.frugal,
+        args.budget_j / cost(base),  # the tuner's estimate: the base configuration's cost
     )
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     curve: list[tuple[float, float]] = []
@@ -213,6 +249,7 @@ def replay_run(
             args.budget_j - state["spent"]
         ):
             break
+        started = time.process_time()  # the sampler's and pruner's own work, as a run pays it
         trial = study.ask()
         params = spec.search_space.suggest(trial)
         row = space.lookup(params)
@@ -225,12 +262,14 @@ def replay_run(
                 if trial.should_prune():
                     pruned = True
                     break
-        state["spent"] += spent
         if pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             study.tell(trial, row["val"][-1])
             best = max(best, row["val"][-1])
+        if args.sampler_cpu:
+            spent += args.j_per_cpu_s * (time.process_time() - started)
+        state["spent"] += spent
         curve.append((state["spent"], best))
     return curve
 
@@ -281,18 +320,19 @@ def replay(args: argparse.Namespace) -> None:
     )
     for threshold in args.thresholds:
         print(f"\nthreshold {threshold:.4f}:\n")
-        print("| strategy | trials, median | reached | KM median J | goal, 10 a side | 20 a side |")
-        print("|---|---|---|---|---|---|")
+        sides = " | ".join(f"goal, {n} a side" for n in args.sides)
+        print(f"| strategy | trials, median | reached | KM median J | {sides} |")
+        print("|---|---|---|---|" + "---|" * len(args.sides))
         base = [_outcome(c, threshold) for c in curves.get("random", [])]
         for name in names:
             outs = [_outcome(c, threshold) for c in curves[name]]
             trials = sorted(len(c) for c in curves[name])[len(curves[name]) // 2]
-            power = ["-", "-"]
+            power = ["-"] * len(args.sides)
             if base and name != "random":
-                power = [f"{goal_power(outs, base, n):.0%}" for n in (10, 20)]
+                power = [f"{goal_power(outs, base, n):.0%}" for n in args.sides]
             print(
                 f"| {name} | {trials} | {sum(o.reached for o in outs)}/{len(outs)} | "
-                f"{km_median(outs):.0f} | {power[0]} | {power[1]} |"
+                f"{km_median(outs):.0f} | " + " | ".join(power) + " |"
             )
 
 
@@ -326,7 +366,19 @@ def main() -> None:
     r.add_argument(
         "--thresholds", type=lambda t: [float(v) for v in t.split(",")], default=[0.96, 0.9665]
     )
+    r.add_argument(
+        "--sides",
+        type=lambda t: [int(v) for v in t.split(",")],
+        default=[10, 20],
+        help="runs a side of the resampled comparisons that estimate the goal's power",
+    )
     r.add_argument("--frugal", type=_overrides, default={})
+    r.add_argument(
+        "--no-sampler-cpu",
+        dest="sampler_cpu",
+        action="store_false",
+        help="leave out the sampler's own CPU seconds (counted by default, as a run pays them)",
+    )
     args = parser.parse_args()
     if args.command == "sweep":
         count = sweep(args.spec, args.out, args.float_points, args.workers)
