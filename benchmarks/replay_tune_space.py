@@ -6,7 +6,8 @@ Two steps:
         [--float-points 16] [--workers 2] --out SWEEP.jsonl
     python benchmarks/replay_tune_space.py replay SWEEP.jsonl [--strategies random,tpe,frugal]
         [--repeats 100] [--budget-j 404] [--j-per-cpu-s 16] [--trial-overhead-j 1.0]
-        [--thresholds 0.96,0.9665] [--frugal candidates=24,startup_candidates=3]
+        [--thresholds 0.96,0.9665] [--sides 10,20] [--no-sampler-cpu]
+        [--frugal candidates=24,startup_candidates=3,startup=3]
 
 ``sweep`` trains every point of the space (categorical choices, every integer, and
 ``--float-points`` values of each float, log-spaced where the spec says log) for the spec's
@@ -26,8 +27,8 @@ left of ``--budget-j`` (the tuner's rule). ``frugal`` is frugalml's sampler and 
 sweep's own cost of each candidate: an oracle, so better than the cost model a real run has.
 It prints, per threshold, the share of runs that reached it, the Kaplan-Meier median energy
 to it, and how often issue 15's goal against random (``frugalml.tune._compare.goal_check``'s
-three conditions) holds in 300 comparisons of ``--sides`` runs a side (10 and 20) resampled from the
-replays: an estimate of the power of a real comparison, not a measurement.
+three conditions) holds in 300 comparisons of ``--sides`` runs a side (default 10 and 20)
+resampled from the replays: an estimate of the power of a real comparison, not a measurement.
 
 Energies here are replayed CPU seconds x a factor, not metered: use them to choose what to
 measure with ``bench_tune_strategies.py``, never as results.
