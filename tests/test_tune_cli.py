@@ -135,3 +135,47 @@ def test_compare_with_a_fixed_threshold_end_to_end(
     table = (out / "comparison.csv").read_text()
     assert table.count("\n") == 3 and ",0.05," in table  # header + random + tpe, threshold
     assert "fixed before the runs" in (out / "comparison.html").read_text()
+
+
+def test_target_accuracy_stops_a_run_once_a_trial_reaches_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _write(tmp_path, budget={"max_trials": 4, "target_accuracy": 0.05})
+    out = tmp_path / "run"
+    assert main(["tune", str(spec), "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "target_accuracy reached: trial 0 has validation accuracy" in text
+    assert len(StudyStore(out).trials()) == 1
+    # a rerun has nothing left to do: the target is reached, nothing is calibrated or run
+    assert main(["tune", str(spec), "--out", str(out), "--no-progress",
+                 "--target-accuracy", "0.06"]) == 0  # fmt: skip
+    assert len(StudyStore(out).trials()) == 1
+
+
+@pytest.mark.parametrize(
+    ("budget", "extra", "needle"),
+    [
+        ({"max_trials": 2, "target_accuracy": 96}, [], "target_accuracy must be a validation"),
+        ({"max_trials": 2}, ["--target-accuracy", "0"], "target_accuracy must be a validation"),
+        ({"max_trials": 2}, ["--stop-at-threshold"], "belongs to 'frugalml tune compare'"),
+    ],
+)
+def test_bad_target_accuracy_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], budget: Any, extra: list[str], needle: str
+) -> None:
+    spec = _write(tmp_path, budget=budget)
+    assert main(["tune", str(spec), "--out", str(tmp_path / "o"), *extra]) != 0
+    assert needle in _error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_compare_refuses_stop_at_threshold_without_a_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = _write(tmp_path)
+    args = ["tune", "compare", str(spec), "--strategies", "random", "--out", str(tmp_path / "o")]
+    assert main([*args, "--stop-at-threshold"]) != 0
+    assert "--stop-at-threshold needs --threshold" in _error_line(capsys)
+    assert main([*args, "--threshold", "0.9", "--target-accuracy", "0.9"]) != 0
+    assert "--target-accuracy is for 'frugalml tune SPEC'" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()

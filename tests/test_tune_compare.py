@@ -295,3 +295,31 @@ def test_a_fixed_threshold_does_not_move_with_the_best_run(tmp_path: Path) -> No
         with pytest.raises(ConfigError, match=r"threshold must be a validation accuracy"):
             summarize_comparison(curves, tmp_path / "bad", target=0.02, threshold=bad)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_a_comparison_can_stop_each_run_at_the_threshold(tmp_path: Path) -> None:
+    # the grid's first point (lr 1e-3) is not good, its second (3e-2) is; at threshold 0.05
+    # every trial reaches it, so a stopped run ends after its first trial
+    spec = TuneSpec.from_mapping(_spec_data(budget={"max_trials": 3}))
+    with pytest.raises(ConfigError, match="needs a threshold"):
+        compare_strategies(spec, tmp_path / "no", "random", repeats=1, stop_at_threshold=True)
+    assert not (tmp_path / "no").exists()
+    stopped = compare_strategies(
+        spec, tmp_path / "stop", "grid,random", repeats=2, threshold=0.05, threads=1,
+        stop_at_threshold=True,
+    )  # fmt: skip
+    assert all(len(c.energy_j) == 1 for c in stopped.curves)
+    assert (stopped.table["reached"] == 2).all()
+    assert any("Each run stopped once a trial reached validation accuracy 0.05" in n
+               for n in stopped.notes)  # fmt: skip
+    from frugalml.tune import load_study
+
+    budget = load_study(tmp_path / "stop" / "grid" / "repeat0").user_attrs["spec"]["budget"]
+    assert budget["target_accuracy"] == 0.05 and budget["max_trials"] == 3
+    again = load_comparison(tmp_path / "stop", threshold=0.05)  # the note survives a rebuild
+    assert any(n.startswith("Each run stopped") for n in again.notes)
+    # without the stop the run goes on past the threshold
+    full = compare_strategies(spec, tmp_path / "full", "grid", repeats=1, threshold=0.05,
+                              threads=1)  # fmt: skip
+    assert len(full.curves[0].energy_j) == 2  # the whole grid
+    assert not any(n.startswith("Each run stopped") for n in full.notes)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from frugalml.errors import ConfigError
 from frugalml.tune import Tuner, TuneSpec, make_pruner, make_sampler
 from frugalml.tune._cost import CostModel, Knobs, Observation, Reference
 from frugalml.tune._strategies import startup_trials
@@ -254,3 +255,25 @@ def test_the_cost_models_prior_adds_the_per_trial_part_once() -> None:
     assert model.predict(full) == pytest.approx(10.0)  # 2 J per epoch x 4 + 2 J, not 11.2
     anchored = CostModel.fitted(observations, Reference(_knobs(1, 32, 1000.0), energy_j=3.0))
     assert anchored.predict(full) == pytest.approx(4 * 3.0 + 2.0)
+
+
+def test_frugal_takes_the_multivariate_option() -> None:
+    from frugalml.tune._frugal import DEFAULT_SETTINGS, frugal_settings
+
+    plain = TuneSpec.from_mapping(_spec_data("frugal"))
+    assert frugal_settings(plain) == DEFAULT_SETTINGS and DEFAULT_SETTINGS.multivariate
+    one_each = TuneSpec.from_mapping(_spec_data({"name": "frugal", "multivariate": False}))
+    settings = frugal_settings(one_each)
+    assert not settings.multivariate and "one density per parameter" in settings.describe()
+
+    def costs(candidates: list[dict[str, Any]]) -> list[float | None]:
+        return [1.0] * len(candidates)
+
+    sampler = make_sampler(
+        one_each, 0, affordable_trials=20, predict_costs=costs, remaining_j=lambda: 10.0
+    )
+    assert sampler._multivariate is False  # type: ignore[attr-defined]
+    assert sampler._n_startup_trials == 4  # type: ignore[attr-defined]
+    assert make_sampler(plain, 0)._multivariate is True  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="multivariate must be true or false"):
+        TuneSpec.from_mapping(_spec_data({"name": "frugal", "multivariate": "no"}))

@@ -21,10 +21,12 @@ from frugalml.errors import ConfigError
 if TYPE_CHECKING:
     from frugalml.tune import TrialSummary, TuneEvent, TuneOutcome, TuneSpec
 
-_USAGE = """frugalml tune SPEC [--out DIR] [--strategy S] [--seed N] [--max-trials N] [...]
+_USAGE = """frugalml tune SPEC [--out DIR] [--strategy S] [--seed N] [--max-trials N]
+                         [--target-accuracy ACC] [...]
        frugalml tune SPEC --out DIR --parallel N [--executor local|ray] [--address ADDR]
        frugalml tune compare SPEC --strategies grid,random,tpe[,gp] [--repeats N]
-                             [--target 0.01 | --threshold ACC] [--out DIR]"""
+                             [--target 0.01 | --threshold ACC [--stop-at-threshold]]
+                             [--out DIR]"""
 
 _DESCRIPTION = """Tune hyperparameters with Optuna, training and metering every trial.
 
@@ -39,7 +41,11 @@ reach the fixed accuracy --threshold (share of runs reaching it, Kaplan-Meier me
 bootstrap interval, runs that never reach it censored), pairwise log-rank and Mann-Whitney
 tests, and the load average around each run: DIR/comparison.{png,csv,md,html},
 comparison_tests.csv, comparison_load.csv. A strategy may name a pruner: tpe+median,
-random+none, nsga2+dominance.
+random+none, nsga2+dominance. --stop-at-threshold ends each run once it reaches --threshold:
+the energy to target is unchanged and the comparison costs a fraction of its budgets.
+
+--target-accuracy ACC (budget.target_accuracy) ends a tuning run once a trial reaches the
+validation accuracy ACC: good enough, no energy spent looking for better.
 
 See examples/tune_digits.yaml and examples/compare_digits.yaml for the spec format."""
 
@@ -67,6 +73,13 @@ def register(subparsers: Any) -> None:
     tune.add_argument("--energy-kwh", type=float, default=None, help="override budget.energy_kwh")
     tune.add_argument("--co2-g", type=float, default=None, help="override budget.co2_g")
     tune.add_argument("--duration-s", type=float, default=None, help="override budget.duration_s")
+    tune.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=None,
+        metavar="ACC",
+        help="override budget.target_accuracy: stop once a trial's validation accuracy reaches ACC",
+    )
     tune.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1)")
     tune.add_argument(
         "--parallel",
@@ -117,6 +130,13 @@ def register(subparsers: Any) -> None:
         help="compare: a validation accuracy fixed before the runs that counts as reached "
         "(instead of --target below the best run, which moves with the strategies compared)",
     )
+    compare.add_argument(
+        "--stop-at-threshold",
+        action="store_true",
+        help="compare: end each run once it reaches --threshold (the energy to target is "
+        "unchanged, the comparison spends a fraction of its budgets; the best accuracy at the "
+        "budget is then not measured)",
+    )
     tune.set_defaults(handler=_handle)
 
 
@@ -150,7 +170,7 @@ def _load(args: argparse.Namespace, path: str) -> TuneSpec:
             )
         changes["seed"] = args.seed
     budget: dict[str, Any] = {}
-    for key in ("max_trials", "energy_kwh", "co2_g", "duration_s"):
+    for key in ("max_trials", "energy_kwh", "co2_g", "duration_s", "target_accuracy"):
         value = getattr(args, key)
         if value is not None:
             budget[key] = value
@@ -174,8 +194,12 @@ def _handle(args: argparse.Namespace) -> int:
             f"unexpected argument {args.compare_spec!r}",
             fix="frugalml tune SPEC [--out DIR], or frugalml tune compare SPEC",
         )
-    if args.strategies is not None:
-        raise ConfigError("--strategies belongs to 'frugalml tune compare'", fix="add 'compare'")
+    if args.strategies is not None or args.stop_at_threshold:
+        flag = "--strategies" if args.strategies is not None else "--stop-at-threshold"
+        raise ConfigError(
+            f"{flag} belongs to 'frugalml tune compare'",
+            fix="add 'compare' (or, for one run, --target-accuracy ACC)",
+        )
     return _tune(args, args.spec)
 
 
@@ -367,6 +391,16 @@ def _compare(args: argparse.Namespace, path: str) -> int:
             fix="give one: --threshold 0.96 (a fixed accuracy) or --target 0.01 (below the best)",
         )
     check_threshold(args.threshold)
+    if args.target_accuracy is not None:
+        raise ConfigError(
+            "--target-accuracy is for 'frugalml tune SPEC'",
+            fix="in 'tune compare' give --threshold ACC --stop-at-threshold",
+        )
+    if args.stop_at_threshold and args.threshold is None:
+        raise ConfigError(
+            "--stop-at-threshold needs --threshold ACC (a run stops once it reaches it)",
+            fix="e.g. --threshold 0.96 --stop-at-threshold",
+        )
     target = 0.01 if args.target is None else args.target
     plan = parse_strategies(args.strategies, spec)
     if args.validate:
@@ -394,6 +428,7 @@ def _compare(args: argparse.Namespace, path: str) -> int:
             threshold=args.threshold,
             on_event=relay,
             threads=args.threads,
+            stop_at_threshold=args.stop_at_threshold,
         )
     print(comparison.markdown, end="")
     print(

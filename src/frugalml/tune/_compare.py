@@ -684,12 +684,17 @@ def compare_strategies(
     threshold: float | None = None,
     on_event: Callable[[str, int, TuneEvent], None] | None = None,
     threads: int | None = None,
+    stop_at_threshold: bool = False,
 ) -> Comparison:
     """Tune ``spec`` with each strategy ``repeats`` times (see the module docstring).
 
     A run reaches the target when its best validation accuracy comes within ``target`` of
     the best any run found, or, given ``threshold``, when it reaches that accuracy: a
     threshold fixed before the runs does not move with the strategies compared.
+    ``stop_at_threshold`` ends each run there (its budget's ``target_accuracy``): the energy
+    to target is what a full run would have spent to reach it, for a fraction of the
+    comparison's energy, but the best accuracy and energy "at the budget" are then at the
+    stop.
 
     The runs are interleaved: repeat 0 of every strategy, then repeat 1 of every strategy,
     and so on, so that a change in the machine's load during the comparison falls on all
@@ -708,6 +713,11 @@ def compare_strategies(
     if not (math.isfinite(target) and target >= 0):
         raise ConfigError(f"target must be a number >= 0, got {target!r}", fix="e.g. target=0.01")
     check_threshold(threshold)
+    if stop_at_threshold and threshold is None:
+        raise ConfigError(
+            "stopping each run at the threshold needs a threshold fixed before the runs",
+            fix="give threshold=ACC (--threshold 0.96 with --stop-at-threshold)",
+        )
     out = Path(out_dir)
     plan = parse_strategies(strategies, spec)
     specs = {
@@ -715,6 +725,11 @@ def compare_strategies(
         for r in range(repeats)
         for label, name, pruner in plan
     }
+    if stop_at_threshold:
+        specs = {
+            key: run.replace(budget=run.budget.replace(target_accuracy=threshold))
+            for key, run in specs.items()
+        }
     curves: list[RunCurve] = []
     interrupted = False
     loads = read_loads(out)
@@ -736,7 +751,10 @@ def compare_strategies(
         if outcome.interrupted:
             interrupted = True
             break
-    comparison = summarize_comparison(curves, out, target=target, threshold=threshold, loads=loads)
+    stops = {t for run in specs.values() if (t := run.budget.target_accuracy) is not None}
+    comparison = summarize_comparison(
+        curves, out, target=target, threshold=threshold, loads=loads, stopped_at=stops
+    )
     comparison.interrupted = interrupted
     return comparison
 
@@ -748,9 +766,11 @@ def summarize_comparison(
     target: float,
     threshold: float | None = None,
     loads: dict[tuple[str, int], tuple[float, float]] | None = None,
+    stopped_at: set[float] | None = None,
 ) -> Comparison:
     """Tables, plot, CSVs and Markdown of ``curves`` written into ``out_dir`` (``threshold``:
-    a fixed accuracy to reach instead of the best run minus ``target``)."""
+    a fixed accuracy to reach instead of the best run minus ``target``; ``stopped_at``: the
+    accuracies at which runs stopped, their budgets' ``target_accuracy``, said in a note)."""
     from frugalml.tune._plots import plot_comparison
 
     check_threshold(threshold)
@@ -774,6 +794,8 @@ def summarize_comparison(
         loads = read_loads(out_dir)
     ran = {(c.strategy, c.repeat) for c in curves}
     comparison.notes.extend(goal_check(curves, margin, best_accuracy=threshold))
+    if stopped_at:
+        comparison.notes.append(stop_note(stopped_at))
     comparison.notes.extend(load_notes({k: v for k, v in loads.items() if k in ran}))
     for note in comparison.notes:
         if note.startswith("Warning"):
@@ -821,6 +843,7 @@ def load_comparison(
 
     out = Path(out_dir)
     curves = []
+    stops: set[float] = set()
     for strategy_dir in sorted(p for p in out.iterdir() if p.is_dir()):
         for repeat_dir in sorted(strategy_dir.glob("repeat*")):
             if not storage_path(repeat_dir).exists():
@@ -829,8 +852,22 @@ def load_comparison(
             label = strategy_dir.name.replace("_", "+", 1)  # strategy names have no "_"
             repeat = int(repeat_dir.name[len("repeat") :] or 0)
             curves.append(RunCurve.from_trials(label, repeat, summarize_trials(study)))
+            budget = (study.user_attrs.get("spec") or {}).get("budget") or {}
+            if budget.get("target_accuracy") is not None:
+                stops.add(float(budget["target_accuracy"]))
     if not curves:
         raise ConfigError(
             f"no tuning runs under {out}", fix="give the out_dir=DIR of 'frugalml tune compare'"
         )
-    return summarize_comparison(curves, out, target=target, threshold=threshold)
+    return summarize_comparison(curves, out, target=target, threshold=threshold, stopped_at=stops)
+
+
+def stop_note(stopped_at: set[float]) -> str:
+    """The note of a comparison whose runs stopped at a target accuracy."""
+    shown = ", ".join(f"{v:g}" for v in sorted(stopped_at))
+    return (
+        f"Each run stopped once a trial reached validation accuracy {shown} (its budget's "
+        "target_accuracy, --stop-at-threshold): the energy to that target is what a full run "
+        "spends to reach it; the best accuracy and the energy per run are at the stop, not at "
+        "the budget."
+    )

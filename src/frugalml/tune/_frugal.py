@@ -27,6 +27,7 @@ digits is in ``benchmarks/RESULTS.md``, "Tuning strategies"):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,8 +115,12 @@ _ACQUISITION_WORDS = {
 DEFAULT_SETTINGS = FrugalSettings()
 
 
-def frugal_settings() -> FrugalSettings:
-    """The rules the frugal strategy applies now (:data:`DEFAULT_SETTINGS`)."""
+def frugal_settings(spec: TuneSpec | None = None) -> FrugalSettings:
+    """The rules the frugal strategy applies (:data:`DEFAULT_SETTINGS`, with the
+    ``multivariate`` option of ``spec``'s strategy where it names one)."""
+    options = spec.strategy_options if spec is not None and spec.strategy == "frugal" else {}
+    if "multivariate" in options:
+        return dataclasses.replace(DEFAULT_SETTINGS, multivariate=bool(options["multivariate"]))
     return DEFAULT_SETTINGS
 
 

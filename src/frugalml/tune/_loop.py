@@ -22,7 +22,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from frugalml.tune._planning import CostPrediction, budget_stop
+from frugalml.tune._planning import CostPrediction, budget_stop, target_reached
 from frugalml.tune._record import TrialRecord
 from frugalml.tune._registry import get_strategy
 from frugalml.tune._results import TRIAL_ATTR, TrialSummary
@@ -66,11 +66,12 @@ def max_trials_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
 
 
 def next_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
-    """Why no further trial starts, known before asking for one (max_trials, the grid, a
-    budget the cheapest trial would exceed: the cheapest configuration by the cost model
-    where there is one, else the fewest epochs by the per-epoch rule), or None."""
+    """Why no further trial starts, known before asking for one (the target accuracy
+    reached, max_trials, the grid, a budget the cheapest trial would exceed: the cheapest
+    configuration by the cost model where there is one, else the fewest epochs by the
+    per-epoch rule), or None."""
     spec = tuner.spec
-    reason = max_trials_stop(tuner, trials)
+    reason = target_reached(spec.budget, trials) or max_trials_stop(tuner, trials)
     if reason is not None:
         return reason
     grid = tuner.grid_sampler

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 from frugalml.errors import ConfigError
 from frugalml.study._executors import ExecutorConfig, import_ray
 from frugalml.study._runner import HostAttribution
-from frugalml.tune._planning import CostPrediction, budget_stop, predict
+from frugalml.tune._planning import CostPrediction, budget_stop, predict, target_reached
 from frugalml.tune._remote import (
     POLL_S,
     VERDICT_WAIT_S,
@@ -183,6 +183,9 @@ class ParallelTuning:
 
     def _stop_before_asking(self, trials: list[TrialSummary]) -> str | None:
         spec = self.tuner.spec
+        reached = target_reached(spec.budget, trials)
+        if reached is not None:
+            return reached
         limit = spec.budget.max_trials
         counted = sum(t.counted for t in trials)
         if limit is not None and counted + len(self.running) >= limit:

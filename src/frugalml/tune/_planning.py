@@ -267,3 +267,19 @@ def add_overhead(
 
 
 _RESOURCES = ("energy_j", "co2_g", "duration_s")
+
+
+def target_reached(budget: TuneBudget, trials: Sequence[TrialSummary]) -> str | None:
+    """The reason ``budget.target_accuracy`` gives to start no further trial (a completed
+    trial reached it), or None."""
+    target = budget.target_accuracy
+    if target is None:
+        return None
+    for t in trials:
+        done = t.state == "complete" and math.isfinite(t.val_accuracy)
+        if done and t.val_accuracy >= target - 1e-12:
+            return (
+                f"target_accuracy reached: trial {t.number} has validation accuracy "
+                f"{t.val_accuracy:.4f} (target {target:g})"
+            )
+    return None

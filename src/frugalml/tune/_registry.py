@@ -226,11 +226,13 @@ def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sample
     import optuna
 
     from frugalml.meter import J_PER_KWH
-    from frugalml.tune._frugal import _cost_aware_tpe
+    from frugalml.tune._frugal import _cost_aware_tpe, frugal_settings
 
     options = _options(spec, context)
+    options.pop("multivariate", None)  # in the settings
+    settings = frugal_settings(spec)
     if context.predict_costs is None or context.remaining_j is None:
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, **options)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=settings.multivariate, **options)
     startup = int(options.get("n_startup_trials", 10))
     energy_kwh = spec.budget.energy_kwh
     return _cost_aware_tpe(
@@ -238,6 +240,7 @@ def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sample
         startup,
         context.predict_costs,
         context.remaining_j,
+        settings,
         budget_j=None if energy_kwh is None else energy_kwh * J_PER_KWH,
         costs_and_left=context.costs_and_left,
     )
@@ -283,7 +286,8 @@ for _info in (
                  options=frozenset({"population_size"})),
     StrategyInfo("frugal", "multivariate TPE that predicts each configuration's energy and "
                  "skips what the budget cannot afford, with a best-curve pruner", _frugal,
-                 options=_STARTUP, model_based=True, own_pruner=_frugal_pruner,
+                 options=_STARTUP | {"multivariate"}, model_based=True,
+                 own_pruner=_frugal_pruner,
                  own_pruner_name="frugal", own_pruner_always=False),
     StrategyInfo("sha", "random sampling with successive halving over epochs", _random,
                  options=_FIDELITY, multi_objective=False, own_pruner=_sha_pruner,

@@ -73,8 +73,9 @@ def load_dataset(spec: TuneSpec) -> ImageDataset:
 def spent_already(tuner: Tuner, trials: list[TrialSummary], uncalibrated: bool) -> str | None:
     """Why not even one trial may start, known before any calibration; else None."""
     from frugalml.tune._loop import max_trials_stop
+    from frugalml.tune._planning import target_reached
 
-    reason = max_trials_stop(tuner, trials)
+    reason = target_reached(tuner.spec.budget, trials) or max_trials_stop(tuner, trials)
     if reason is not None or uncalibrated:
         return reason  # uncalibrated: spending is not predictable yet; calibration decides
     spec = tuner.spec

@@ -77,7 +77,8 @@ _KEYS = {
     "strategy": f"{' | '.join(STRATEGIES)} (or {{name: tpe, n_startup_trials: 5}})",
     "objective": "accuracy, energy, or [accuracy, energy] for a Pareto front",
     "pruner": f"{' | '.join(PRUNERS)} (or {{type: ..., options}})",
-    "budget": "max_trials, energy_kwh, co2_g and/or duration_s",
+    "budget": "max_trials, energy_kwh, co2_g and/or duration_s; target_accuracy to stop "
+    "once a trial is good enough",
     "workers": "trials in flight at once, as a study's workers: (default 1: one at a time, "
     "in this process; --parallel overrides)",
     "executor": "{kind: local|ray, address, num_cpus, num_gpus} for trials in flight "
@@ -191,15 +192,22 @@ def _options(
     return str(name), options
 
 
+#: The keys of a spec's ``budget:``.
+BUDGET_KEYS = ("max_trials", "energy_kwh", "co2_g", "duration_s", "target_accuracy")
+
+
 @dataclass(frozen=True, init=False)
 class TuneBudget:
     """What a tuning run may spend: ``max_trials`` and the resource limits, a
     :class:`frugalml.meter.Budget` (``limits``; None: no resource limit), read as
     ``energy_kwh``, ``co2_g``, ``duration_s`` (None: no limit on that resource). Every limit
-    counts what is already in the output directory's storage (a rerun continues)."""
+    counts what is already in the output directory's storage (a rerun continues).
+    ``target_accuracy``: stop once a completed trial's validation accuracy reaches it (good
+    enough: no further energy spent looking for better; None: search the whole budget)."""
 
     max_trials: int | None
     limits: Budget | None
+    target_accuracy: float | None
 
     def __init__(
         self,
@@ -207,10 +215,12 @@ class TuneBudget:
         energy_kwh: float | None = None,
         co2_g: float | None = None,
         duration_s: float | None = None,
+        target_accuracy: float | None = None,
     ) -> None:
         from frugalml.meter import Budget
 
         object.__setattr__(self, "max_trials", max_trials)
+        object.__setattr__(self, "target_accuracy", target_accuracy)
         resources = (energy_kwh, co2_g, duration_s)
         limits = None if all(v is None for v in resources) else Budget(*resources)
         object.__setattr__(self, "limits", limits)
@@ -233,13 +243,11 @@ class TuneBudget:
             return cls()
         if not isinstance(values, Mapping):
             raise ConfigError("budget must be a mapping", fix="e.g. budget: {max_trials: 20}")
-        unknown = sorted(
-            set(map(str, values)) - {"max_trials", "energy_kwh", "co2_g", "duration_s"}
-        )
+        unknown = sorted(set(map(str, values)) - set(BUDGET_KEYS))
         if unknown:
             raise ConfigError(
                 f"unknown budget key(s): {', '.join(unknown)}",
-                fix="use max_trials, energy_kwh, co2_g and/or duration_s",
+                fix="use max_trials, energy_kwh, co2_g, duration_s and/or target_accuracy",
             )
         parsed: dict[str, Any] = {}
         for key, value in values.items():
@@ -254,6 +262,15 @@ class TuneBudget:
                     )
                 continue
             number = parse_number(value, f"budget.{key}")
+            if key == "target_accuracy":
+                if not (math.isfinite(number) and 0 < number <= 1):
+                    raise ConfigError(
+                        f"budget.target_accuracy must be a validation accuracy in (0, 1], "
+                        f"got {value!r}",
+                        fix="e.g. target_accuracy: 0.95 (a share, not a percentage)",
+                    )
+                parsed[key] = number
+                continue
             if not (math.isfinite(number) and number > 0):
                 raise ConfigError(
                     f"budget.{key} must be a positive number, got {value!r}",
@@ -281,6 +298,7 @@ class TuneBudget:
             "energy_kwh": self.energy_kwh,
             "co2_g": self.co2_g,
             "duration_s": self.duration_s,
+            "target_accuracy": self.target_accuracy,
         }
 
     def describe(self) -> str:
@@ -293,7 +311,10 @@ class TuneBudget:
             parts.append(f"{self.co2_g:g} gCO2e")
         if self.duration_s is not None:
             parts.append(f"{self.duration_s:g} s")
-        return ", ".join(parts) or "no limit"
+        limit = ", ".join(parts) or "no limit"
+        if self.target_accuracy is not None:
+            limit += f"; stops at validation accuracy {self.target_accuracy:g}"
+        return limit
 
 
 class _Search(NamedTuple):

@@ -160,7 +160,7 @@ def configure_search(tuner: Tuner, seed: int) -> list[str]:
         notes.append(
             "frugal: each configuration's energy is predicted before it runs from its FLOPs "
             "(frugalml.models.count_costs), batches and epochs, refined by the trials so far; "
-            "what the energy left cannot afford is skipped; " + frugal_settings().describe()
+            "what the energy left cannot afford is skipped; " + frugal_settings(spec).describe()
         )
     return notes
 
