@@ -716,7 +716,7 @@ def compare_strategies(
     if stop_at_threshold and threshold is None:
         raise ConfigError(
             "stopping each run at the threshold needs a threshold fixed before the runs",
-            fix="give threshold=ACC (--threshold 0.96 with --stop-at-threshold)",
+            fix="give threshold=ACC with stop_at_threshold=True, e.g. threshold=0.96",
         )
     out = Path(out_dir)
     plan = parse_strategies(strategies, spec)
