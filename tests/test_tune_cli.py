@@ -179,3 +179,30 @@ def test_compare_refuses_stop_at_threshold_without_a_threshold(
     assert main([*args, "--threshold", "0.9", "--target-accuracy", "0.9"]) != 0
     assert "--target-accuracy is for 'frugalml tune SPEC'" in _error_line(capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_seed_sets_the_first_repeat_s_sampler_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from frugalml.tune import load_study
+
+    spec = _write(tmp_path, budget={"max_trials": 1})
+    out = tmp_path / "cmp"
+    base = ["-q", "tune", "compare", str(spec), "--strategies", "random", "--repeats", "2"]
+    base += ["--no-progress", "--threads", "1"]
+    argv = [*base, "--out", str(out)]
+    assert main([*argv, "--seed", "100"]) == 0
+    capsys.readouterr()
+    seeds = [load_study(out / "random" / f"repeat{r}").user_attrs["spec"]["seed"] for r in (0, 1)]
+    assert seeds == [100, 101]
+    before = (out / "comparison.csv").read_text()
+    # the same directory with other seeds: refused before anything runs, nothing rewritten
+    assert main(argv) != 0
+    line = _error_line(capsys)
+    assert "was run with sampler seed 100; this comparison gives it 0" in line
+    assert (out / "comparison.csv").read_text() == before
+    assert len(StudyStore(out / "random" / "repeat0").trials()) == 1
+    # the seeds' range is checked before anything runs
+    assert main([*base, "--out", str(tmp_path / "o"), "--seed", str(2**32 - 1)]) != 0
+    assert "leaves the sampler seeds' range" in _error_line(capsys)
+    assert not (tmp_path / "o").exists()

@@ -26,7 +26,7 @@ _USAGE = """frugalml tune SPEC [--out DIR] [--strategy S] [--seed N] [--max-tria
        frugalml tune SPEC --out DIR --parallel N [--executor local|ray] [--address ADDR]
        frugalml tune compare SPEC --strategies grid,random,tpe[,gp] [--repeats N]
                              [--target 0.01 | --threshold ACC [--stop-at-threshold]]
-                             [--out DIR]"""
+                             [--seed N] [--out DIR]"""
 
 _DESCRIPTION = """Tune hyperparameters with Optuna, training and metering every trial.
 
@@ -35,7 +35,8 @@ DIR/optuna.db holds Optuna's study, DIR/study.db the trials for 'frugalml study 
 DIR/tuning.png, DIR/tuning_trials.csv and DIR/tuning_summary.json the results.
 
 'compare' runs each strategy --repeats times under the spec's budget (repeat r uses sampler
-seed r for every strategy; repeats interleaved across strategies) and writes the energy
+seed r, or N + r with --seed N, for every strategy; repeats interleaved across strategies:
+another --seed into another --out repeats a comparison on fresh seeds) and writes the energy
 each needs to come within --target of the best validation accuracy any run found, or to
 reach the fixed accuracy --threshold (share of runs reaching it, Kaplan-Meier median with a
 bootstrap interval, runs that never reach it censored), pairwise log-rank and Mann-Whitney
@@ -68,7 +69,12 @@ def register(subparsers: Any) -> None:
         help="output directory (default: runs/NAME, or runs/NAME-compare)",
     )
     tune.add_argument("--strategy", default=None, help=f"override: {', '.join(_strategies())}")
-    tune.add_argument("--seed", type=int, default=None, help="override the sampler seed")
+    tune.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="override the sampler seed (compare: the first repeat's; repeat r uses N + r)",
+    )
     tune.add_argument("--max-trials", type=int, default=None, help="override budget.max_trials")
     tune.add_argument("--energy-kwh", type=float, default=None, help="override budget.energy_kwh")
     tune.add_argument("--co2-g", type=float, default=None, help="override budget.co2_g")
@@ -367,7 +373,7 @@ def _tune(args: argparse.Namespace, path: str) -> int:
 
 def _compare(args: argparse.Namespace, path: str) -> int:
     from frugalml.tune import compare_strategies, parse_strategies
-    from frugalml.tune._compare import check_threshold
+    from frugalml.tune._compare import check_first_seed, check_threshold
 
     spec = _load(args, path)
     if args.strategies is None:
@@ -403,12 +409,20 @@ def _compare(args: argparse.Namespace, path: str) -> int:
         )
     target = 0.01 if args.target is None else args.target
     plan = parse_strategies(args.strategies, spec)
+    first_seed = 0 if args.seed is None else args.seed
+    try:
+        check_first_seed(first_seed, args.repeats)
+    except ConfigError as exc:  # the library names its keyword; here it is --seed
+        raise ConfigError(
+            f"--seed {first_seed} with --repeats {args.repeats} leaves the sampler seeds' range",
+            fix="give a smaller --seed (repeat r uses sampler seed SEED + r)",
+        ) from exc
     if args.validate:
         print(_describe(spec))
         runs = ", ".join(label for label, _, _ in plan)
         print(
             f"  compare: {runs}; {args.repeats} repeat(s) each "
-            f"(sampler seeds 0..{args.repeats - 1})"
+            f"(sampler seeds {first_seed}..{first_seed + args.repeats - 1})"
         )
         return 0
     _quiet_optuna(args.debug)
@@ -429,6 +443,7 @@ def _compare(args: argparse.Namespace, path: str) -> int:
             on_event=relay,
             threads=args.threads,
             stop_at_threshold=args.stop_at_threshold,
+            first_seed=first_seed,
         )
     print(comparison.markdown, end="")
     print(

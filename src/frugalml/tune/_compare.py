@@ -1,10 +1,12 @@
 """Strategy comparison: which search reaches a good accuracy for the least energy?
 
 Each strategy runs ``repeats`` times under the spec's budget; repeat ``r`` uses sampler seed
-``r`` for every strategy (the training seed stays the spec's), so strategies differ only in
-how they search. A strategy is a name (``grid``, ``random``, ``tpe``, ``gp``, ``nsga2``),
-optionally with a pruner that replaces the spec's (``tpe+median``, ``random+none``,
-``nsga2+dominance``; a pruner other than the spec's gets Optuna's default options).
+``first_seed + r`` for every strategy (``first_seed`` 0 unless told; the training seed stays
+the spec's), so strategies differ only in how they search, and a second comparison with
+another ``first_seed`` repeats the first on fresh seeds. A strategy is a name (``grid``,
+``random``, ``tpe``, ``gp``, ``nsga2``), optionally with a pruner that replaces the spec's
+(``tpe+median``, ``random+none``, ``nsga2+dominance``; a pruner other than the spec's gets
+Optuna's default options).
 
 For each run the curve is *best validation accuracy among completed trials* against
 *cumulative energy of every trial* (pruned and failed ones included). The threshold is the
@@ -612,6 +614,39 @@ def _empty_tests() -> pd.DataFrame:
     return pd.DataFrame(columns=list(TESTS_COLUMNS))
 
 
+def check_first_seed(first_seed: int, repeats: int) -> None:
+    """Refuse a first sampler seed whose repeats would leave ``[0, MAX_SEED]``."""
+    from frugalml.train._config import MAX_SEED
+
+    last = MAX_SEED - max(repeats, 1) + 1
+    if (
+        isinstance(first_seed, bool)
+        or not isinstance(first_seed, int)
+        or not 0 <= first_seed <= last
+    ):
+        raise ConfigError(
+            f"first_seed must be an integer in [0, {last}] for {repeats} repeat(s), "
+            f"got {first_seed!r}",
+            fix="e.g. first_seed=100 (repeat r then uses sampler seed 100 + r)",
+        )
+
+
+def _check_stored_seed(directory: Path, seed: int, first_seed: int) -> None:
+    """A run directory made with another sampler seed is not continued with this one."""
+    from frugalml.tune._storage import load_study, storage_path
+
+    if not storage_path(directory).exists():
+        return
+    stored = (load_study(directory).user_attrs.get("spec") or {}).get("seed")
+    if stored is None or stored == seed:
+        return
+    raise ConfigError(
+        f"{directory} was run with sampler seed {stored}; this comparison gives it {seed} "
+        f"(first seed {first_seed})",
+        fix="give another out_dir for another first seed, or the first seed it was run with",
+    )
+
+
 def run_dir(out_dir: Path, label: str, repeat: int) -> Path:
     return out_dir / label.replace("+", "_") / f"repeat{repeat}"
 
@@ -685,6 +720,7 @@ def compare_strategies(
     on_event: Callable[[str, int, TuneEvent], None] | None = None,
     threads: int | None = None,
     stop_at_threshold: bool = False,
+    first_seed: int = 0,
 ) -> Comparison:
     """Tune ``spec`` with each strategy ``repeats`` times (see the module docstring).
 
@@ -701,7 +737,9 @@ def compare_strategies(
     strategies alike. The 1-minute load average before and after each run goes to
     ``comparison_load.csv`` (replaced when a resumed run runs more trials). ``on_event(label,
     repeat, event)`` relays each run's progress. Runs already in ``out_dir`` continue rather
-    than restart (after Ctrl-C or kill -9 alike: every run is a resumable tuning directory).
+    than restart (after Ctrl-C or kill -9 alike: every run is a resumable tuning directory);
+    one that was made with another sampler seed than ``first_seed + r`` is refused before
+    anything runs (another ``first_seed`` needs another ``out_dir``).
     """
     from frugalml.tune._tuner import run_tune
 
@@ -718,13 +756,16 @@ def compare_strategies(
             "stopping each run at the threshold needs a threshold fixed before the runs",
             fix="give threshold=ACC with stop_at_threshold=True, e.g. threshold=0.96",
         )
+    check_first_seed(first_seed, repeats)
     out = Path(out_dir)
     plan = parse_strategies(strategies, spec)
     specs = {
-        (label, r): run_spec(spec, name, pruner, seed=r)
+        (label, r): run_spec(spec, name, pruner, seed=first_seed + r)
         for r in range(repeats)
         for label, name, pruner in plan
     }
+    for (label, r), run in specs.items():
+        _check_stored_seed(run_dir(out, label, r), run.seed, first_seed)
     if stop_at_threshold:
         specs = {
             key: run.replace(budget=run.budget.replace(target_accuracy=threshold))
