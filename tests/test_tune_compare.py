@@ -266,6 +266,8 @@ def test_goal_check_states_the_bound_on_random_s_median() -> None:
     never = [_curve("random", r, [72, 144], [0.5, 0.9]) for r in range(12)]
     line = goal_check([*never, *fast], target=0.0, best_accuracy=0.95)[0]
     assert "log-rank p < 0.001 (significant at 5%): goal met." in line, line
+    # every random run censored at 144 J: the ratio is at most 10 / 144 in every resample
+    assert "the ratio of the medians, 95% bootstrap interval 0.07 to 0.07;" in line, line
 
 
 def test_a_fixed_threshold_does_not_move_with_the_best_run(tmp_path: Path) -> None:
@@ -287,6 +289,12 @@ def test_a_fixed_threshold_does_not_move_with_the_best_run(tmp_path: Path) -> No
     table = fixed.table.set_index("strategy")
     assert table["reached"].to_dict() == {"a": 2, "b": 2}
     assert table["median_energy_to_target_j"].to_dict() == {"a": 20.0, "b": 10.0}
+    # a's median energy to target is twice b's; every resample of a's two runs at 20 J and
+    # b's at 10 J gives 2 too
+    pair = fixed.tests.iloc[0]
+    assert (pair["strategy_a"], pair["strategy_b"]) == ("a", "b")
+    assert (pair["median_ratio"], pair["ratio_ci_low"], pair["ratio_ci_high"]) == (2.0, 2.0, 2.0)
+    assert "| 2.00 (2.00 to 2.00) |" in fixed.markdown
     assert "validation accuracy >= 0.9500 (fixed before the runs)" in fixed.markdown
     assert "best of all runs minus 0.02" in moving.markdown
     page = (tmp_path / "fixed" / "comparison.html").read_text()

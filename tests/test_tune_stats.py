@@ -10,9 +10,11 @@ from frugalml.errors import ConfigError
 from frugalml.tune._stats import (
     Outcome,
     bootstrap_median_ci,
+    bootstrap_ratio_ci,
     km_median,
     logrank_test,
     mann_whitney_censored,
+    median_ratio,
     p_in_words,
 )
 
@@ -82,6 +84,30 @@ def test_bootstrap_interval_on_a_fixed_sample_with_a_fixed_seed() -> None:
         bootstrap_median_ci(sample, confidence=1.0)
     with pytest.raises(ConfigError, match="finite"):
         km_median([Outcome(math.inf, False)])
+
+
+def test_ratio_of_medians_and_its_bootstrap_interval_by_hand() -> None:
+    # the candidate always 2 J; the reference 4 or 8 J. Resampling the reference's two runs:
+    # {4, 4} and {4, 8} give the (lower) median 4, probability 3/4; {8, 8} gives 8, 1/4. So
+    # the ratio is 0.5 with probability 3/4 and 0.25 with 1/4: its 2.5% quantile 0.25 and
+    # its 97.5% one 0.5; at 40% confidence (quantiles 0.3 and 0.7) both 0.5.
+    two = _runs((2, True))
+    ref = _runs((4, True), (8, True))
+    assert median_ratio(two, ref) == 0.5
+    assert bootstrap_ratio_ci(two, ref, seed=0) == (0.25, 0.5)
+    assert bootstrap_ratio_ci(two, ref, confidence=0.4, seed=0) == (0.5, 0.5)
+    assert bootstrap_ratio_ci(two, ref, seed=3) == bootstrap_ratio_ci(two, ref, seed=3)
+    # a reference whose median is not reached (1 of 3 at 30 J, the others censored at 144
+    # and 150 J: its median > 144 J): the ratio is at most 60 / 144, and said as that bound
+    censored = _runs((30, True), (144, False), (150, False))
+    assert median_ratio(_runs((60, True)), censored) == pytest.approx(60 / 144)
+    # a candidate that never gets there is not any finite share of anything
+    assert math.isinf(median_ratio(_runs((60, False)), ref))
+    low, high = bootstrap_ratio_ci(_runs((60, False)), ref)
+    assert math.isinf(low) and math.isinf(high)
+    assert all(math.isnan(v) for v in bootstrap_ratio_ci([], ref))
+    with pytest.raises(ConfigError, match="resamples"):
+        bootstrap_ratio_ci(two, ref, resamples=0)
 
 
 def test_p_in_words() -> None:

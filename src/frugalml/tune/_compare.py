@@ -36,7 +36,7 @@ import logging
 import math
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,10 +48,12 @@ from frugalml.tune._spec import PRUNERS, STRATEGIES, TuneSpec
 from frugalml.tune._stats import (
     Outcome,
     bootstrap_median_ci,
+    bootstrap_ratio_ci,
     km_median,
     logrank_test,
     mann_whitney_censored,
     median_at_most,
+    median_ratio,
     p_in_words,
 )
 from frugalml.tune._strategies import FIDELITY_STRATEGIES
@@ -105,6 +107,9 @@ TESTS_COLUMNS = (
     "mann_whitney_p",
     "less_energy",
     "in_words",
+    "median_ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
 )
 
 
@@ -258,10 +263,17 @@ def comparison_table(
 
 
 def pairwise_tests(
-    curves: Sequence[RunCurve], target: float = 0.01, *, best_accuracy: float | None = None
+    curves: Sequence[RunCurve],
+    target: float = 0.01,
+    *,
+    best_accuracy: float | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Every pair of strategies: the log-rank test and the Mann-Whitney test with censored
-    runs ranked last, on energy to target (columns: :data:`TESTS_COLUMNS`).
+    runs ranked last, on energy to target, and the ratio of the first one's median energy
+    to target to the second's with a bootstrap interval (``seed``;
+    :func:`._stats.bootstrap_ratio_ci`; a bound when the second's median is not reached)
+    (columns: :data:`TESTS_COLUMNS`).
 
     ``less_energy`` names the strategy that reached the target for less energy (lower
     Kaplan-Meier median; on a tie of medians, more runs reaching it); ``in_words`` states the
@@ -280,6 +292,7 @@ def pairwise_tests(
         for b in names[i + 1 :]:
             logrank = logrank_test(outcomes[a], outcomes[b])
             mw = mann_whitney_censored(outcomes[a], outcomes[b])
+            ratio_low, ratio_high = bootstrap_ratio_ci(outcomes[a], outcomes[b], seed=seed)
 
             def key(name: str) -> tuple[float, int]:
                 return (km_median(outcomes[name]), -sum(o.reached for o in outcomes[name]))
@@ -300,6 +313,9 @@ def pairwise_tests(
                         better=None if same else better,
                         worse=None if same else worse,
                     ),
+                    "median_ratio": median_ratio(outcomes[a], outcomes[b]),
+                    "ratio_ci_low": ratio_low,
+                    "ratio_ci_high": ratio_high,
                 }
             )
     return pd.DataFrame(rows, columns=list(TESTS_COLUMNS))
@@ -345,10 +361,13 @@ def goal_check(
         )
         p_ok = p < GOAL_ALPHA and faster
         met = share_ok and median.holds is True and p_ok
+        low, high = bootstrap_ratio_ci(runs, base)
         lines.append(
             f"Goal for {name} against {reference} (threshold {threshold:.4f}): reached in "
             f"{reached}/{len(runs)} runs ({'at least' if share_ok else 'below'} "
-            f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; log-rank {_p_phrase(p)} "
+            f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; the ratio of the medians, 95% "
+            f"bootstrap interval {_fmt_share(low)} to {_fmt_share(high)}; log-rank "
+            f"{_p_phrase(p)} "
             f"({'significant' if p_ok else 'not significant'} at {GOAL_ALPHA:.0%}"
             f"{'' if faster else f', and {name} is not the one needing less'}): "
             f"{'goal met' if met else 'goal not met'}."
@@ -378,6 +397,7 @@ _TESTS_HEADERS = (
     "strategies",
     "log-rank p",
     "Mann-Whitney p (censored last)",
+    "median energy, first / second (95% interval)",
     "in words (log-rank)",
 )
 
@@ -424,12 +444,27 @@ def _table_rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+def _fmt_share(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "not bounded"
+
+
+def _fmt_ratio(row: Mapping[Any, Any]) -> str:
+    """``0.60 (0.41 to 0.98)``; ``-`` for a table written before the ratio was."""
+    ratio = float(row.get("median_ratio", math.nan))
+    low = float(row.get("ratio_ci_low", math.nan))
+    high = float(row.get("ratio_ci_high", math.nan))
+    if math.isnan(ratio):
+        return "-"
+    return f"{_fmt_share(ratio)} ({_fmt_share(low)} to {_fmt_share(high)})"
+
+
 def _tests_rows(tests: pd.DataFrame) -> list[list[str]]:
     return [
         [
             f"{row['strategy_a']} vs {row['strategy_b']}",
             _fmt_p(float(row["logrank_p"])),
             _fmt_p(float(row["mann_whitney_p"])),
+            _fmt_ratio(row),
             str(row["in_words"]),
         ]
         for row in tests.to_dict("records")

@@ -11,6 +11,8 @@ infinities; they enter through the estimators made for them:
 - :func:`bootstrap_median_ci` -- a percentile bootstrap interval of that median (resampling
   runs with replacement, a fixed seed; an upper bound of ``inf`` means the median is not
   reached in more than ``(1 - confidence) / 2`` of the resamples).
+- :func:`bootstrap_ratio_ci` -- the same for the ratio of two strategies' medians
+  (:func:`median_ratio`), each strategy's runs resampled on their own.
 - :func:`logrank_test` -- the two-sample log-rank test on energy to target (events and
   censoring as above; chi-square with 1 degree of freedom).
 - :func:`mann_whitney_censored` -- the Mann-Whitney U test with censored runs ranked last
@@ -29,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from frugalml.errors import ConfigError
 
@@ -74,6 +77,26 @@ def km_median(outcomes: Sequence[Outcome]) -> float:
     return math.inf
 
 
+def _check_bootstrap(confidence: float, resamples: int) -> None:
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}", fix="e.g. 0.95")
+    if resamples < 1:
+        raise ConfigError(f"resamples must be >= 1, got {resamples!r}", fix="e.g. 2000")
+
+
+def _resamples(outcomes: Sequence[Outcome], resamples: int, rng: Any) -> list[list[Outcome]]:
+    n = len(outcomes)
+    return [[outcomes[i] for i in rng.integers(0, n, size=n)] for _ in range(resamples)]
+
+
+def _percentiles(values: Sequence[float], confidence: float) -> tuple[float, float]:
+    import numpy as np
+
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(np.array(values), [alpha, 1.0 - alpha], method="inverted_cdf")
+    return (float(low), float(high))
+
+
 def bootstrap_median_ci(
     outcomes: Sequence[Outcome],
     *,
@@ -91,20 +114,62 @@ def bootstrap_median_ci(
     import numpy as np
 
     _check(outcomes, "bootstrap_median_ci")
-    if not 0 < confidence < 1:
-        raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}", fix="e.g. 0.95")
-    if resamples < 1:
-        raise ConfigError(f"resamples must be >= 1, got {resamples!r}", fix="e.g. 2000")
+    _check_bootstrap(confidence, resamples)
     if not outcomes:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
-    n = len(outcomes)
-    medians = np.array(
-        [km_median([outcomes[i] for i in rng.integers(0, n, size=n)]) for _ in range(resamples)]
-    )
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(medians, [alpha, 1.0 - alpha], method="inverted_cdf")
-    return (float(low), float(high))
+    medians = [km_median(r) for r in _resamples(outcomes, resamples, rng)]
+    return _percentiles(medians, confidence)
+
+
+def median_ratio(candidate: Sequence[Outcome], reference: Sequence[Outcome]) -> float:
+    """``km_median(candidate) / km_median(reference)``, or an upper bound of it when the
+    reference's median is not reached: the candidate's median over
+    :func:`median_lower_bound` of the reference's. ``inf`` when the candidate's median is
+    not reached, or the reference's is not and has no bound: nothing smaller can be said.
+    """
+    m = km_median(candidate)
+    ref = km_median(reference)
+    if not math.isfinite(m) or math.isnan(ref):
+        return math.inf if not math.isnan(m) else math.nan
+    if not math.isfinite(ref):
+        bound = median_lower_bound(reference)
+        ref = bound if bound is not None else 0.0
+    if ref <= 0:
+        return 0.0 if m == 0 else math.inf
+    return m / ref
+
+
+def bootstrap_ratio_ci(
+    candidate: Sequence[Outcome],
+    reference: Sequence[Outcome],
+    *,
+    confidence: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`median_ratio`: how many times the
+    reference's median energy to target the candidate's is.
+
+    The two samples are independent, so each is resampled on its own: ``resamples`` draws of
+    the candidate's runs, then as many of the reference's, from one
+    ``numpy.random.default_rng(seed)``; resample ``i`` of each gives ratio ``i``. A resample
+    whose reference median is not reached counts at the bound :func:`median_ratio` gives
+    (the ratio can only be smaller), so the upper end errs high, never low. Bounds as in
+    :func:`bootstrap_median_ci`; NaN for an empty side.
+    """
+    import numpy as np
+
+    _check(candidate, "bootstrap_ratio_ci")
+    _check(reference, "bootstrap_ratio_ci")
+    _check_bootstrap(confidence, resamples)
+    if not candidate or not reference:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    ours = _resamples(candidate, resamples, rng)
+    theirs = _resamples(reference, resamples, rng)
+    ratios = [median_ratio(a, b) for a, b in zip(ours, theirs, strict=True)]
+    return _percentiles(ratios, confidence)
 
 
 @dataclass(frozen=True)
