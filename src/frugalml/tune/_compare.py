@@ -366,7 +366,8 @@ def goal_check(
             f"Goal for {name} against {reference} (threshold {threshold:.4f}): reached in "
             f"{reached}/{len(runs)} runs ({'at least' if share_ok else 'below'} "
             f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; the ratio of the medians, 95% "
-            f"bootstrap interval {_fmt_share(low)} to {_fmt_share(high)}; log-rank "
+            f"bootstrap interval {_fmt_share(low)} to {_fmt_share(high)}"
+            f"{_interval_vs(low, high, GOAL_MEDIAN_FRACTION)}; log-rank "
             f"{_p_phrase(p)} "
             f"({'significant' if p_ok else 'not significant'} at {GOAL_ALPHA:.0%}"
             f"{'' if faster else f', and {name} is not the one needing less'}): "
@@ -442,6 +443,17 @@ def _table_rows(table: pd.DataFrame) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _interval_vs(low: float, high: float, fraction: float) -> str:
+    """Whether a ratio's interval lies below, above or across ``fraction``, in words."""
+    if math.isnan(low) or math.isnan(high):
+        return ""
+    if high <= fraction:
+        return f" (at most {fraction:g} throughout)"
+    if low > fraction:
+        return f" (above {fraction:g} throughout)"
+    return f" (it holds {fraction:g}: these repeats cannot tell on which side of it the ratio is)"
 
 
 def _fmt_share(value: float) -> str:
