@@ -257,7 +257,15 @@ def test_goal_check_states_the_bound_on_random_s_median() -> None:
         "random's median > 144.0 J (not reached: 1 of 3 runs reached the target); "
         "frugal's 60.0 J is at most half of it" in lines[0]
     )
-    assert "(it holds 0.5: these repeats cannot tell on which side of it" in lines[0]
+    # frugal's 60 J against random's bound 144 J: a ratio of at most 0.42, its interval across
+    # 0.5; 3 runs a side cannot tell, and at that ratio and spread more would
+    assert (
+        "(it holds 0.5: 3 runs a side cannot tell on which side of it the ratio is; at " in lines[0]
+    )
+    # interval 0.40 to 2.00 (resamples of 3 runs): 3 x (ln(2 / 0.4167) / ln(0.5 / 0.4167))^2
+    # = 3 x (1.5686 / 0.1823)^2 = 222.1, so 223
+    assert "95% bootstrap interval 0.40 to 2.00" in lines[0]
+    assert "ratio and spread, roughly 223 would)" in lines[0]
     # 3 runs a side cannot be significant at 5% here
     assert lines[0].endswith("not significant at 5%): goal not met.")
     assert "slow's 80.0 J is above 0.5 x 144.0 J = 72.0 J" in lines[1]

@@ -362,12 +362,14 @@ def goal_check(
         p_ok = p < GOAL_ALPHA and faster
         met = share_ok and median.holds is True and p_ok
         low, high = bootstrap_ratio_ci(runs, base)
+        ratio = median_ratio(runs, base)
         lines.append(
             f"Goal for {name} against {reference} (threshold {threshold:.4f}): reached in "
             f"{reached}/{len(runs)} runs ({'at least' if share_ok else 'below'} "
             f"{GOAL_REACHED_SHARE:.0%}); {median.in_words}; the ratio of the medians, 95% "
             f"bootstrap interval {_fmt_share(low)} to {_fmt_share(high)}"
-            f"{_interval_vs(low, high, GOAL_MEDIAN_FRACTION)}; log-rank "
+            f"{_interval_vs(low, high, GOAL_MEDIAN_FRACTION, ratio, min(len(runs), len(base)))}"
+            "; log-rank "
             f"{_p_phrase(p)} "
             f"({'significant' if p_ok else 'not significant'} at {GOAL_ALPHA:.0%}"
             f"{'' if faster else f', and {name} is not the one needing less'}): "
@@ -445,15 +447,25 @@ def _table_rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def _interval_vs(low: float, high: float, fraction: float) -> str:
-    """Whether a ratio's interval lies below, above or across ``fraction``, in words."""
+def _interval_vs(low: float, high: float, fraction: float, ratio: float, runs: int) -> str:
+    """Whether a ratio's interval lies below, above or across ``fraction``, in words; across
+    it, roughly how many runs a side would put the interval's upper end at ``fraction``.
+
+    The rough count assumes the ratio stays at ``ratio`` and the interval's upper half on a
+    log scale shrinks as ``1 / sqrt(runs)`` (the bootstrap's usual rate): ``runs x
+    (log(high / ratio) / log(fraction / ratio)) ** 2``.
+    """
     if math.isnan(low) or math.isnan(high):
         return ""
     if high <= fraction:
         return f" (at most {fraction:g} throughout)"
     if low > fraction:
         return f" (above {fraction:g} throughout)"
-    return f" (it holds {fraction:g}: these repeats cannot tell on which side of it the ratio is)"
+    head = f" (it holds {fraction:g}: {runs} runs a side cannot tell on which side of it"
+    if not (0 < ratio < fraction) or not math.isfinite(high):
+        return f"{head} the ratio is)"
+    needed = math.ceil(runs * (math.log(high / ratio) / math.log(fraction / ratio)) ** 2)
+    return f"{head} the ratio is; at this ratio and spread, roughly {needed} would)"
 
 
 def _fmt_share(value: float) -> str:
