@@ -101,20 +101,25 @@ def _enqueue(out: Path, *params: dict[str, Any]) -> None:
 def test_an_unaffordable_trial_is_skipped_and_a_cheaper_one_runs(tmp_path: Path) -> None:
     space = {
         "lr": {"type": "categorical", "choices": [0.03]},
-        "epochs": {"type": "categorical", "choices": [1, 3]},
+        "epochs": {"type": "categorical", "choices": [1, 24]},
     }
     spec = _spec(search_space=space, budget={"max_trials": 1})
     _enqueue(tmp_path, {"lr": 0.03, "epochs": 1})
     first = run_tune(spec, tmp_path, threads=1, plot=False, write_outputs=False)
     (trial,) = first.trials
     per_epoch_j = trial.total_energy_j / trial.epochs
-    # room for 1.5 epochs more: a 3-epoch trial is skipped, a 1-epoch one still runs
-    limit_j = first.total_energy_j + 1.5 * per_epoch_j
+    # room for 2.5 times the first trial more: a 24-epoch trial is skipped, a 1-epoch one still
+    # runs after it. With O a trial's fixed cost (set-up, sampler) and E an epoch's, the
+    # 24-epoch one is predicted not to fit while O < 14 E, and the 1-epoch one fits while the
+    # skip's sampler work is below 1.5 (O + E). (With 3 epochs and 1.5 times, O < 3 E was
+    # needed: a first trial heavy with one-off costs made it fit, or the skip's sampler work
+    # left too little, about one run in ten under load.)
+    limit_j = first.total_energy_j + 2.5 * per_epoch_j
     tight = spec.replace(budget=spec.budget.replace(max_trials=10, energy_kwh=limit_j / 3.6e6))
-    _enqueue(tmp_path, {"lr": 0.03, "epochs": 3}, {"lr": 0.03, "epochs": 1})
+    _enqueue(tmp_path, {"lr": 0.03, "epochs": 24}, {"lr": 0.03, "epochs": 1})
     outcome = run_tune(tight, tmp_path, threads=1, plot=False, warm_up=False)
     skipped = [t for t in outcome.trials if t.state == "skipped"]
-    assert skipped and skipped[0].params["epochs"] == 3
+    assert skipped and skipped[0].params["epochs"] == 24
     after = [t for t in outcome.trials if t.number > skipped[0].number and t.counted]
     assert after and after[0].params["epochs"] == 1 and after[0].state == "complete"
     assert "budget" in outcome.stop_reason
