@@ -7,7 +7,7 @@ the energy each strategy needed to come within that much (absolute validation ac
 the best validation accuracy any run found: the Kaplan-Meier median with a bootstrap
 interval, runs that never got there censored at the energy they spent, pairwise log-rank
 and Mann-Whitney tests, and whether each strategy meets issue 15's goal against random
-(:func:`frugalml.tune._compare.goal_check`). ``--threshold`` adds the same tables for a
+(:func:`frugalml.tune._compare_tables.goal_check`). ``--threshold`` adds the same tables for a
 validation accuracy fixed before the runs (first, since it does not move with the runs).
 
     python benchmarks/bench_tune_strategies.py [--repeats 10] [--threads 1]
@@ -44,7 +44,8 @@ from frugalml.tune import (
     summarize_trials,
     table_markdown,
 )
-from frugalml.tune._compare import goal_check, parse_strategies, run_dir
+from frugalml.tune._compare import parse_strategies, run_dir
+from frugalml.tune._compare_tables import goal_check
 
 ROOT = Path(__file__).resolve().parent.parent
 

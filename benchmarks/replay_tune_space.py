@@ -26,7 +26,7 @@ left of ``--budget-j`` (the tuner's rule). ``frugal`` is frugalml's sampler and 
 (:mod:`frugalml.tune._frugal`, ``FrugalSettings`` with ``--frugal`` overrides) given the
 sweep's own cost of each candidate: an oracle, so better than the cost model a real run has.
 It prints, per threshold, the share of runs that reached it, the Kaplan-Meier median energy
-to it, and how often issue 15's goal against random (``frugalml.tune._compare.goal_check``'s
+to it, and how often issue 15's goal against random (``frugalml.tune._compare_tables.goal_check``'s
 three conditions) holds in 300 comparisons of ``--sides`` runs a side (default 10 and 20)
 resampled from the replays: an estimate of the power of a real comparison, not a measurement.
 
@@ -288,7 +288,7 @@ def goal_power(runs: list[Any], base: list[Any], n: int, seed: int = 0) -> float
     """Share of 300 resampled comparisons (``n`` runs a side) meeting the goal's conditions."""
     import numpy as np
 
-    from frugalml.tune._compare import GOAL_ALPHA, GOAL_MEDIAN_FRACTION, GOAL_REACHED_SHARE
+    from frugalml.tune._compare_tables import GOAL_ALPHA, GOAL_MEDIAN_FRACTION, GOAL_REACHED_SHARE
     from frugalml.tune._stats import km_median, logrank_test, median_at_most
 
     rng = np.random.default_rng(seed)

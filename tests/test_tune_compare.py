@@ -239,7 +239,7 @@ def test_load_notes_warn_when_the_load_exceeds_the_cores(monkeypatch: pytest.Mon
 
 
 def test_goal_check_states_the_bound_on_random_s_median() -> None:
-    from frugalml.tune._compare import goal_check
+    from frugalml.tune._compare_tables import goal_check
 
     # threshold 0.95 - 0.01 = 0.94. random: 1 of 3 reaches it (at 30 J), the others end at
     # 144 and 150 J: its median > 144 J (2 runs known above it, floor(3/2) + 1 = 2).

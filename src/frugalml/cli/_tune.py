@@ -373,7 +373,8 @@ def _tune(args: argparse.Namespace, path: str) -> int:
 
 def _compare(args: argparse.Namespace, path: str) -> int:
     from frugalml.tune import compare_strategies, parse_strategies
-    from frugalml.tune._compare import check_first_seed, check_threshold
+    from frugalml.tune._compare import check_first_seed
+    from frugalml.tune._compare_tables import check_threshold
 
     spec = _load(args, path)
     if args.strategies is None:

@@ -48,16 +48,18 @@ from __future__ import annotations
 
 from frugalml.tune._compare import (
     Comparison,
+    compare_strategies,
+    load_comparison,
+    parse_strategies,
+)
+from frugalml.tune._compare_report import table_markdown
+from frugalml.tune._compare_tables import (
     RunCurve,
     best_at,
-    compare_strategies,
     energy_to_target,
-    load_comparison,
     pairwise_tests,
-    parse_strategies,
-    table_markdown,
 )
-from frugalml.tune._compare import comparison_table as strategy_comparison_table
+from frugalml.tune._compare_tables import comparison_table as strategy_comparison_table
 from frugalml.tune._metered import (
     EnergyAs,
     MeteredObjective,

@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from frugalml.meter import J_PER_KWH
+from frugalml.tune._compare_tables import RunCurve, best_at, energy_to_target
 from frugalml.tune._results import TrialSummary, TuningHistory, front
-
-if TYPE_CHECKING:
-    from frugalml.tune._compare import RunCurve
 
 _STATE_STYLE = {
     "complete": ("o", "tab:blue"),
@@ -178,7 +176,6 @@ def _spread(values: Any) -> tuple[Any, Any, Any, Any, Any, Any]:
 
 def _reached_share(runs: Sequence[RunCurve], threshold: float, grid: Any) -> list[float]:
     """At each energy of ``grid``, the share of ``runs`` that had reached ``threshold``."""
-    from frugalml.tune._compare import energy_to_target
 
     hits = [energy_to_target(run, threshold) for run in runs]
     reached = [h[0] for h in hits if h is not None]
@@ -213,8 +210,6 @@ def plot_comparison(
     energy; the target as a dashed line. With a target, a zoom near it and a last panel: the
     share of a strategy's runs that had reached the target against the energy spent."""
     import numpy as np
-
-    from frugalml.tune._compare import best_at
 
     plt = _pyplot()
     by_strategy: dict[str, list[RunCurve]] = {}
