@@ -47,12 +47,11 @@ from here as deprecated aliases, outside ``__all__``).
 from __future__ import annotations
 
 from frugalml.tune._compare import (
-    Comparison,
     compare_strategies,
     load_comparison,
     parse_strategies,
 )
-from frugalml.tune._compare_report import table_markdown
+from frugalml.tune._compare_report import Comparison, table_markdown
 from frugalml.tune._compare_tables import (
     RunCurve,
     best_at,

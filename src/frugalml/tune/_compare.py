@@ -39,14 +39,12 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from frugalml.errors import ConfigError
-from frugalml.tune._compare_report import comparison_html, table_markdown
+from frugalml.tune._compare_report import Comparison, comparison_html, empty_tests
 from frugalml.tune._compare_tables import (
-    TESTS_COLUMNS,
     RunCurve,
     check_threshold,
     comparison_table,
@@ -59,8 +57,6 @@ from frugalml.tune._spec import PRUNERS, STRATEGIES, TuneSpec
 from frugalml.tune._strategies import FIDELITY_STRATEGIES
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from frugalml.tune._tuner import TuneEvent
 
 logger = logging.getLogger(__name__)
@@ -129,42 +125,6 @@ def run_spec(spec: TuneSpec, strategy: str, pruner: str, seed: int) -> TuneSpec:
         if mapping.get(key) is None:
             mapping.pop(key, None)
     return TuneSpec.from_mapping(mapping, source=spec.source)
-
-
-@dataclass
-class Comparison:
-    """The outcome of :func:`compare_strategies`."""
-
-    table: pd.DataFrame
-    curves: list[RunCurve]
-    target: float
-    threshold: float
-    out_dir: Path
-    plot_path: Path | None = None
-    csv_path: Path | None = None
-    markdown_path: Path | None = None
-    html_path: Path | None = None
-    curves_path: Path | None = None
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
-    tests: pd.DataFrame = field(default_factory=lambda: _empty_tests())
-    tests_path: Path | None = None
-    load_path: Path | None = None
-    #: The threshold was given (``threshold=``), not the best run minus ``target``.
-    fixed_threshold: bool = False
-
-    @property
-    def markdown(self) -> str:
-        text = table_markdown(
-            self.table, target=self.target, tests=self.tests, fixed=self.fixed_threshold
-        )
-        return text + "".join(f"\n{note}\n" for note in self.notes)
-
-
-def _empty_tests() -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame(columns=list(TESTS_COLUMNS))
 
 
 def check_first_seed(first_seed: int, repeats: int) -> None:
@@ -382,7 +342,7 @@ def summarize_comparison(
         fixed_threshold=threshold is not None,
     )
     comparison.tests = (
-        pairwise_tests(curves, margin, best_accuracy=threshold) if curves else _empty_tests()
+        pairwise_tests(curves, margin, best_accuracy=threshold) if curves else empty_tests()
     )
     if loads is None:
         loads = read_loads(out_dir)

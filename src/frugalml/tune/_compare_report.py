@@ -1,17 +1,18 @@
-"""A strategy comparison as Markdown and as a self-contained HTML page."""
+"""A strategy comparison's outcome (:class:`Comparison`), as Markdown and as a
+self-contained HTML page."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frugalml.tune._compare_tables import fmt_p, fmt_share
+from frugalml.tune._compare_tables import TESTS_COLUMNS, RunCurve, fmt_p, fmt_share
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from frugalml.tune._compare import Comparison
 
 
 def _fmt_j(value: float) -> str:
@@ -181,3 +182,39 @@ def comparison_html(comparison: Comparison) -> str:
     for note in comparison.notes:
         body.append(paragraph_html(note, "sub"))
     return html_page("Tuning strategies compared by energy to accuracy", body)
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`._compare.compare_strategies`: its tables, curves and files."""
+
+    table: pd.DataFrame
+    curves: list[RunCurve]
+    target: float
+    threshold: float
+    out_dir: Path
+    plot_path: Path | None = None
+    csv_path: Path | None = None
+    markdown_path: Path | None = None
+    html_path: Path | None = None
+    curves_path: Path | None = None
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+    tests: pd.DataFrame = field(default_factory=lambda: empty_tests())
+    tests_path: Path | None = None
+    load_path: Path | None = None
+    #: The threshold was given (``threshold=``), not the best run minus ``target``.
+    fixed_threshold: bool = False
+
+    @property
+    def markdown(self) -> str:
+        text = table_markdown(
+            self.table, target=self.target, tests=self.tests, fixed=self.fixed_threshold
+        )
+        return text + "".join(f"\n{note}\n" for note in self.notes)
+
+
+def empty_tests() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=list(TESTS_COLUMNS))
