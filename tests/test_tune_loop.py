@@ -174,12 +174,20 @@ def test_the_cheapest_configuration_is_found_among_the_corners() -> None:
         }
     )
 
-    def cost_of(params: dict[str, Any]) -> float:  # more width, epochs, smaller batches: dearer
+    given: list[Any] = []
+
+    def cost_of(params: dict[str, Any], trials: Any) -> float:  # wider, longer, smaller: dearer
+        given.append(trials)
         return params["model.width"] * params["epochs"] * (1 + 16 / params["batch_size"])
 
     tuner = SimpleNamespace(spec=spec, cost_of=cost_of)
     cheap = cheapest_params(tuner)  # type: ignore[arg-type]
     assert cheap == {"lr": 1e-3, "batch_size": 64, "model.width": 4, "epochs": 1}
+    # the trials the caller read reach every corner's prediction (none read them again)
+    read: list[Any] = []
+    given.clear()
+    assert cheapest_params(tuner, read) == cheap  # type: ignore[arg-type]
+    assert len(given) == 2 * 2 * 2 and all(t is read for t in given)
     assert cheapest_params(SimpleNamespace(spec=spec, cost_of=None)) is None  # type: ignore[arg-type]
-    unknown = SimpleNamespace(spec=spec, cost_of=lambda params: None)
+    unknown = SimpleNamespace(spec=spec, cost_of=lambda params, trials: None)
     assert cheapest_params(unknown) is None  # type: ignore[arg-type]

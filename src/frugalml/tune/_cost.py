@@ -330,9 +330,12 @@ class TrialCosts:
         frozen = self._tuner.study.get_trials(deepcopy=False)
         return [TrialSummary.from_frozen(t) for t in sorted(frozen, key=lambda t: t.number)]
 
-    def predict(self, params: Mapping[str, Any]) -> float | None:
-        """Predicted energy (J) of a trial with (decoded) ``params``."""
-        return self.model().predict(self.counter.knobs(params))
+    def predict(
+        self, params: Mapping[str, Any], trials: list[TrialSummary] | None = None
+    ) -> float | None:
+        """Predicted energy (J) of a trial with (decoded) ``params`` (``trials``: as just
+        read; None: read them)."""
+        return self.model(trials).predict(self.counter.knobs(params))
 
     def predict_candidates(
         self, candidates: list[dict[str, Any]], trials: list[TrialSummary] | None = None

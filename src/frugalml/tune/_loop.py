@@ -78,7 +78,7 @@ def next_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
     waiting = any(t.state == "waiting" for t in trials)
     if grid is not None and not waiting and grid.is_exhausted(tuner.study):
         return f"the grid of {spec.search_space.grid_size()} points is exhausted"
-    cheap = cheapest_params(tuner)
+    cheap = cheapest_params(tuner, trials)
     if cheap is not None:  # a cost model per configuration (frugal): the cheapest decides
         planned = apply_params(cheap, spec.training)[0].epochs
         reason = tuner.budget_stop(planned, trials, cheap)
@@ -90,12 +90,15 @@ def next_stop(tuner: Tuner, trials: list[TrialSummary]) -> str | None:
     return tuner.budget_stop(low, trials)
 
 
-def cheapest_params(tuner: Tuner) -> dict[str, Any] | None:
+def cheapest_params(
+    tuner: Tuner, trials: list[TrialSummary] | None = None
+) -> dict[str, Any] | None:
     """With a cost model of the parameters (:attr:`Tuner.cost_of`, the frugal strategy's):
     the configuration predicted cheapest among the corners (bounds, grid values and choices)
     of the parameters that set a trial's cost (``model.*``, ``batch_size``, ``epochs``; the
     others at their first value). None without a cost model, when it cannot predict yet,
-    or beyond :data:`MAX_CORNERS` corners (the per-epoch rule decides then)."""
+    or beyond :data:`MAX_CORNERS` corners (the per-epoch rule decides then). ``trials``: as
+    just read, so that the corners do not each read them again."""
     cost_of = tuner.cost_of
     if cost_of is None:
         return None
@@ -108,7 +111,7 @@ def cheapest_params(tuner: Tuner) -> dict[str, Any] | None:
     best: tuple[float, dict[str, Any]] | None = None
     for values in itertools.product(*corners):
         candidate = {**fixed, **{p.name: v for p, v in zip(costly, values, strict=True)}}
-        energy_j = cost_of(candidate)
+        energy_j = cost_of(candidate, trials)
         if energy_j is None or not math.isfinite(energy_j):
             return None
         if best is None or energy_j < best[0]:

@@ -163,7 +163,7 @@ class ParallelTuning:
         self, planned: int, trials: list[TrialSummary], params: dict[str, Any] | None
     ) -> CostPrediction | None:
         cost_of = self.tuner.cost_of
-        predicted = cost_of(params) if params is not None and cost_of else None
+        predicted = cost_of(params, trials) if params is not None and cost_of else None
         return predict(planned, trials, self.tuner.calibration, predicted)
 
     def budget_stop(

@@ -151,8 +151,11 @@ class Tuner:
         #: or the spec's, one interface: :class:`._prune.EpochPruner`).
         self.pruner: EpochPruner = epoch_pruner(spec)
         self.calibration: Calibration | None = None
-        #: Predicted energy (J) of a trial's params (the frugal strategy's cost model).
-        self.cost_of: Callable[[dict[str, Any]], float | None] | None = None
+        #: Predicted energy (J) of a trial's params (the frugal strategy's cost model), given
+        #: the trials as just read (None: it reads them itself).
+        self.cost_of: (
+            Callable[[dict[str, Any], list[TrialSummary] | None], float | None] | None
+        ) = None
         self._store: StudyStore | None = None
         self._study: optuna.Study | None = None
         self._dataset: ImageDataset | None = None
@@ -246,7 +249,7 @@ class Tuner:
         """The predicted cost of a trial of ``planned_epochs`` (:func:`._planning.predict`);
         with ``params`` and a cost model (:attr:`cost_of`), the energy is that model's
         prediction for those params (CO2 and time scaled alike)."""
-        predicted = self.cost_of(params) if params is not None and self.cost_of else None
+        predicted = self.cost_of(params, trials) if params is not None and self.cost_of else None
         return predict(planned_epochs, trials, self.calibration, predicted)
 
     def budget_stop(
