@@ -153,9 +153,9 @@ class Tuner:
         self.calibration: Calibration | None = None
         #: Predicted energy (J) of a trial's params (the frugal strategy's cost model), given
         #: the trials as just read (None: it reads them itself).
-        self.cost_of: (
-            Callable[[dict[str, Any], list[TrialSummary] | None], float | None] | None
-        ) = None
+        self.cost_of: Callable[[dict[str, Any], list[TrialSummary] | None], float | None] | None = (
+            None
+        )
         self._store: StudyStore | None = None
         self._study: optuna.Study | None = None
         self._dataset: ImageDataset | None = None
