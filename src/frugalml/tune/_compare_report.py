@@ -73,10 +73,10 @@ def _table_rows(table: pd.DataFrame) -> list[list[str]]:
 
 
 def _fmt_ratio(row: Mapping[Any, Any]) -> str:
-    """``0.60 (0.41 to 0.98)``; ``-`` for a table written before the ratio was."""
-    ratio = float(row.get("median_ratio", math.nan))
-    low = float(row.get("ratio_ci_low", math.nan))
-    high = float(row.get("ratio_ci_high", math.nan))
+    """``0.60 (0.41 to 0.98)``; ``-`` when there is no ratio (a side without runs)."""
+    ratio = float(row["median_ratio"])
+    low = float(row["ratio_ci_low"])
+    high = float(row["ratio_ci_high"])
     if math.isnan(ratio):
         return "-"
     return f"{fmt_share(ratio)} ({fmt_share(low)} to {fmt_share(high)})"
