@@ -20,6 +20,14 @@ digits is in ``benchmarks/RESULTS.md``, "Tuning strategies"):
   showed it spending 88% of its trials at the cheapest batch size, where the best
   configurations are not. Candidates the remaining budget cannot afford score ``-inf``
   (all of them: the cheapest is proposed);
+- **local search around the best trial** (``local_share``, ``local_scale``): after the
+  start-up trials, that share of the asks (drawn with the sampler's seed) does not ask TPE
+  but perturbs the best completed trial: each numeric parameter moves by a normal step of
+  ``local_scale`` times its range (in log space where the parameter is log), rounded to
+  its step and kept in range; categorical parameters keep the best trial's choice. Near a
+  good configuration on digits the share of trials at the target was about three times
+  what TPE's proposals reached after its first good trial (``benchmarks/RESULTS.md``);
+  0 (the default) leaves every ask to TPE;
 - **pruning against the best curve** (:class:`BestCurvePruner`, ``prune_ratio``): a trial
   whose validation accuracy after epoch ``k`` is below ``prune_ratio`` times the best
   completed trial's accuracy after epoch ``k`` stops there.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,6 +65,11 @@ class FrugalSettings:
     cost_cooling: bool = False
     #: One joint density over all parameters (Optuna's ``multivariate=True``), or one each.
     multivariate: bool = True
+    #: Share of the asks after the start-up trials that perturb the best completed trial
+    #: instead of asking TPE (0: none).
+    local_share: float = 0.0
+    #: The perturbation's standard deviation, as a share of each numeric parameter's range.
+    local_scale: float = 0.04
 
     def __post_init__(self) -> None:
         from frugalml.errors import ConfigError
@@ -73,6 +87,19 @@ class FrugalSettings:
                 f"got {self.acquisition!r}",
                 fix="e.g. acquisition='ei_per_joule'",
             )
+        for name, high_open in (("local_share", False), ("local_scale", True)):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, float | int)
+                or not (0 <= value <= 1)
+                or (high_open and value == 0)
+            ):
+                raise ConfigError(
+                    f"FrugalSettings.{name} must be in {'(0, 1]' if high_open else '[0, 1]'}, "
+                    f"got {value!r}",
+                    fix=f"e.g. {name}={0.04 if high_open else 0.5}",
+                )
         ratio = self.prune_ratio
         if ratio is not None and not (isinstance(ratio, float | int) and 0 < ratio <= 1):
             raise ConfigError(
@@ -97,6 +124,12 @@ class FrugalSettings:
         ]
         if not self.multivariate:
             parts.append("one density per parameter")
+        if self.local_share > 0:
+            parts.append(
+                f"after the start-up trials {self.local_share:.0%} of the trials perturb the "
+                f"best completed one (steps of {self.local_scale:g} x each numeric range, "
+                "categorical choices kept)"
+            )
         if self.prune_ratio is not None:
             parts.append(
                 f"a trial below {self.prune_ratio:g} x the best completed trial's accuracy at "
@@ -115,13 +148,20 @@ _ACQUISITION_WORDS = {
 DEFAULT_SETTINGS = FrugalSettings()
 
 
+#: The frugal options a spec's strategy line may name, as :class:`FrugalSettings` fields.
+SPEC_OPTIONS = ("multivariate", "local_share")
+
+
 def frugal_settings(spec: TuneSpec | None = None) -> FrugalSettings:
     """The rules the frugal strategy applies (:data:`DEFAULT_SETTINGS`, with the
-    ``multivariate`` option of ``spec``'s strategy where it names one)."""
+    :data:`SPEC_OPTIONS` of ``spec``'s strategy where it names them)."""
     options = spec.strategy_options if spec is not None and spec.strategy == "frugal" else {}
-    if "multivariate" in options:
-        return dataclasses.replace(DEFAULT_SETTINGS, multivariate=bool(options["multivariate"]))
-    return DEFAULT_SETTINGS
+    named = {name: options[name] for name in SPEC_OPTIONS if name in options}
+    if "multivariate" in named:
+        named["multivariate"] = bool(named["multivariate"])
+    if "local_share" in named:
+        named["local_share"] = float(named["local_share"])
+    return dataclasses.replace(DEFAULT_SETTINGS, **named) if named else DEFAULT_SETTINGS
 
 
 def log_expected_improvement(log_ratio: Any, gamma: float) -> Any:
@@ -180,9 +220,29 @@ def _cost_aware_tpe(
 
     rules = settings or DEFAULT_SETTINGS
 
+    local = LocalSearch(rules.local_share, rules.local_scale, n_startup_trials, seed)
+
     class CostAwareTPESampler(optuna.samplers.TPESampler):
         _space: dict[str, Any]
         _n: int = 0
+
+        def sample_relative(
+            self, study: Any, trial: Any, search_space: dict[str, Any]
+        ) -> dict[str, Any]:
+            best = local.best_for(study, trial)
+            if best is None:
+                return super().sample_relative(study, trial, search_space)
+            return {
+                name: local.perturb(best.params[name], dist)
+                for name, dist in search_space.items()
+                if name in best.params
+            }
+
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            best = local.best_for(study, trial)
+            if best is None or name not in best.params:
+                return super().sample_independent(study, trial, name, dist)
+            return local.perturb(best.params[name], dist)
 
         def _sample_relative(
             self, study: Any, trial: Any, search_space: dict[str, Any]
@@ -265,6 +325,89 @@ def _per_joule(
             return -cost
         scored = np.where(affordable, scored, -np.inf)
     return scored
+
+
+#: The Optuna system attribute naming the trial a local-search trial perturbed.
+LOCAL_ATTR = "frugal_local_of"
+
+
+def _best_completed(study: Any) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial of a single-objective study (None: none yet, or several
+    objectives, where "best" is a front, not a trial)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.directions) != 1:
+        return None
+    trials = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+    completed: list[optuna.trial.FrozenTrial] = [
+        t for t in trials if t.value is not None and math.isfinite(t.value)
+    ]
+    if not completed:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return max(completed, key=lambda t: sign * float(t.value or 0.0))
+
+
+class LocalSearch:
+    """The local-search rule of the frugal sampler: which asks perturb the best completed
+    trial (a ``share`` of those after ``startup`` trials, drawn from a stream seeded with
+    ``seed``, apart from TPE's), and the perturbation (:func:`perturb`, ``scale``)."""
+
+    def __init__(self, share: float, scale: float, startup: int, seed: int) -> None:
+        self.share, self.scale, self.startup = share, scale, startup
+        self._rng = random.Random(seed)
+        self._best: dict[int, optuna.trial.FrozenTrial | None] = {}  # trial id -> its centre
+
+    def best_for(self, study: Any, trial: Any) -> optuna.trial.FrozenTrial | None:
+        """The trial ``trial`` perturbs (None: TPE proposes it), decided once a trial and
+        recorded as its :data:`LOCAL_ATTR` system attribute."""
+        if self.share <= 0:
+            return None
+        if trial._trial_id not in self._best:
+            self._best[trial._trial_id] = None
+            best = _best_completed(study)
+            if best is not None and self._started(study) and self._rng.random() < self.share:
+                self._best[trial._trial_id] = best
+                study._storage.set_trial_system_attr(trial._trial_id, LOCAL_ATTR, best.number)
+        return self._best[trial._trial_id]
+
+    def _started(self, study: Any) -> bool:
+        from optuna.trial import TrialState
+
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        return len(study._get_trials(deepcopy=False, states=states, use_cache=True)) >= (
+            self.startup
+        )
+
+    def perturb(self, value: Any, distribution: Any) -> Any:
+        return perturb(value, distribution, self.scale, self._rng)
+
+
+def perturb(value: Any, distribution: Any, scale: float, rng: random.Random) -> Any:
+    """``value`` moved by a normal step of ``scale`` times ``distribution``'s range (in log
+    space where it is log), rounded to its step and clipped to it; a categorical value, or
+    a distribution with one value, is returned as it is."""
+    import optuna
+
+    dists = optuna.distributions
+    if not isinstance(distribution, dists.FloatDistribution | dists.IntDistribution):
+        return value
+    low, high = float(distribution.low), float(distribution.high)
+    if high <= low:
+        return value
+    log = bool(distribution.log)
+    lo, hi, x = (math.log(low), math.log(high), math.log(value)) if log else (low, high, value)
+    x = min(max(x + rng.gauss(0.0, scale * (hi - lo)), lo), hi)
+    moved = math.exp(x) if log else x
+    step = distribution.step
+    if isinstance(distribution, dists.IntDistribution):
+        step = step or 1
+        moved = low + round((moved - low) / step) * step
+        return int(min(max(moved, low), high))
+    if step is not None:
+        moved = low + round((moved - low) / step) * step
+    return float(min(max(moved, low), high))
 
 
 def best_curve_pruner(ratio: float, last_step: int) -> optuna.pruners.BasePruner:

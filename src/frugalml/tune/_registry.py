@@ -223,18 +223,16 @@ def _nsga2(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sampler
 
 
 def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
-    import optuna
-
     from frugalml.meter import J_PER_KWH
     from frugalml.tune._frugal import _cost_aware_tpe, frugal_settings
 
     options = _options(spec, context)
-    options.pop("multivariate", None)  # in the settings
-    settings = frugal_settings(spec)
-    if context.predict_costs is None or context.remaining_j is None:
-        return optuna.samplers.TPESampler(seed=seed, multivariate=settings.multivariate, **options)
+    settings = frugal_settings(spec)  # the spec's frugal options, in the settings
     startup = int(options.get("n_startup_trials", 10))
     energy_kwh = spec.budget.energy_kwh
+    if context.predict_costs is None or context.remaining_j is None:
+        # no cost model (a sampler built outside a tuner): TPE with the other rules
+        return _cost_aware_tpe(seed, startup, lambda c: [None] * len(c), lambda: None, settings)
     return _cost_aware_tpe(
         seed,
         startup,
@@ -286,7 +284,7 @@ for _info in (
                  options=frozenset({"population_size"})),
     StrategyInfo("frugal", "multivariate TPE that predicts each configuration's energy and "
                  "skips what the budget cannot afford, with a best-curve pruner", _frugal,
-                 options=_STARTUP | {"multivariate"}, model_based=True,
+                 options=_STARTUP | {"multivariate", "local_share"}, model_based=True,
                  own_pruner=_frugal_pruner,
                  own_pruner_name="frugal", own_pruner_always=False),
     StrategyInfo("sha", "random sampling with successive halving over epochs", _random,

@@ -185,6 +185,15 @@ def _options(
         if option == "multivariate":
             if not isinstance(option_value, bool):
                 raise ConfigError(f"{where}.multivariate must be true or false", fix="true")
+        elif option == "local_share":
+            if isinstance(option_value, bool) or not (
+                isinstance(option_value, int | float) and 0 <= option_value <= 1
+            ):
+                raise ConfigError(
+                    f"{where}.local_share must be a number in [0, 1], got {option_value!r}",
+                    fix="e.g. local_share: 0.5 (half the trials after the start-up perturb the "
+                    "best one; 0: none)",
+                )
         elif option == "min_resource" and option_value == "auto":
             pass
         else:
