@@ -24,10 +24,10 @@ digits is in ``benchmarks/RESULTS.md``, "Tuning strategies"):
   start-up trials, that share of the asks (drawn with the sampler's seed) does not ask TPE
   but perturbs the best completed trial: each numeric parameter moves by a normal step of
   ``local_scale`` times its range (in log space where the parameter is log), rounded to
-  its step and kept in range; categorical parameters keep the best trial's choice. Near a
-  good configuration on digits the share of trials at the target was about three times
-  what TPE's proposals reached after its first good trial (``benchmarks/RESULTS.md``);
-  0 (the default) leaves every ask to TPE;
+  its step and kept in range; categorical parameters keep the best trial's choice. 0 (the
+  default) leaves every ask to TPE: on digits, 30 measured runs with 0.5 put 4.1% of the
+  local trials at the target against 5.1% of TPE's own, at more energy a trial
+  (``benchmarks/RESULTS.md``);
 - **pruning against the best curve** (:class:`BestCurvePruner`, ``prune_ratio``): a trial
   whose validation accuracy after epoch ``k`` is below ``prune_ratio`` times the best
   completed trial's accuracy after epoch ``k`` stops there.
@@ -41,6 +41,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from frugalml.tune._results import LOCAL_ATTR
 
 if TYPE_CHECKING:
     import optuna
@@ -327,10 +329,6 @@ def _per_joule(
     return scored
 
 
-#: The Optuna system attribute naming the trial a local-search trial perturbed.
-LOCAL_ATTR = "frugal_local_of"
-
-
 def _best_completed(study: Any) -> optuna.trial.FrozenTrial | None:
     """The best completed trial of a single-objective study (None: none yet, or several
     objectives, where "best" is a front, not a trial)."""
@@ -366,6 +364,8 @@ class LocalSearch:
             return None
         if trial._trial_id not in self._best:
             self._best[trial._trial_id] = None
+            if "fixed_params" in trial.system_attrs:  # a queued trial: its parameters are set
+                return None
             best = _best_completed(study)
             if best is not None and self._started(study) and self._rng.random() < self.share:
                 self._best[trial._trial_id] = best
@@ -405,8 +405,8 @@ def perturb(value: Any, distribution: Any, scale: float, rng: random.Random) -> 
         step = step or 1
         moved = low + round((moved - low) / step) * step
         return int(min(max(moved, low), high))
-    if step is not None:
-        moved = low + round((moved - low) / step) * step
+    if step is not None:  # on the step's grid, without the float residue of the sum
+        moved = round(low + round((moved - low) / step) * step, 12)
     return float(min(max(moved, low), high))
 
 

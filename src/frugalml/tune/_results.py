@@ -32,6 +32,9 @@ COUNTED_STATES = ("complete", "pruned", "failed")
 TRIALS_CSV = "tuning_trials.csv"
 #: The Optuna trial user attribute (one JSON object) in which the tuner records each trial.
 TRIAL_ATTR = "frugalml"
+#: The Optuna system attribute naming the trial a local-search trial of the frugal strategy
+#: perturbed (:class:`frugalml.tune._frugal.LocalSearch`).
+LOCAL_ATTR = "frugal_local_of"
 CSV_COLUMNS = (
     "number",
     "state",
@@ -51,6 +54,7 @@ CSV_COLUMNS = (
     "on_front",
     "store_trial_id",
     "error",
+    "perturbed_trial",
 )
 
 
@@ -88,6 +92,8 @@ class TrialSummary:
     #: The epochs' training windows alone (PePR's resource); ``energy_j`` is the whole trial
     #: window (model build, training, evaluation), which budgets count.
     train_energy_j: float = math.nan
+    #: The trial this one perturbed (frugal's local search), None where a sampler proposed it.
+    perturbed_trial: int | None = None
 
     @property
     def total_energy_j(self) -> float:
@@ -143,7 +149,12 @@ class TrialSummary:
             sampler_co2_g=float(sampler.get("co2_g") or 0.0),
             sampler_duration_s=float(sampler.get("duration_s") or 0.0),
             train_energy_j=_float(attrs.get("train_energy_j")),
+            perturbed_trial=_int_or_none(trial.system_attrs.get(LOCAL_ATTR)),
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def summarize_trials(study: optuna.Study) -> list[TrialSummary]:
@@ -251,6 +262,7 @@ def write_trials_csv(trials: Sequence[TrialSummary], path: Path) -> Path:
                     "on_front": t.number in on_front,
                     "store_trial_id": t.store_trial_id or "",
                     "error": t.error or "",
+                    "perturbed_trial": "" if t.perturbed_trial is None else t.perturbed_trial,
                 }
             )
     return path
