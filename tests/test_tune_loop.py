@@ -196,3 +196,35 @@ def test_the_cheapest_configuration_is_found_among_the_corners() -> None:
     assert cheapest_params(SimpleNamespace(spec=spec, cost_of=None)) is None  # type: ignore[arg-type]
     unknown = SimpleNamespace(spec=spec, cost_of=lambda params, trials: None)
     assert cheapest_params(unknown) is None  # type: ignore[arg-type]
+
+
+def test_epoch_events_read_no_trials_inside_the_trials_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the progress event after each epoch reuses what the trial's start read: nothing reads
+    # the whole study inside a trial's meter window, where its cost was booked as set-up
+    from frugalml.tune import Tuner
+
+    log: list[Any] = []
+    original = Tuner.trials
+
+    def counted(self: Any) -> Any:
+        log.append("read")
+        return original(self)
+
+    monkeypatch.setattr(Tuner, "trials", counted)
+    monkeypatch.setattr(Tuner, "_trials", counted)
+    spec = _spec(training={"epochs": 3, "batch_size": 32}, budget={"max_trials": 2})
+    run_tune(spec, tmp_path, threads=1, plot=False, on_event=log.append)
+    events = [e for e in log if e != "read"]
+    for number in (0, 1):
+        mine = [i for i, e in enumerate(log) if e != "read" and e.trial_number == number]
+        started = next(i for i in mine if log[i].kind == "trial_started")
+        epochs = [i for i in mine if log[i].kind == "epoch"]
+        assert len(epochs) == 3
+        assert "read" not in log[started : epochs[-1]]
+        # the same figures as the trial's start: its energy is booked when it ends
+        assert {(log[i].trials_done, log[i].energy_j) for i in epochs} == {
+            (log[started].trials_done, log[started].energy_j)
+        }
+    assert events[-1].kind == "finished" and events[-1].trials_done == 2

@@ -126,7 +126,9 @@ class TrialSummary:
                 TrialState.WAITING: "waiting",
             }.get(trial.state, trial.state.name.lower())
         params = attrs.get("params")
-        if not isinstance(params, dict):
+        if isinstance(params, dict):
+            params = dict(params)  # a copy: the trial may be Optuna's cached one
+        else:
             # a queued (waiting) trial has its parameters only as fixed_params
             params = dict(trial.params or trial.system_attrs.get("fixed_params") or {})
         sampler = attrs.get("sampler") or {}
@@ -158,8 +160,13 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def summarize_trials(study: optuna.Study) -> list[TrialSummary]:
-    """Every trial of ``study`` in order of its number."""
-    return [TrialSummary.from_frozen(t) for t in sorted(study.trials, key=lambda t: t.number)]
+    """Every trial of ``study`` in order of its number.
+
+    Reads the trials without Optuna's deep copy (:meth:`TrialSummary.from_frozen` copies
+    what it keeps): the tuner reads them before every trial and after every epoch, and the
+    copy was half of each read (``benchmarks/bench_trial_reads.py``)."""
+    trials = study.get_trials(deepcopy=False)
+    return [TrialSummary.from_frozen(t) for t in sorted(trials, key=lambda t: t.number)]
 
 
 def spent(trials: Sequence[TrialSummary]) -> tuple[float, float, float]:

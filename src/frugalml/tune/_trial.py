@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from frugalml.tune._record import TrialRecord, TuneState
-from frugalml.tune._results import TRIAL_ATTR
+from frugalml.tune._results import TRIAL_ATTR, TrialSummary
 from frugalml.tune._space import apply_params
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ class TuneTrial:
         )
         _forget_earlier_attempt(trial)
         self.record = TrialRecord()
+        self._at_start: list[TrialSummary] | None = None  # the study's trials, at start()
         self.completed_curves = [
             t.intermediate for t in tuner._trials() if t.state == "complete" and t.intermediate
         ]
@@ -179,6 +180,9 @@ class TuneTrial:
         self.tuner._emit(
             "epoch",
             f"trial {self.number} epoch {record['epoch']}: val accuracy {accuracy:.3f}",
+            # what the study holds is what it held when this trial started (a running
+            # trial's energy is booked when it ends): no read inside its meter window
+            trials=self._at_start,
             trial_number=self.number,
             epoch=int(record["epoch"]),
             epochs_planned=self.training.epochs,
@@ -210,8 +214,13 @@ class TuneTrial:
             **prediction_attrs(prediction),
         )
         self.record.write(self.trial)
+        self._at_start = self.tuner._trials()
         self.tuner._emit(
-            "trial_started", label, trial_number=self.number, epochs_planned=self.training.epochs
+            "trial_started",
+            label,
+            trials=self._at_start,
+            trial_number=self.number,
+            epochs_planned=self.training.epochs,
         )
 
     def run(

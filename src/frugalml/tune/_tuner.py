@@ -208,8 +208,17 @@ class Tuner:
             totals.append(self.spec.search_space.grid_size())
         return min(totals) if totals else None
 
-    def _emit(self, kind: str, message: str = "", **extra: Any) -> None:
-        trials = self._trials()
+    def _emit(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        trials: list[TrialSummary] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Send a progress event; ``trials``: the study's trials as just read (None: read
+        them now)."""
+        trials = self._trials() if trials is None else trials
         spent_j = self._spent(trials)[0]
         self.on_event(progress_event(kind, trials, self._total(), spent_j, message, **extra))
 
