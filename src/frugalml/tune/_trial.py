@@ -164,9 +164,8 @@ class TuneTrial:
         _forget_earlier_attempt(trial)
         self.record = TrialRecord()
         self._at_start: list[TrialSummary] | None = None  # the study's trials, at start()
-        self.completed_curves = [
-            t.intermediate for t in tuner._trials() if t.state == "complete" and t.intermediate
-        ]
+        #: The completed trials' learning curves, for the pruner (from start()'s read).
+        self.completed_curves: list[tuple[tuple[float, float], ...]] = []
 
     # -- per epoch --------------------------------------------------------------------------
     def on_epoch(self, record: dict[str, Any]) -> None:
@@ -215,6 +214,9 @@ class TuneTrial:
         )
         self.record.write(self.trial)
         self._at_start = self.tuner._trials()
+        self.completed_curves = [
+            t.intermediate for t in self._at_start if t.state == "complete" and t.intermediate
+        ]
         self.tuner._emit(
             "trial_started",
             label,
