@@ -104,6 +104,43 @@ def test_best_curve_pruner_by_hand() -> None:
     assert not pruner.prune(empty, empty._storage.get_trial(trial._trial_id))  # none completed
 
 
+def test_best_curve_pruner_reads_the_study_once_a_trial() -> None:
+    import optuna
+
+    study = _study(optuna.samplers.RandomSampler(seed=0))
+    pruner = best_curve_pruner(0.75, last_step=4)
+    first = study.ask()
+    first.report(0.80, 1)
+    study.tell(first, 0.90)
+    reads = []
+    get_trials = study.get_trials
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return get_trials(*args, **kwargs)
+
+    study.get_trials = counted  # type: ignore[method-assign]
+    running = study.ask()
+    frozen = lambda: study._storage.get_trial(running._trial_id)  # noqa: E731
+    running.report(0.70, 1)
+    assert not pruner.prune(study, frozen())  # 0.70 >= 0.75 x 0.80
+    # a better trial completes while this one runs (trials in flight): it counts from the
+    # next trial on, and the running trial's later epochs read nothing
+    better = study.ask()
+    better.report(0.99, 1)
+    better.report(0.99, 2)
+    study.tell(better, 0.99)
+    running.report(0.70, 2)
+    assert not pruner.prune(study, frozen())  # the first trial has no step 2
+    running.report(0.70, 3)
+    assert not pruner.prune(study, frozen())
+    assert len(reads) == 1
+    after = study.ask()
+    after.report(0.70, 1)  # below 0.75 x 0.99 of the better trial, now the reference
+    assert pruner.prune(study, study._storage.get_trial(after._trial_id))
+    assert len(reads) == 2
+
+
 def test_the_frugal_strategy_brings_its_best_curve_pruner() -> None:
     from pathlib import Path
 

@@ -412,3 +412,28 @@ def test_successive_halving_pruner_runs(tmp_path: Path) -> None:
     pruned = [t for t in outcome.trials if t.state == "pruned"]
     assert pruned, [(t.params, t.state) for t in outcome.trials]
     assert all(t.params["lr"] == 1e-6 for t in pruned)
+
+
+def test_the_overhead_is_read_once_and_again_only_after_it_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import frugalml.tune._tuner as tuner_module
+    from frugalml.tune._planning import overhead_of
+
+    reads: list[int] = []
+
+    def counted(study: Any) -> tuple[float, float, float]:
+        reads.append(1)
+        return overhead_of(study)
+
+    monkeypatch.setattr(tuner_module, "overhead_of", counted)
+    spec = _spec(strategy="random", budget={"max_trials": 3, "energy_kwh": 1.0})
+    outcome = _run(spec, tmp_path)
+    assert len(outcome.trials) == 3
+    # calibration and warm-up each add to it (one read after each); the stop checks and
+    # progress events of the three trials read nothing (about 7 reads a trial before)
+    assert len(reads) <= 3
+    # what the run reports is what the study records
+    assert outcome.overhead_energy_j == pytest.approx(overhead_of(load_study(tmp_path))[0])
+    assert outcome.calibration is not None
+    assert outcome.overhead_energy_j >= outcome.calibration.spent_energy_j > 0

@@ -420,7 +420,28 @@ def best_curve_pruner(ratio: float, last_step: int) -> optuna.pruners.BasePruner
         """Prune a trial whose value after step ``k`` is below ``ratio`` times the value
         after step ``k`` of the best completed trial (maximising; never at a step the best
         trial did not report, nor before one trial completed; only when maximising one
-        objective)."""
+        objective). The best trial is looked up at a trial's first report and kept for its
+        later epochs: one read of the study a trial, not one an epoch (the later reads fell
+        inside the trial's meter window). With trials in flight, one that completes
+        meanwhile counts from the next trial on."""
+
+        def __init__(self) -> None:
+            self._best_for: tuple[tuple[str, int], dict[int, float] | None] | None = None
+
+        def _reference(self, study: optuna.Study, number: int) -> dict[int, float] | None:
+            """The best completed trial's curve (None: none completed), as of ``number``'s
+            first report."""
+            key = (study.study_name, number)
+            if self._best_for is not None and self._best_for[0] == key:
+                return self._best_for[1]
+            completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            completed = [t for t in completed if t.value is not None]
+            curve = None
+            if completed:
+                best = max(completed, key=lambda t: float(t.value or 0.0))
+                curve = dict(best.intermediate_values)
+            self._best_for = (key, curve)
+            return curve
 
         def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
             step = trial.last_step
@@ -428,12 +449,10 @@ def best_curve_pruner(ratio: float, last_step: int) -> optuna.pruners.BasePruner
                 return False
             if study.directions != [optuna.study.StudyDirection.MAXIMIZE]:
                 return False
-            completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            completed = [t for t in completed if t.value is not None]
-            if not completed:
+            curve = self._reference(study, trial.number)
+            if curve is None:
                 return False
-            best = max(completed, key=lambda t: float(t.value or 0.0))
-            reference = best.intermediate_values.get(step)
+            reference = curve.get(step)
             value = trial.intermediate_values.get(step)
             if reference is None or value is None or not math.isfinite(value):
                 return False

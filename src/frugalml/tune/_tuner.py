@@ -158,6 +158,9 @@ class Tuner:
         )
         self._store: StudyStore | None = None
         self._study: optuna.Study | None = None
+        #: The study's recorded overhead as last read or written by this tuner (None: read
+        #: it). Only this process writes it while it holds the directory's lock.
+        self._overhead_read: tuple[optuna.Study | None, tuple[float, float, float]] | None = None
         self._dataset: ImageDataset | None = None
 
     @property
@@ -185,12 +188,19 @@ class Tuner:
     _trials = trials
 
     def _overhead(self) -> tuple[float, float, float]:
-        return overhead_of(self._study)
+        """The overhead recorded on the study (a study attribute, read once and again only
+        after this tuner adds to it or opens another study)."""
+        cached = self._overhead_read
+        if cached is None or cached[0] is not self._study:
+            cached = (self._study, overhead_of(self._study))
+            self._overhead_read = cached
+        return cached[1]
 
     def _add_overhead(
         self, energy_j: float, co2_g: float, duration_s: float, what: str = "calibration"
     ) -> None:
         add_overhead(self.study, energy_j, co2_g, duration_s, what)
+        self._overhead_read = None
 
     def spent_total(self, trials: list[TrialSummary]) -> tuple[float, float, float]:
         """J, g and s spent: ``trials`` (their sampler work included) plus the overhead."""
