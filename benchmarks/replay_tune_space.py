@@ -194,12 +194,15 @@ def _strategy(
         return optuna.samplers.RandomSampler(seed=seed), nop
     startup = startup_of(spec, name, affordable, overrides if name == "frugal" else {})
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), nop
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=startup, constant_liar=False
+        ), nop
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup), nop
     if name == "frugal":
         rules = FrugalSettings(**{k: v for k, v in overrides.items() if k != "startup"})
-        sampler = _cost_aware_tpe(seed, startup, costs, left, rules)
+        # one trial at a time, as a tuner runs them: no constant liar (the same proposals)
+        sampler = _cost_aware_tpe(seed, startup, costs, left, rules, constant_liar=False)
         epochs = spec.training.epochs
         pruner = best_curve_pruner(rules.prune_ratio, epochs) if rules.prune_ratio else nop
         return sampler, pruner

@@ -142,6 +142,8 @@ def test_frugal_run_predicts_costs_and_keeps_to_the_energy_budget(tmp_path: Path
     assert "energy budget" in outcome.stop_reason  # the budget, not max_trials, stopped it
     ran = [t for t in outcome.trials if t.counted]
     assert len(ran) >= 4
+    # one trial at a time: TPE samples from its ask's one read (no constant liar)
+    assert tuner.study.sampler._constant_liar is False  # type: ignore[attr-defined]
     # the invariant the loop keeps: a trial starts only when what is spent (calibration and
     # every earlier trial, sampler work included) plus its predicted cost fits the budget
     attrs = {t.number: t.user_attrs.get(TRIAL_ATTR) or {} for t in tuner.study.trials}

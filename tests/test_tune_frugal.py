@@ -246,3 +246,66 @@ def test_expected_improvement_uses_the_cost_only_as_a_constraint() -> None:
     assert proposals(_cost_aware_tpe(0, 4, cost, lambda: 1.0, univariate)) == proposals(
         optuna.samplers.TPESampler(seed=0, n_startup_trials=4, multivariate=False)
     )
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+def test_one_trial_at_a_time_tpe_reads_the_trials_once_an_ask_and_decides_the_same(
+    multivariate: bool,
+) -> None:
+    import optuna
+
+    space = {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+        "batch_size": optuna.distributions.CategoricalDistribution([16, 32, 64]),
+        "width": optuna.distributions.IntDistribution(4, 16),
+    }
+    rules = FrugalSettings(multivariate=multivariate, prune_ratio=None)
+
+    def run(sampler: Any) -> tuple[list[dict[str, Any]], list[int]]:
+        study = _study(sampler)
+        storage = study._storage
+        get_all = storage.get_all_trials
+        reads: list[int] = [0]
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            reads[-1] += 1
+            return get_all(*args, **kwargs)
+
+        storage.get_all_trials = counted
+        chosen, per_ask = [], []
+        for number in range(12):
+            reads[-1] = 0
+            trial = study.ask(space)
+            if number >= 4:  # after the start-up trials
+                per_ask.append(reads[-1])
+            chosen.append(dict(trial.params))
+            lr, width = trial.params["lr"], trial.params["width"]
+            study.tell(trial, -abs(math.log10(lr) + 2) + width / 100)
+        return chosen, per_ask
+
+    def frugal(constant_liar: bool) -> Any:
+        costs = lambda c: [1.0] * len(c)  # noqa: E731
+        return _cost_aware_tpe(0, 4, costs, lambda: None, rules, constant_liar=constant_liar)
+
+    _, optunas_own = run(optuna.samplers.RandomSampler(seed=0))  # its look for waiting trials
+    liar, liar_reads = run(frugal(True))
+    alone, alone_reads = run(frugal(False))
+    assert alone == liar  # one trial at a time nothing else runs: the same proposals
+    # the ask's one read, every parameter sampled from it
+    assert [a - o for a, o in zip(alone_reads, optunas_own, strict=True)] == [1] * 8
+    # the liar reads afresh: once a parameter (univariate), once more (multivariate)
+    assert min(r - o for r, o in zip(liar_reads, optunas_own, strict=True)) == (
+        2 if multivariate else 1 + len(space)
+    )
+
+
+def test_the_tuner_turns_the_liar_off_only_when_trials_run_one_at_a_time() -> None:
+    from pathlib import Path
+
+    from frugalml.tune import TuneSpec, make_sampler
+
+    spec = TuneSpec.from_yaml(Path(__file__).parent.parent / "examples" / "compare_digits.yaml")
+    for strategy in ("tpe", "frugal"):
+        chosen = spec.replace(strategy=strategy)
+        samplers = [make_sampler(chosen, 0, in_flight=n) for n in (None, 1, 2)]
+        assert [s._constant_liar for s in samplers] == [True, False, True]  # type: ignore[attr-defined]

@@ -201,6 +201,7 @@ def _cost_aware_tpe(
     costs_and_left: (
         Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
     ) = None,
+    constant_liar: bool = True,
 ) -> optuna.samplers.TPESampler:
     """TPE with the frugal rules of ``settings`` (the module docstring).
 
@@ -210,6 +211,8 @@ def _cost_aware_tpe(
     ``budget_j`` (the energy budget, J) scales the cost term under ``cost_cooling``.
     ``costs_and_left`` (candidates -> their predicted J and the J left, from one read of
     the trials) replaces the two calls to ``predict_costs`` and ``remaining_j`` per ask.
+    ``constant_liar=False`` (trials run one at a time) lets TPE sample every parameter
+    from the ask's one read of the trials instead of reading them afresh for each.
     """
 
     def score_inputs(candidates: list[dict[str, Any]]) -> tuple[list[float | None], float | None]:
@@ -295,6 +298,7 @@ def _cost_aware_tpe(
         n_startup_trials=n_startup_trials,
         multivariate=rules.multivariate,
         n_ei_candidates=rules.candidates,
+        constant_liar=constant_liar,
     )
 
 

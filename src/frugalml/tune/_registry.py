@@ -54,6 +54,16 @@ class SamplerContext:
     costs_and_left: (
         Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
     ) = None
+    #: Trials that can be running while the sampler asks (None: not known). TPE lies about
+    #: running trials (Optuna's constant liar) only when this may exceed 1: the liar reads
+    #: every trial afresh for each parameter it samples, where one at a time it samples
+    #: from the one read the ask already made, and decides the same.
+    in_flight: int | None = None
+
+    @property
+    def constant_liar(self) -> bool:
+        """Whether TPE should count running trials as bad ones (trials may be in flight)."""
+        return self.in_flight is None or self.in_flight > 1
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,9 @@ def _options(spec: TuneSpec, context: SamplerContext) -> dict[str, Any]:
 def _tpe(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, **_options(spec, context))
+    return optuna.samplers.TPESampler(
+        seed=seed, constant_liar=context.constant_liar, **_options(spec, context)
+    )
 
 
 def _gp(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.samplers.BaseSampler:
@@ -232,7 +244,14 @@ def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sample
     energy_kwh = spec.budget.energy_kwh
     if context.predict_costs is None or context.remaining_j is None:
         # no cost model (a sampler built outside a tuner): TPE with the other rules
-        return _cost_aware_tpe(seed, startup, lambda c: [None] * len(c), lambda: None, settings)
+        return _cost_aware_tpe(
+            seed,
+            startup,
+            lambda c: [None] * len(c),
+            lambda: None,
+            settings,
+            constant_liar=context.constant_liar,
+        )
     return _cost_aware_tpe(
         seed,
         startup,
@@ -241,6 +260,7 @@ def _frugal(spec: TuneSpec, seed: int, context: SamplerContext) -> optuna.sample
         settings,
         budget_j=None if energy_kwh is None else energy_kwh * J_PER_KWH,
         costs_and_left=context.costs_and_left,
+        constant_liar=context.constant_liar,
     )
 
 

@@ -105,6 +105,7 @@ def make_sampler(
     costs_and_left: (
         Callable[[list[dict[str, Any]]], tuple[list[float | None], float | None]] | None
     ) = None,
+    in_flight: int | None = None,
 ) -> optuna.samplers.BaseSampler:
     """The sampler of ``spec.strategy`` seeded with ``seed``.
 
@@ -115,6 +116,8 @@ def make_sampler(
     limit; ``costs_and_left``: both from one read of the trials); without them it is plain
     multivariate TPE. ``sha`` and ``hyperband`` sample at
     random; their pruner (:func:`make_pruner`) does the multi-fidelity work over epochs.
+    ``in_flight``: the trials that can run at once (None: not known); TPE (tpe, frugal)
+    counts running trials as bad ones (Optuna's constant liar) unless it is 1.
     """
     startup, _ = startup_trials(spec, affordable_trials)
     context = SamplerContext(
@@ -123,6 +126,7 @@ def make_sampler(
         predict_costs=predict_costs,
         remaining_j=remaining_j,
         costs_and_left=costs_and_left,
+        in_flight=in_flight,
     )
     return get_strategy(spec.strategy).build(spec, seed, context)
 
@@ -153,6 +157,7 @@ def configure_search(tuner: Tuner, seed: int) -> list[str]:
         predict_costs=costs.predict_candidates,
         remaining_j=costs.remaining_j,
         costs_and_left=costs.costs_and_left,
+        in_flight=tuner.parallel,
     )
     notes = [startup_trials(spec, affordable)[1]]
     if spec.strategy == "frugal":

@@ -317,7 +317,9 @@ class Tuner:
         self._study, storage_file = load_or_create_study(
             self.out_dir, spec.name, spec.directions, pruner=make_pruner(spec)
         )
-        self.study.sampler = make_sampler(spec, self._sampler_seed(len(self.study.trials)))
+        self.study.sampler = make_sampler(
+            spec, self._sampler_seed(len(self.study.trials)), in_flight=self.parallel
+        )
         self._store = StudyStore(self.out_dir)
         notes: list[str] = []
         previous = self.study.user_attrs.get("strategy")
