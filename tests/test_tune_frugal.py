@@ -299,7 +299,7 @@ def test_one_trial_at_a_time_tpe_reads_the_trials_once_an_ask_and_decides_the_sa
     )
 
 
-def test_the_tuner_turns_the_liar_off_only_when_trials_run_one_at_a_time() -> None:
+def test_make_sampler_turns_the_liar_off_only_when_trials_run_one_at_a_time() -> None:
     from pathlib import Path
 
     from frugalml.tune import TuneSpec, make_sampler
